@@ -1,0 +1,1 @@
+"""Shared leaf of tidings: settings, job model, events, errors, logging, database access."""

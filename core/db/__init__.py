@@ -1,0 +1,1 @@
+"""Postgres access: the pool, and one module of named statements per table."""

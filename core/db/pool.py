@@ -1,0 +1,64 @@
+"""The asyncpg pool, with JSON codecs, and the boundary where driver errors become ours."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+from core import serialization
+from core.errors import Unavailable
+
+# Errors that mean "the database is not reachable now", as opposed to a bad statement.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError,
+)
+
+Pool = asyncpg.Pool
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            name,
+            encoder=serialization.dumps_str,
+            decoder=serialization.loads,
+            schema="pg_catalog",
+        )
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> Pool:
+    """Open a pool whose json/jsonb columns read and write Python values."""
+    try:
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            init=_init_connection,
+            command_timeout=30,
+        )
+    except CONNECTION_ERRORS as exc:
+        raise Unavailable(f"postgres is unreachable: {exc.__class__.__name__}") from exc
+    assert pool is not None
+    return pool
+
+
+@asynccontextmanager
+async def unavailable_on_connection_error() -> AsyncIterator[None]:
+    """Turn a lost or refused database connection into `Unavailable`."""
+    try:
+        yield
+    except CONNECTION_ERRORS as exc:
+        raise Unavailable(f"postgres is unreachable: {exc.__class__.__name__}") from exc
+
+
+def record_dict(record: Any) -> dict[str, Any]:
+    """A plain dict of an asyncpg record."""
+    return dict(record.items())

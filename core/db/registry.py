@@ -1,0 +1,50 @@
+"""Named statements on `tasks` and `workers`: what workers offer and who is alive."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+UPSERT_TASK = """
+INSERT INTO tasks (name, queue, args_schema, defaults, description, updated_at)
+VALUES ($1, $2, $3, $4, $5, now())
+ON CONFLICT (name) DO UPDATE SET
+    queue = EXCLUDED.queue, args_schema = EXCLUDED.args_schema,
+    defaults = EXCLUDED.defaults, description = EXCLUDED.description, updated_at = now()
+"""
+
+GET_TASK = "SELECT * FROM tasks WHERE name = $1"
+LIST_TASKS = "SELECT * FROM tasks ORDER BY name"
+
+REGISTER_WORKER = """
+INSERT INTO workers (id, hostname, pid, queues, concurrency)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()
+"""
+HEARTBEAT = "UPDATE workers SET heartbeat_at = now() WHERE id = $1"
+DEREGISTER_WORKER = "DELETE FROM workers WHERE id = $1"
+LIST_WORKERS = "SELECT * FROM workers ORDER BY started_at"
+
+
+async def upsert_tasks(
+    conn: asyncpg.Connection | asyncpg.Pool, rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """Record each (name, queue, args_schema, defaults, description) in the registry."""
+    await conn.executemany(UPSERT_TASK, rows)
+
+
+async def get_task(conn: asyncpg.Connection | asyncpg.Pool, name: str) -> asyncpg.Record | None:
+    """One task's registry row, or None."""
+    return await conn.fetchrow(GET_TASK, name)
+
+
+async def list_tasks(conn: asyncpg.Connection | asyncpg.Pool) -> list[asyncpg.Record]:
+    """Every registered task."""
+    return list(await conn.fetch(LIST_TASKS))
+
+
+async def list_workers(conn: asyncpg.Connection | asyncpg.Pool) -> list[asyncpg.Record]:
+    """Every registered worker, oldest first."""
+    return list(await conn.fetch(LIST_WORKERS))

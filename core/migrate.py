@@ -1,0 +1,88 @@
+"""Apply numbered SQL migrations, each once, each in its own transaction, under a lock.
+
+The advisory lock serialises every process that starts at once (servers and workers all
+call `migrate` on start), so each file is applied exactly once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+# Any fixed 64-bit number shared by every tidings process; spells "tidings".
+MIGRATION_LOCK_ID = 0x7469_6469_6E67_73
+
+_FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+CREATE_LEDGER = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+class MigrationError(RuntimeError):
+    """The migrations folder holds something the runner cannot apply safely."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    path: Path
+
+    @property
+    def sql(self) -> str:
+        return self.path.read_text()
+
+
+def discover(directory: Path) -> list[Migration]:
+    """Every `NNNN_name.sql` file in `directory`, in version order; duplicates are an error."""
+    found: dict[int, Migration] = {}
+    for path in sorted(directory.glob("*.sql")):
+        match = _FILE_NAME.match(path.name)
+        if match is None:
+            raise MigrationError(f"{path.name}: migration files are named NNNN_name.sql")
+        version = int(match.group(1))
+        if version in found:
+            raise MigrationError(f"{path.name}: version {version} is used twice")
+        found[version] = Migration(version, match.group(2), path)
+    return [found[v] for v in sorted(found)]
+
+
+async def migrate(conn: asyncpg.Connection, directory: Path) -> list[Migration]:
+    """Apply every migration not yet recorded; returns the ones this call applied."""
+    pending = discover(directory)
+    applied: list[Migration] = []
+    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_ID)
+    try:
+        await conn.execute(CREATE_LEDGER)
+        done = {row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")}
+        for migration in pending:
+            if migration.version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(migration.sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                    migration.version,
+                    migration.name,
+                )
+            applied.append(migration)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_ID)
+    return applied
+
+
+async def migrate_url(database_url: str, directory: Path) -> list[Migration]:
+    """Connect to `database_url`, migrate, and disconnect."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        return await migrate(conn, directory)
+    finally:
+        await conn.close()

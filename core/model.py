@@ -1,0 +1,103 @@
+"""The job model: statuses, event kinds, and the public JSON shape of jobs and events."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class Status(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class EventKind(StrEnum):
+    QUEUED = "queued"
+    STARTED = "started"
+    PROGRESS = "progress"
+    LOG = "log"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    REQUEUED = "requeued"
+
+
+TERMINAL_STATUSES = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
+TERMINAL_KINDS = frozenset({EventKind.SUCCEEDED, EventKind.FAILED, EventKind.CANCELLED})
+
+
+def iso(value: datetime | None) -> str | None:
+    """Render a timestamp as ISO 8601 in UTC, or None."""
+    return value.astimezone(UTC).isoformat() if value is not None else None
+
+
+def progress_json(row: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:
+    """The progress block of a job: current, total, fraction, message and an ETA while running."""
+    current, total = row["progress_current"], row["progress_total"]
+    fraction = None
+    if current is not None and total:
+        fraction = max(0.0, min(1.0, current / total))
+    eta_s = None
+    started = row["started_at"]
+    if fraction and row["status"] == Status.RUNNING and started is not None and fraction < 1:
+        elapsed = ((now or datetime.now(UTC)) - started).total_seconds()
+        eta_s = round(elapsed * (1 - fraction) / fraction, 3)
+    return {
+        "current": current,
+        "total": total,
+        "fraction": fraction,
+        "message": row["progress_message"],
+        "eta_s": eta_s,
+    }
+
+
+def job_json(row: Mapping[str, Any], base_url: str = "") -> dict[str, Any]:
+    """The public JSON of a job row."""
+    job_id = str(row["id"])
+    return {
+        "id": job_id,
+        "task": row["task"],
+        "args": row["args"],
+        "queue": row["queue"],
+        "priority": row["priority"],
+        "status": row["status"],
+        "attempt": row["attempt"],
+        "max_attempts": row["max_attempts"],
+        "timeout_s": row["timeout_s"],
+        "progress": progress_json(row),
+        "result": row["result"],
+        "error": row["error"],
+        "worker_id": row["worker_id"],
+        "created_at": iso(row["created_at"]),
+        "run_at": iso(row["run_at"]),
+        "started_at": iso(row["started_at"]),
+        "finished_at": iso(row["finished_at"]),
+        "updated_at": iso(row["updated_at"]),
+        "links": {
+            "self": f"{base_url}/jobs/{job_id}",
+            "events": f"{base_url}/jobs/{job_id}/events",
+        },
+    }
+
+
+def event_json(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The public JSON of one job event, as stored, published and streamed."""
+    return {
+        "job_id": str(row["job_id"]),
+        "seq": row["seq"],
+        "kind": row["kind"],
+        "status": row["status"],
+        "attempt": row["attempt"],
+        "current": row["progress_current"],
+        "total": row["progress_total"],
+        "message": row["message"],
+        "data": row["data"],
+        "at": iso(row["at"]),
+    }

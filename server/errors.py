@@ -1,0 +1,71 @@
+"""Every error leaves the server as JSON `{error: {code, message, details?}}`, never a trace."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from redis.exceptions import RedisError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from core.db.pool import CONNECTION_ERRORS
+from core.errors import TidingsError, Unavailable
+
+log = structlog.get_logger("tidings.server")
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 400: "malformed_request"}
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """The JSON error body every failure uses."""
+    body: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        body["details"] = details
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+async def tidings_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, TidingsError)
+    headers = None
+    if isinstance(exc, Unavailable):
+        headers = {"Retry-After": str(exc.retry_after_s)}
+    return error_response(exc.status, exc.code, exc.message, exc.details, headers)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+
+async def backend_unavailable(request: Request, exc: Exception) -> Response:
+    which = "redis" if isinstance(exc, RedisError) else "postgres"
+    log.warning("backend.unavailable", backend=which, error=repr(exc), path=request.url.path)
+    return error_response(
+        503,
+        "unavailable",
+        f"{which} is unreachable; try again shortly",
+        headers={"Retry-After": str(Unavailable.retry_after_s)},
+    )
+
+
+async def unexpected_error(request: Request, exc: Exception) -> Response:
+    log.exception("request.crashed", path=request.url.path, method=request.method)
+    return error_response(500, "internal", "internal error")
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    TidingsError: tidings_error,
+    HTTPException: http_error,
+    RedisError: backend_unavailable,
+    **dict.fromkeys(CONNECTION_ERRORS, backend_unavailable),
+    Exception: unexpected_error,
+}

@@ -1,0 +1,66 @@
+"""`/jobs/{id}/events`: a job's events as a live SSE stream, or its history as JSON."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from core import serialization
+from core.db import events
+from core.errors import Unprocessable
+from core.model import event_json
+from server.routes.jobs import load_job
+from server.state import state_of
+from server.streams import replay_then_follow
+
+
+def resume_after(request: Request) -> int:
+    """The seq a client has seen: `Last-Event-ID` header, else `?after=`, else 0."""
+    for field, raw in (
+        ("Last-Event-ID", request.headers.get("last-event-id")),
+        ("after", request.query_params.get("after")),
+    ):
+        if raw is None:
+            continue
+        if not raw.isdigit() or len(raw) > 9:
+            raise Unprocessable(
+                f"{field} must be a non-negative event seq",
+                {"field": field, "reason": f"got {raw!r}"},
+                code="invalid_query",
+            )
+        return int(raw)
+    return 0
+
+
+def wants_json(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/event-stream" not in accept
+
+
+async def job_events(request: Request) -> Response:
+    """GET /jobs/{id}/events: SSE (subscribe, replay, follow) or, for JSON clients, history."""
+    state = state_of(request)
+    job = await load_job(state, request.path_params["job_id"])
+    after = resume_after(request)
+    if wants_json(request):
+        rows = await events.events_after(state.pool, job["id"], after)
+        return JSONResponse({"events": [event_json(row) for row in rows]})
+
+    async def stream() -> AsyncIterator[ServerSentEvent]:
+        async for event in replay_then_follow(state.pool, state.hub, job["id"], after):
+            yield ServerSentEvent(
+                data=serialization.dumps_str(event), event=event["kind"], id=str(event["seq"])
+            )
+
+    return EventSourceResponse(
+        stream(),
+        ping=state.settings.keepalive_s,
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+routes = [Route("/jobs/{job_id}/events", job_events, methods=["GET"])]

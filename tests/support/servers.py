@@ -1,0 +1,156 @@
+"""Starting the real server and worker for tests: in this event loop, or as processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field, fields
+
+import uvicorn
+
+from core.settings import PROJECT_ROOT, Settings
+from server.app import create_app
+from worker.app import run_worker
+
+START_TIMEOUT_S = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class ServerHandle:
+    url: str
+
+
+@dataclass
+class WorkerHandle:
+    stop: asyncio.Event
+
+
+@asynccontextmanager
+async def start_server(settings: Settings) -> AsyncIterator[ServerHandle]:
+    """Serve `create_app(settings)` with uvicorn inside the running loop."""
+    port = free_port()
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=port, log_config=None, access_log=False
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    async with asyncio.timeout(START_TIMEOUT_S):
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+    try:
+        yield ServerHandle(f"http://127.0.0.1:{port}")
+    finally:
+        server.should_exit = True
+        await task
+
+
+@asynccontextmanager
+async def start_worker(settings: Settings) -> AsyncIterator[WorkerHandle]:
+    """Run a worker inside the running loop until the block ends."""
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(run_worker(settings, stop, ready))
+    ready_wait = asyncio.create_task(ready.wait())
+    async with asyncio.timeout(START_TIMEOUT_S):
+        await asyncio.wait([task, ready_wait], return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        ready_wait.cancel()
+        task.result()
+    try:
+        yield WorkerHandle(stop)
+    finally:
+        stop.set()
+        await task
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes a child process read `settings`."""
+    env = dict(os.environ)
+    for item in fields(settings):
+        value = getattr(settings, item.name)
+        text = ",".join(value) if isinstance(value, tuple) else str(value)
+        env[f"TIDINGS_{item.name.upper()}"] = text
+    env["PYTHONPATH"] = str(PROJECT_ROOT)
+    return env
+
+
+@dataclass
+class Process:
+    """A child `python -m server|worker` whose stderr is read line by line."""
+
+    proc: asyncio.subprocess.Process
+    lines: list[str] = field(default_factory=list)
+    _seen: asyncio.Condition = field(default_factory=asyncio.Condition)
+    _reader: asyncio.Task[None] | None = None
+    _eof: bool = False
+
+    async def _read(self) -> None:
+        assert self.proc.stderr is not None
+        async for raw in self.proc.stderr:
+            async with self._seen:
+                self.lines.append(raw.decode(errors="replace").rstrip())
+                self._seen.notify_all()
+        async with self._seen:
+            self._eof = True
+            self._seen.notify_all()
+
+    async def wait_for_line(self, needle: str, timeout: float = START_TIMEOUT_S) -> str:
+        """The first stderr line containing `needle`; fails if the process exits first."""
+        async with asyncio.timeout(timeout), self._seen:
+            while True:
+                for line in self.lines:
+                    if needle in line:
+                        return line
+                if self._eof:
+                    raise RuntimeError(f"process exited before {needle!r}:\n" + self.output)
+                await self._seen.wait()
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def signal(self, sig: signal.Signals) -> None:
+        with suppress(ProcessLookupError):
+            self.proc.send_signal(sig)
+
+    async def stop(self, timeout: float = 20.0) -> int:
+        """SIGTERM, then wait; SIGKILL if it does not exit in time."""
+        self.signal(signal.SIGTERM)
+        try:
+            async with asyncio.timeout(timeout):
+                code = await self.proc.wait()
+        except TimeoutError:
+            self.signal(signal.SIGKILL)
+            code = await self.proc.wait()
+        if self._reader is not None:
+            await self._reader
+        return code
+
+
+async def spawn(module: str, settings: Settings) -> Process:
+    """Start `python -m module` configured by `settings`."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        module,
+        env=settings_env(settings),
+        cwd=PROJECT_ROOT,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    process = Process(proc)
+    process._reader = asyncio.create_task(process._read())
+    return process

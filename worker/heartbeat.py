@@ -1,0 +1,66 @@
+"""The worker's row in `workers`: registered at start, touched every period, removed at stop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Sequence
+
+import asyncpg
+import structlog
+
+from core.db import registry
+from core.db.pool import CONNECTION_ERRORS
+
+log = structlog.get_logger("tidings.heartbeat")
+
+
+class Heartbeat:
+    """Keeps this worker visibly alive in Postgres, every `period_s` seconds."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        worker_id: str,
+        *,
+        queues: Sequence[str],
+        concurrency: int,
+        period_s: float,
+    ) -> None:
+        self._pool = pool
+        self.worker_id = worker_id
+        self._queues = list(queues)
+        self._concurrency = concurrency
+        self._period_s = period_s
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Register the worker, then beat in the background."""
+        await self._pool.execute(
+            registry.REGISTER_WORKER,
+            self.worker_id,
+            socket.gethostname(),
+            os.getpid(),
+            self._queues,
+            self._concurrency,
+        )
+        self._task = asyncio.create_task(self._beat(), name="tidings-heartbeat")
+
+    async def stop(self) -> None:
+        """Stop beating and remove the worker's row."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        try:
+            await self._pool.execute(registry.DEREGISTER_WORKER, self.worker_id)
+        except CONNECTION_ERRORS as exc:
+            log.warning("heartbeat.deregister_failed", error=repr(exc))
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self._period_s)
+            try:
+                await self._pool.execute(registry.HEARTBEAT, self.worker_id)
+            except CONNECTION_ERRORS as exc:
+                log.warning("heartbeat.failed", error=repr(exc))

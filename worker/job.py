@@ -1,0 +1,63 @@
+"""`Job`: what a running task sees of itself, and how it reports progress."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+
+from core.db import jobs
+from worker.reporter import Reporter
+
+
+class Job:
+    """The running attempt of one job: identity, deadline, progress and log reporting."""
+
+    def __init__(
+        self,
+        *,
+        id: uuid.UUID,
+        task: str,
+        attempt: int,
+        queue: str,
+        timeout_s: float,
+        reporter: Reporter,
+        log: structlog.typing.FilteringBoundLogger,
+    ) -> None:
+        self.id = id
+        self.task = task
+        self.attempt = attempt
+        self.queue = queue
+        self.timeout_s = timeout_s
+        self.logger = log
+        self._reporter = reporter
+        self._deadline_monotonic = time.monotonic() + timeout_s
+        self.deadline = datetime.now(UTC) + timedelta(seconds=timeout_s)
+
+    def time_left(self) -> float:
+        """Seconds until the hard timeout cancels this attempt."""
+        return max(0.0, self._deadline_monotonic - time.monotonic())
+
+    async def progress(
+        self,
+        current: float,
+        total: float | None = None,
+        message: str | None = None,
+        **data: Any,
+    ) -> None:
+        """Record progress; returns at once (the write is group-committed in the background)."""
+        await self._reporter.submit(
+            jobs.PROGRESS,
+            (self.id, self.attempt, float(current), _float_or_none(total), message, data or None),
+        )
+
+    async def log(self, message: str, **data: Any) -> None:
+        """Append a `log` event to the job's stream."""
+        await self._reporter.submit(jobs.LOG, (self.id, self.attempt, message, data or None))
+
+
+def _float_or_none(value: float | None) -> float | None:
+    return None if value is None else float(value)

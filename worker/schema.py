@@ -1,0 +1,46 @@
+"""JSON schema of a task's arguments, derived from its type hints with pydantic."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, get_type_hints
+
+from pydantic import BaseModel, ConfigDict, create_model
+
+
+class TaskSignatureError(TypeError):
+    """A task function whose signature cannot be described as JSON arguments."""
+
+
+def args_model(fn: Callable[..., Any]) -> type[BaseModel]:
+    """A pydantic model of `fn`'s parameters after the leading `job`."""
+    signature = inspect.signature(fn)
+    params = list(signature.parameters.values())
+    if not params:
+        raise TaskSignatureError(f"{fn.__name__}: a task takes `job` as its first parameter")
+    hints = get_type_hints(fn)
+    fields: dict[str, Any] = {}
+    for param in params[1:]:
+        if param.kind not in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
+            raise TaskSignatureError(
+                f"{fn.__name__}: parameter {param.name!r} must be a plain named parameter"
+            )
+        annotation = hints.get(param.name, Any)
+        default = ... if param.default is param.empty else param.default
+        fields[param.name] = (annotation, default)
+    model: type[BaseModel] = create_model(  # type: ignore[call-overload]
+        f"{fn.__name__}_args",
+        __config__=ConfigDict(extra="forbid"),
+        **fields,
+    )
+    return model
+
+
+def args_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The JSON schema the server validates submissions against."""
+    schema = model.model_json_schema()
+    schema.setdefault("properties", {})
+    schema["additionalProperties"] = False
+    schema["type"] = "object"
+    return schema

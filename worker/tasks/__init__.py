@@ -1,0 +1,1 @@
+"""Example tasks shipped with tidings."""
