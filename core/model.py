@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 
 class Status(StrEnum):
@@ -29,6 +28,12 @@ class EventKind(StrEnum):
     REQUEUED = "requeued"
 
 
+class Row(Protocol):
+    """A database row read by column name (an asyncpg Record or a plain mapping)."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
 TERMINAL_STATUSES = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
 TERMINAL_KINDS = frozenset({EventKind.SUCCEEDED, EventKind.FAILED, EventKind.CANCELLED})
 
@@ -38,7 +43,7 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat() if value is not None else None
 
 
-def progress_json(row: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:
+def progress_json(row: Row, now: datetime | None = None) -> dict[str, Any]:
     """The progress block of a job: current, total, fraction, message and an ETA while running."""
     current, total = row["progress_current"], row["progress_total"]
     fraction = None
@@ -58,7 +63,7 @@ def progress_json(row: Mapping[str, Any], now: datetime | None = None) -> dict[s
     }
 
 
-def job_json(row: Mapping[str, Any], base_url: str = "") -> dict[str, Any]:
+def job_json(row: Row, base_url: str = "") -> dict[str, Any]:
     """The public JSON of a job row."""
     job_id = str(row["id"])
     return {
@@ -87,7 +92,7 @@ def job_json(row: Mapping[str, Any], base_url: str = "") -> dict[str, Any]:
     }
 
 
-def event_json(row: Mapping[str, Any]) -> dict[str, Any]:
+def event_json(row: Row) -> dict[str, Any]:
     """The public JSON of one job event, as stored, published and streamed."""
     return {
         "job_id": str(row["job_id"]),

@@ -84,9 +84,7 @@ async def enqueue(
     return job is not None
 
 
-async def publish_events(
-    redis: ArqRedis, names: Names, events: Iterable[dict[str, Any]]
-) -> None:
+async def publish_events(redis: ArqRedis, names: Names, events: Iterable[dict[str, Any]]) -> None:
     """Tell subscribers about committed events, in one pipelined round trip."""
     async with redis.pipeline(transaction=False) as pipe:
         for event in events:

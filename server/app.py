@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+import signal
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 
 import structlog
 import uvicorn
@@ -22,6 +23,8 @@ from server.state import ServerState
 from server.validation import ArgsValidators
 
 log = structlog.get_logger("tidings.server")
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -52,18 +55,36 @@ def create_app(settings: Settings) -> Starlette:
     )
 
 
+class GracefulServer(uvicorn.Server):
+    """uvicorn's server, except that SIGINT/SIGTERM end it with exit status 0.
+
+    uvicorn re-raises the stop signal after shutting down, so a supervisor would see the
+    process as killed; a drained, orderly stop is a success here.
+    """
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        originals = {sig: signal.signal(sig, self.handle_exit) for sig in STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in originals.items():
+                signal.signal(sig, handler)
+
+
 def main(environ: dict[str, str] | None = None) -> None:
     """Entry point of `python -m server`: serve until interrupted."""
     settings = Settings.from_env(environ)
     configure_logging(settings)
     settings, embedded = start_embedded(settings)
     try:
-        uvicorn.run(
+        config = uvicorn.Config(
             create_app(settings),
             host=settings.host,
             port=settings.port,
             log_config=None,
             access_log=False,
         )
+        GracefulServer(config).run()
     finally:
         embedded.close()

@@ -118,7 +118,7 @@ class Hub:
     async def _run(self) -> None:
         delay = 0.1
         while True:
-            client = aioredis.from_url(self._redis_url)
+            client = aioredis.Redis.from_url(self._redis_url)
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self._channel)

@@ -41,8 +41,14 @@ def new_worker_id() -> str:
 def arq_worker(settings: Settings, names: queue.Names, queue_name: str, runtime: Runtime) -> Worker:
     """One ARQ consumer of `queue_name`, running every delivery through the runtime."""
     return Worker(
-        functions=[func(run_arq_job, name=queue.RUN_FUNCTION, timeout=ARQ_FUNCTION_TIMEOUT_S,
-                        max_tries=ARQ_MAX_TRIES)],
+        functions=[
+            func(
+                run_arq_job,
+                name=queue.RUN_FUNCTION,
+                timeout=ARQ_FUNCTION_TIMEOUT_S,
+                max_tries=ARQ_MAX_TRIES,
+            )
+        ],
         queue_name=names.queue(queue_name),
         redis_settings=queue.redis_settings(settings.redis_url),
         ctx={RUNTIME_KEY: runtime},
@@ -117,7 +123,7 @@ async def run_worker(
 
 async def _consume_until(consumers: list[Worker], stop: asyncio.Event, drain_s: float) -> None:
     mains = [asyncio.create_task(c.async_run(), name="arq-consumer") for c in consumers]
-    stopping = asyncio.create_task(stop.wait())
+    stopping: asyncio.Task[Any] = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([*mains, stopping], return_when=asyncio.FIRST_COMPLETED)
     for main in mains:
         main.cancel()

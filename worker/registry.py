@@ -109,8 +109,11 @@ class TaskRegistry:
     @classmethod
     def from_modules(cls, module_names: Iterable[str]) -> TaskRegistry:
         """Import each module and collect the functions decorated with `@task`."""
-        return cls(spec for module in map(importlib.import_module, module_names)
-                   for spec in _specs_in(module))
+        return cls(
+            spec
+            for module in map(importlib.import_module, module_names)
+            for spec in _specs_in(module)
+        )
 
     def get(self, name: str) -> TaskSpec | None:
         return self._specs.get(name)

@@ -17,7 +17,11 @@ def args_model(fn: Callable[..., Any]) -> type[BaseModel]:
     """A pydantic model of `fn`'s parameters after the leading `job`."""
     signature = inspect.signature(fn)
     params = list(signature.parameters.values())
-    if not params:
+    # The runtime passes `job` positionally: `fn(job, **kwargs)`.
+    if not params or params[0].kind not in (
+        params[0].POSITIONAL_ONLY,
+        params[0].POSITIONAL_OR_KEYWORD,
+    ):
         raise TaskSignatureError(f"{fn.__name__}: a task takes `job` as its first parameter")
     hints = get_type_hints(fn)
     fields: dict[str, Any] = {}
@@ -29,7 +33,7 @@ def args_model(fn: Callable[..., Any]) -> type[BaseModel]:
         annotation = hints.get(param.name, Any)
         default = ... if param.default is param.empty else param.default
         fields[param.name] = (annotation, default)
-    model: type[BaseModel] = create_model(  # type: ignore[call-overload]
+    model: type[BaseModel] = create_model(
         f"{fn.__name__}_args",
         __config__=ConfigDict(extra="forbid"),
         **fields,

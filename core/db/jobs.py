@@ -149,7 +149,8 @@ def _list_query(
     before: tuple[datetime, uuid.UUID] | None,
     limit: int,
 ) -> tuple[str, list[Any]]:
-    clauses, params = ["tenant = $1"], [tenant]
+    clauses: list[str] = ["tenant = $1"]
+    params: list[Any] = [tenant]
     for column, value in (("status", status), ("task", task), ("queue", queue)):
         if value is not None:
             params.append(value)

@@ -26,7 +26,8 @@ def resume_after(request: Request) -> int:
     ):
         if raw is None:
             continue
-        if not raw.isdigit() or len(raw) > 9:
+        # isascii: str.isdigit() also accepts digits such as '²' that int() rejects.
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
             raise Unprocessable(
                 f"{field} must be a non-negative event seq",
                 {"field": field, "reason": f"got {raw!r}"},

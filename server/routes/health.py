@@ -13,6 +13,7 @@ from core.db.pool import CONNECTION_ERRORS
 from server.state import state_of
 
 CHECK_TIMEOUT_S = 1.0
+REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, *CONNECTION_ERRORS)
 
 
 async def healthz(request: Request) -> Response:
@@ -34,7 +35,7 @@ async def readyz(request: Request) -> Response:
         async with asyncio.timeout(CHECK_TIMEOUT_S):
             await state.redis.ping()
         checks["redis"] = "ok"
-    except (RedisError, *CONNECTION_ERRORS) as exc:
+    except REDIS_ERRORS as exc:
         checks["redis"] = f"down: {exc.__class__.__name__}"
     ready = all(value == "ok" for value in checks.values())
     return JSONResponse(

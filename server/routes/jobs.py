@@ -60,7 +60,10 @@ def parse_run_at(body: dict[str, Any]) -> datetime | None:
         return None
     try:
         run_at = datetime.fromisoformat(body["run_at"])
-    except ValueError:
+        if run_at.tzinfo is not None:
+            # Postgres needs it in UTC; a time near year 1 or 9999 may not fit there.
+            run_at = run_at.astimezone(UTC)
+    except (ValueError, OverflowError):
         run_at = None
     if run_at is None or run_at.tzinfo is None:
         raise Unprocessable(
@@ -174,8 +177,8 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         created, job_id = raw.split("|", 1)
-        return datetime.fromisoformat(created), uuid.UUID(job_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return datetime.fromisoformat(created).astimezone(UTC), uuid.UUID(job_id)
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise Unprocessable(
             "cursor is not one this server issued",
             {"field": "cursor", "reason": "unreadable"},
@@ -186,7 +189,8 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 def _parse_limit(raw: str | None) -> int:
     if raw is None:
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    # isascii: str.isdigit() also accepts digits such as '²' that int() rejects.
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
         raise Unprocessable(
             f"limit must be an integer from 1 to {MAX_LIMIT}",
             {"field": "limit", "reason": f"got {raw!r}"},
@@ -205,6 +209,16 @@ def _parse_status(raw: str | None) -> str | None:
     )
 
 
+def _parse_text(field: str, raw: str | None) -> str | None:
+    if raw is None or "\x00" not in raw:
+        return raw
+    raise Unprocessable(
+        f"{field} must not contain the NUL character",
+        {"field": field, "reason": "Postgres text cannot hold U+0000"},
+        code="invalid_query",
+    )
+
+
 async def list_jobs(request: Request) -> Response:
     """GET /jobs?status=&task=&queue=&limit=&cursor=: newest first, cursor paging."""
     state = state_of(request)
@@ -215,17 +229,15 @@ async def list_jobs(request: Request) -> Response:
         state.pool,
         tenant=DEFAULT_TENANT,
         status=_parse_status(params.get("status")),
-        task=params.get("task"),
-        queue=params.get("queue"),
+        task=_parse_text("task", params.get("task")),
+        queue=_parse_text("queue", params.get("queue")),
         before=_decode_cursor(cursor) if cursor else None,
         limit=limit + 1,
     )
     base = str(request.base_url).rstrip("/")
     page = rows[:limit]
     next_cursor = _encode_cursor(page[-1]) if len(rows) > limit else None
-    return JSONResponse(
-        {"jobs": [job_json(row, base) for row in page], "next_cursor": next_cursor}
-    )
+    return JSONResponse({"jobs": [job_json(row, base) for row in page], "next_cursor": next_cursor})
 
 
 routes = [

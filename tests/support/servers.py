@@ -107,9 +107,9 @@ class Process:
             self._eof = True
             self._seen.notify_all()
 
-    async def wait_for_line(self, needle: str, timeout: float = START_TIMEOUT_S) -> str:
+    async def wait_for_line(self, needle: str, within_s: float = START_TIMEOUT_S) -> str:
         """The first stderr line containing `needle`; fails if the process exits first."""
-        async with asyncio.timeout(timeout), self._seen:
+        async with asyncio.timeout(within_s), self._seen:
             while True:
                 for line in self.lines:
                     if needle in line:
@@ -126,11 +126,11 @@ class Process:
         with suppress(ProcessLookupError):
             self.proc.send_signal(sig)
 
-    async def stop(self, timeout: float = 20.0) -> int:
+    async def stop(self, within_s: float = 20.0) -> int:
         """SIGTERM, then wait; SIGKILL if it does not exit in time."""
         self.signal(signal.SIGTERM)
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(within_s):
                 code = await self.proc.wait()
         except TimeoutError:
             self.signal(signal.SIGKILL)

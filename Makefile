@@ -1,0 +1,50 @@
+# tidings — `make help` lists the targets.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+BIN    := $(VENV)/bin
+
+.DEFAULT_GOAL := help
+.PHONY: help install dev server worker migrate test lint format typecheck check clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,dev]'
+	touch $@
+
+install: $(VENV)/.installed ## Create .venv and install tidings with test and dev tools
+
+dev: install ## Run server + one worker (embedded Postgres/Redis unless TIDINGS_*_URL are set)
+	$(BIN)/tidings dev
+
+server: install ## Run the HTTP server
+	$(PY) -m server
+
+worker: install ## Run a worker (run again in another terminal to add consumers)
+	$(PY) -m worker
+
+migrate: install ## Apply database migrations
+	$(BIN)/tidings migrate
+
+test: install ## Run the test suite (TIDINGS_TEST_*_URL, else embedded servers)
+	$(PY) -m pytest
+
+lint: install ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install ## Apply ruff formatting and fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: install ## mypy --strict on core, server, worker, client
+	$(BIN)/mypy
+
+check: lint typecheck test ## Everything CI runs
+
+clean: ## Remove the venv, embedded data and caches
+	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache
