@@ -43,6 +43,8 @@ class Migration:
 
 def discover(directory: Path) -> list[Migration]:
     """Every `NNNN_name.sql` file in `directory`, in version order; duplicates are an error."""
+    if not directory.is_dir():
+        raise MigrationError(f"{directory}: no migrations folder there")
     found: dict[int, Migration] = {}
     for path in sorted(directory.glob("*.sql")):
         match = _FILE_NAME.match(path.name)

@@ -72,6 +72,15 @@ class Settings:
             raise SettingsError("TIDINGS_AUTH must be off or keys")
         if not 0 < self.port < 65536:
             raise SettingsError("TIDINGS_PORT must be a TCP port")
+        if not self.tasks:
+            raise SettingsError("TIDINGS_TASKS must name at least one module")
+        for name in ("heartbeat_s", "poll_delay_s", "keepalive_s", "db_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{PREFIX}{name.upper()} must be positive")
+        if self.drain_timeout_s < 0 or self.max_body_bytes < 1 or self.stream_queue_size < 1:
+            raise SettingsError(
+                "TIDINGS_DRAIN_TIMEOUT_S, MAX_BODY_BYTES and STREAM_QUEUE_SIZE must be positive"
+            )
 
     @property
     def embedded(self) -> bool:

@@ -37,6 +37,9 @@ def check(validator: Validator, value: Any, *, root: str, message: str) -> None:
     except fastjsonschema.JsonSchemaValueException as exc:
         name = exc.name or "data"
         field = root + name.removeprefix("data")
+        if exc.rule == "required" and isinstance(exc.value, dict):
+            missing = [key for key in exc.rule_definition if key not in exc.value]
+            field = f"{field}.{missing[0]}" if missing else field
         details = {"field": field, "reason": exc.message.replace(name, field, 1)}
         code = "invalid_args" if root == "args" else "invalid_request"
         raise Unprocessable(message, details, code=code) from None

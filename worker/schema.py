@@ -23,7 +23,10 @@ def args_model(fn: Callable[..., Any]) -> type[BaseModel]:
         params[0].POSITIONAL_OR_KEYWORD,
     ):
         raise TaskSignatureError(f"{fn.__name__}: a task takes `job` as its first parameter")
-    hints = get_type_hints(fn)
+    try:
+        hints = get_type_hints(fn)
+    except NameError as exc:
+        raise TaskSignatureError(f"{fn.__name__}: cannot resolve a type hint: {exc}") from exc
     fields: dict[str, Any] = {}
     for param in params[1:]:
         if param.kind not in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):

@@ -15,7 +15,7 @@ from httpx_sse import aconnect_sse
 
 from core import queue
 from core.settings import Settings
-from tests.support.servers import Process, free_port, spawn
+from tests.support.servers import LogWatch, free_port, spawn
 from tests.support.sse import job_events
 
 pytestmark = pytest.mark.e2e
@@ -35,17 +35,18 @@ async def server_process(process_settings: Settings) -> AsyncIterator[str]:
 
 
 @pytest.fixture(scope="module")
-async def worker_processes(process_settings: Settings) -> AsyncIterator[list[Process]]:
-    workers = [await spawn("worker", process_settings) for _ in range(2)]
-    for worker in workers:
-        await worker.wait_for_line("worker.ready")
-    yield workers
-    for worker in workers:
+async def workers(process_settings: Settings) -> AsyncIterator[LogWatch]:
+    watch = LogWatch()
+    for _ in range(2):
+        await watch.spawn("worker", process_settings)
+    await watch.until_count("worker.ready", 2)
+    yield watch
+    for worker in watch.processes:
         assert await worker.stop() == 0, worker.output
 
 
 async def test_sleep_steps_streams_seq_1_to_n_in_order_then_closes(
-    server_process: str, worker_processes: list[Process]
+    server_process: str, workers: LogWatch
 ) -> None:
     async with httpx.AsyncClient(base_url=server_process, timeout=30) as client:
         submitted = await client.post(
@@ -72,10 +73,12 @@ async def test_sleep_steps_streams_seq_1_to_n_in_order_then_closes(
 
 async def test_two_workers_run_each_of_200_jobs_exactly_once_despite_duplicate_deliveries(
     server_process: str,
-    worker_processes: list[Process],
+    workers: LogWatch,
     process_settings: Settings,
     pool: asyncpg.Pool,
 ) -> None:
+    succeeded_before = workers.count("job.succeeded")
+    skipped_before = workers.count("job.claim_skipped")
     async with httpx.AsyncClient(base_url=server_process, timeout=30) as client:
         responses = await asyncio.gather(
             *(client.post("/jobs", json={"task": "noop"}) for _ in range(200))
@@ -99,18 +102,9 @@ async def test_two_workers_run_each_of_200_jobs_exactly_once_despite_duplicate_d
     finally:
         await redis.aclose()
 
-    async with asyncio.timeout(60):
-        while await pool.fetchval(
-            "SELECT count(*) FROM jobs WHERE id = ANY($1) AND status = 'succeeded'", job_ids
-        ) < len(job_ids):
-            await asyncio.sleep(0.05)
-        # Both deliveries of the last jobs are handled before counting skipped claims.
-        skipped = 0
-        while skipped < len(job_ids):
-            await asyncio.sleep(0.05)
-            skipped = sum(
-                line.count("job.claim_skipped") for w in worker_processes for line in w.lines
-            )
+    # Every job succeeds once, and every second delivery is turned away by the claim.
+    await workers.until_count("job.succeeded", succeeded_before + len(job_ids))
+    await workers.until_count("job.claim_skipped", skipped_before + len(job_ids))
 
     kinds = await pool.fetch(
         "SELECT job_id, kind FROM job_events WHERE job_id = ANY($1) ORDER BY job_id, seq",
@@ -121,7 +115,8 @@ async def test_two_workers_run_each_of_200_jobs_exactly_once_despite_duplicate_d
         assert per_job[(job_id, "queued")] == 1
         assert per_job[(job_id, "started")] == 1
         assert per_job[(job_id, "succeeded")] == 1
-    assert skipped == len(job_ids)
+    assert workers.count("job.succeeded") == succeeded_before + len(job_ids)
+    assert workers.count("job.claim_skipped") == skipped_before + len(job_ids)
     ran_on = await pool.fetch(
         "SELECT worker_id, count(*) FROM jobs WHERE id = ANY($1) GROUP BY worker_id", job_ids
     )

@@ -140,8 +140,10 @@ class Process:
         return code
 
 
-async def spawn(module: str, settings: Settings) -> Process:
-    """Start `python -m module` configured by `settings`."""
+async def spawn(
+    module: str, settings: Settings, condition: asyncio.Condition | None = None
+) -> Process:
+    """Start `python -m module` configured by `settings`; `condition` is notified per line."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -151,6 +153,28 @@ async def spawn(module: str, settings: Settings) -> Process:
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
-    process = Process(proc)
+    process = Process(proc) if condition is None else Process(proc, _seen=condition)
     process._reader = asyncio.create_task(process._read())
     return process
+
+
+class LogWatch:
+    """Waits on what several processes write, e.g. a count of log lines across workers."""
+
+    def __init__(self) -> None:
+        self.condition = asyncio.Condition()
+        self.processes: list[Process] = []
+
+    async def spawn(self, module: str, settings: Settings) -> Process:
+        process = await spawn(module, settings, self.condition)
+        self.processes.append(process)
+        return process
+
+    def count(self, needle: str) -> int:
+        """How many lines of all processes contain `needle`."""
+        return sum(needle in line for process in self.processes for line in process.lines)
+
+    async def until_count(self, needle: str, expected: int, within_s: float = 60.0) -> None:
+        """Wait until `expected` lines contain `needle`."""
+        async with asyncio.timeout(within_s), self.condition:
+            await self.condition.wait_for(lambda: self.count(needle) >= expected)

@@ -84,9 +84,9 @@ def test_a_bad_envelope_field_is_named(body: dict[str, Any], field: str) -> None
     assert error.details["reason"].startswith(field + " ")
 
 
-def test_a_missing_task_is_reported_on_the_body() -> None:
+def test_a_missing_task_is_reported_by_name() -> None:
     error = submit_error({"args": {}})
-    assert error.details["field"] == "body"
+    assert error.details["field"] == "body.task"
     assert "task" in error.details["reason"]
 
 
@@ -133,7 +133,7 @@ def test_an_unknown_arg_is_rejected() -> None:
     assert "stesp" in error.details["reason"]
 
 
-def test_a_missing_required_arg_is_reported_on_args() -> None:
+def test_a_missing_required_arg_is_reported_by_name() -> None:
     schema = {
         "type": "object",
         "additionalProperties": False,
@@ -142,7 +142,7 @@ def test_a_missing_required_arg_is_reported_on_args() -> None:
     }
     validator = ArgsValidators().for_task("embed", UPDATED_AT, schema)
     error = rejection(validator, {}, "args")
-    assert error.details["field"] == "args"
+    assert error.details["field"] == "args.doc_ids"
     assert "doc_ids" in error.details["reason"]
     items = rejection(validator, {"doc_ids": ["a", 2]}, "args")
     assert items.details["field"] == "args.doc_ids[1]"
