@@ -63,7 +63,15 @@ def progress_json(row: Row, now: datetime | None = None) -> dict[str, Any]:
     }
 
 
-def job_json(row: Row, base_url: str = "") -> dict[str, Any]:
+def waiting_eta_s(run_s: float | None, ahead: int, slots: int, starts_in_s: float) -> float | None:
+    """Seconds until a waiting job should finish: its wait, the queue ahead, its own run."""
+    if run_s is None:
+        return None
+    queue_s = ahead * run_s / slots if slots else 0.0
+    return round(max(starts_in_s, queue_s) + run_s, 3)
+
+
+def job_json(row: Row, base_url: str = "", eta_s: float | None = None) -> dict[str, Any]:
     """The public JSON of a job row."""
     job_id = str(row["id"])
     return {
@@ -76,10 +84,12 @@ def job_json(row: Row, base_url: str = "") -> dict[str, Any]:
         "attempt": row["attempt"],
         "max_attempts": row["max_attempts"],
         "timeout_s": row["timeout_s"],
-        "progress": progress_json(row),
+        "progress": progress_json(row) | ({"eta_s": eta_s} if eta_s is not None else {}),
         "result": row["result"],
         "error": row["error"],
         "worker_id": row["worker_id"],
+        "cached_from": str(row["cached_from"]) if row["cached_from"] else None,
+        "cancel_requested_at": iso(row["cancel_requested_at"]),
         "created_at": iso(row["created_at"]),
         "run_at": iso(row["run_at"]),
         "started_at": iso(row["started_at"]),

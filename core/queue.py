@@ -6,11 +6,15 @@ Nothing here is the truth: a job or event that Redis loses is recovered from Pos
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.constants import expires_extra_ms, job_key_prefix
+from arq.jobs import serialize_job
+from arq.utils import timestamp_ms, to_unix_ms
 
 from core import serialization
 
@@ -29,6 +33,25 @@ class Names:
     @property
     def events_channel(self) -> str:
         return f"{self.namespace}:events"
+
+    @property
+    def cancel_channel(self) -> str:
+        return f"{self.namespace}:cancel"
+
+
+@dataclass(frozen=True)
+class Token:
+    """An ARQ delivery that makes a worker claim the best due job of `queue`."""
+
+    job_id: uuid.UUID | str | None
+    attempt: int
+    queue: str
+    run_at: datetime | None = None
+    arq_id: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.arq_id or arq_job_id(self.job_id or uuid.uuid4().hex, self.attempt)
 
 
 def arq_job_id(job_id: uuid.UUID | str, attempt: int) -> str:
@@ -63,25 +86,45 @@ async def connect(redis_url: str) -> ArqRedis:
     )
 
 
-async def enqueue(
-    redis: ArqRedis,
-    names: Names,
-    *,
-    job_id: uuid.UUID | str,
-    attempt: int,
-    queue: str,
-    defer_until: Any = None,
-) -> bool:
-    """Put a job attempt on its ARQ queue; False when that attempt is already there."""
+async def enqueue(redis: ArqRedis, names: Names, token: Token) -> bool:
+    """Put a token on its ARQ queue unless one with its id is there; False if it was."""
     job = await redis.enqueue_job(
         RUN_FUNCTION,
-        str(job_id),
-        attempt,
-        _job_id=arq_job_id(job_id, attempt),
-        _queue_name=names.queue(queue),
-        _defer_until=defer_until,
+        _token_job_id(token),
+        token.attempt,
+        _job_id=token.key,
+        _queue_name=names.queue(token.queue),
+        _defer_until=token.run_at,
     )
     return job is not None
+
+
+async def enqueue_fresh(redis: ArqRedis, names: Names, tokens: Sequence[Token]) -> None:
+    """Put tokens with never-used ids on their queues in one pipelined round trip.
+
+    ARQ's `enqueue_job` first checks that the id is free (WATCH, EXISTS, MULTI); a job that
+    was just created cannot have a token yet, so the check is skipped here.
+    """
+    now_ms = timestamp_ms()
+    async with redis.pipeline(transaction=False) as pipe:
+        for token in tokens:
+            score = to_unix_ms(token.run_at) if token.run_at is not None else now_ms
+            score = max(score, now_ms)
+            payload = serialize_job(
+                RUN_FUNCTION,
+                (_token_job_id(token), token.attempt),
+                {},
+                None,
+                now_ms,
+                serializer=arq_serializer,
+            )
+            pipe.psetex(job_key_prefix + token.key, score - now_ms + expires_extra_ms, payload)
+            pipe.zadd(names.queue(token.queue), {token.key: score})
+        await pipe.execute()
+
+
+def _token_job_id(token: Token) -> str | None:
+    return None if token.job_id is None else str(token.job_id)
 
 
 async def publish_events(redis: ArqRedis, names: Names, events: Iterable[dict[str, Any]]) -> None:

@@ -38,6 +38,7 @@ class Settings:
     data_dir: Path = field(default=PROJECT_ROOT / ".data")
     migrations_dir: Path = field(default=PROJECT_ROOT / "migrations")
     max_body_bytes: int = 1024 * 1024
+    max_batch_bytes: int = 16 * 1024 * 1024
     heartbeat_s: float = 2.0
     poll_delay_s: float = 0.1
     keepalive_s: float = 15.0

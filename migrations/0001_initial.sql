@@ -25,13 +25,20 @@ CREATE TABLE jobs (
     started_at          timestamptz,
     finished_at         timestamptz,
     updated_at          timestamptz NOT NULL DEFAULT now(),
-    cancel_requested_at timestamptz
+    cancel_requested_at timestamptz,
+    args_hash           text        NOT NULL DEFAULT '',
+    cached_from         uuid,
+    schedule_key        text UNIQUE
 );
 
 CREATE INDEX jobs_listing ON jobs (tenant, created_at DESC, id DESC);
 CREATE INDEX jobs_status ON jobs (tenant, status, created_at DESC, id DESC);
-CREATE INDEX jobs_pending ON jobs (queue, run_at) WHERE status IN ('queued', 'retrying');
+CREATE INDEX jobs_waiting ON jobs (queue, priority DESC, run_at, created_at)
+    WHERE status IN ('queued', 'retrying');
 CREATE INDEX jobs_running ON jobs (worker_id) WHERE status = 'running';
+CREATE INDEX jobs_running_task ON jobs (task) WHERE status = 'running';
+CREATE INDEX jobs_result_cache ON jobs (tenant, task, args_hash, finished_at DESC)
+    WHERE status = 'succeeded';
 CREATE UNIQUE INDEX jobs_idempotency ON jobs (tenant, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
 

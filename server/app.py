@@ -16,6 +16,7 @@ from core.embedded import start_embedded
 from core.logging import configure_logging
 from core.migrate import migrate_url
 from core.settings import Settings
+from core.submission import Submitter
 from server.errors import EXCEPTION_HANDLERS
 from server.hub import Hub
 from server.routes import events, health, jobs, registry
@@ -44,7 +45,9 @@ def create_app(settings: Settings) -> Starlette:
             )
             await hub.start()
             stack.push_async_callback(hub.stop)
-            app.state.tidings = ServerState(settings, pool, redis, names, hub, ArgsValidators())
+            app.state.tidings = ServerState(
+                settings, pool, redis, names, hub, ArgsValidators(), Submitter(pool, redis, names)
+            )
             log.info("server.ready", host=settings.host, port=settings.port)
             yield
 

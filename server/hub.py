@@ -13,15 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
-import redis.asyncio as aioredis
-import structlog
-from redis.exceptions import RedisError
-
 from core import serialization
-
-log = structlog.get_logger("tidings.hub")
-
-MAX_RECONNECT_DELAY_S = 5.0
+from core.subscriber import follow_channel
 
 
 class Subscription:
@@ -116,25 +109,14 @@ class Hub:
                 subscription.mark_resync()
 
     async def _run(self) -> None:
-        delay = 0.1
-        while True:
-            client = aioredis.Redis.from_url(self._redis_url)
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(self._channel)
-                self.connected.set()
-                self._resync_all()
-                delay = 0.1
-                log.info("hub.subscribed", channel=self._channel)
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
-                        self.dispatch(serialization.loads(message["data"]))
-            except (RedisError, OSError) as exc:
-                self.connected.clear()
-                log.warning("hub.disconnected", error=repr(exc), retry_in_s=delay)
-            finally:
-                with suppress(RedisError, OSError):
-                    await pubsub.aclose()
-                    await client.aclose()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, MAX_RECONNECT_DELAY_S)
+        await follow_channel(
+            self._redis_url,
+            self._channel,
+            on_message=lambda data: self.dispatch(serialization.loads(data)),
+            on_connect=self._on_connect,
+            on_disconnect=self.connected.clear,
+        )
+
+    def _on_connect(self) -> None:
+        self.connected.set()
+        self._resync_all()

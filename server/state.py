@@ -10,6 +10,7 @@ from starlette.requests import Request
 
 from core.queue import Names
 from core.settings import Settings
+from core.submission import Submitter
 from server.hub import Hub
 from server.validation import ArgsValidators
 
@@ -22,6 +23,7 @@ class ServerState:
     names: Names
     hub: Hub
     validators: ArgsValidators
+    submitter: Submitter
 
 
 def state_of(request: Request) -> ServerState:

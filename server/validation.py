@@ -26,6 +26,18 @@ SUBMISSION_SCHEMA: dict[str, Any] = {
         "max_attempts": {"type": "integer", "minimum": 1, "maximum": 100},
         "timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 604_800},
         "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 200},
+        "cache": {"type": "boolean"},
+    },
+}
+
+MAX_BATCH = 10_000
+
+BATCH_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["jobs"],
+    "additionalProperties": False,
+    "properties": {
+        "jobs": {"type": "array", "minItems": 1, "maxItems": MAX_BATCH, "items": {"type": "object"}}
     },
 }
 
@@ -46,6 +58,7 @@ def check(validator: Validator, value: Any, *, root: str, message: str) -> None:
 
 
 validate_submission: Validator = fastjsonschema.compile(SUBMISSION_SCHEMA)
+validate_batch: Validator = fastjsonschema.compile(BATCH_SCHEMA)
 
 
 class ArgsValidators:

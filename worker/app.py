@@ -20,10 +20,13 @@ from core.embedded import start_embedded
 from core.logging import configure_logging
 from core.migrate import migrate_url
 from core.settings import Settings
+from core.submission import Submitter
+from worker.cancellation import CancelListener
 from worker.heartbeat import Heartbeat
 from worker.registry import TaskRegistry
 from worker.reporter import Reporter
-from worker.runtime import RUNTIME_KEY, Runtime, run_arq_job
+from worker.runtime import QUEUE_KEY, RUNTIME_KEY, Runtime, run_arq_job
+from worker.scheduler import CronScheduler
 
 log = structlog.get_logger("tidings.worker")
 
@@ -51,7 +54,7 @@ def arq_worker(settings: Settings, names: queue.Names, queue_name: str, runtime:
         ],
         queue_name=names.queue(queue_name),
         redis_settings=queue.redis_settings(settings.redis_url),
-        ctx={RUNTIME_KEY: runtime},
+        ctx={RUNTIME_KEY: runtime, QUEUE_KEY: queue_name},
         max_jobs=settings.concurrency,
         keep_result=0,
         poll_delay=settings.poll_delay_s,
@@ -62,19 +65,19 @@ def arq_worker(settings: Settings, names: queue.Names, queue_name: str, runtime:
 
 
 async def reconcile(runtime: Runtime, queues: tuple[str, ...]) -> int:
-    """Enqueue every queued job Postgres holds; ARQ ignores ids it already has."""
+    """Give every waiting job Postgres holds a token; ARQ ignores ids it already has."""
     enqueued = 0
-    for row in await runtime.pool.fetch(jobs.PENDING_DUE, list(queues)):
-        if await queue.enqueue(
-            runtime.redis,
-            runtime.names,
-            job_id=row["id"],
-            attempt=row["attempt"],
-            queue=row["queue"],
-            defer_until=row["run_at"],
-        ):
+    for row in await runtime.pool.fetch(jobs.WAITING_JOBS, list(queues)):
+        token = queue.Token(row["id"], row["attempt"], row["queue"], row["run_at"])
+        if await queue.enqueue(runtime.redis, runtime.names, token):
             enqueued += 1
     return enqueued
+
+
+async def run_hooks(registry: TaskRegistry, phase: str, resources: dict[str, Any]) -> None:
+    """Run the worker's startup or shutdown hooks in declaration order."""
+    for hook in registry.hooks["startup" if phase == "startup" else "shutdown"]:
+        await hook(resources)
 
 
 async def run_worker(
@@ -96,17 +99,26 @@ async def run_worker(
         reporter.start()
         stack.push_async_callback(reporter.close)
         worker_id = new_worker_id()
+        runtime = Runtime(worker_id, pool, redis, names, task_registry, reporter)
+        await run_hooks(task_registry, "startup", runtime.resources)
+        stack.push_async_callback(run_hooks, task_registry, "shutdown", runtime.resources)
+        cancels = CancelListener(settings.redis_url, names.cancel_channel, runtime.cancel)
+        cancels.start()
+        stack.push_async_callback(cancels.stop)
         heartbeat = Heartbeat(
             pool,
             worker_id,
             queues=settings.queues,
             concurrency=settings.concurrency,
             period_s=settings.heartbeat_s,
+            on_cancel_requested=cancels.cancel_all,
         )
         await heartbeat.start()
         stack.push_async_callback(heartbeat.stop)
-        runtime = Runtime(worker_id, pool, redis, names, task_registry, reporter)
         recovered = await reconcile(runtime, settings.queues)
+        cron = CronScheduler(Submitter(pool, redis, names), list(task_registry))
+        await cron.start()
+        stack.push_async_callback(cron.stop)
         consumers = [arq_worker(settings, names, q, runtime) for q in settings.queues]
         log.info(
             "worker.ready",

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
 
 import asyncpg
 import structlog
@@ -27,12 +28,14 @@ class Heartbeat:
         queues: Sequence[str],
         concurrency: int,
         period_s: float,
+        on_cancel_requested: Callable[[list[uuid.UUID]], None] = lambda ids: None,
     ) -> None:
         self._pool = pool
         self.worker_id = worker_id
         self._queues = list(queues)
         self._concurrency = concurrency
         self._period_s = period_s
+        self._on_cancel_requested = on_cancel_requested
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -61,6 +64,9 @@ class Heartbeat:
         while True:
             await asyncio.sleep(self._period_s)
             try:
-                await self._pool.execute(registry.HEARTBEAT, self.worker_id)
+                rows = await self._pool.fetch(registry.HEARTBEAT, self.worker_id)
             except CONNECTION_ERRORS as exc:
                 log.warning("heartbeat.failed", error=repr(exc))
+                continue
+            if rows:
+                self._on_cancel_requested([row["id"] for row in rows])

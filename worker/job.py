@@ -26,6 +26,7 @@ class Job:
         timeout_s: float,
         reporter: Reporter,
         log: structlog.typing.FilteringBoundLogger,
+        resources: dict[str, Any] | None = None,
     ) -> None:
         self.id = id
         self.task = task
@@ -33,6 +34,8 @@ class Job:
         self.queue = queue
         self.timeout_s = timeout_s
         self.logger = log
+        #: What the worker's `@on_startup` hooks created (HTTP clients, pools, …).
+        self.resources: dict[str, Any] = {} if resources is None else resources
         self._reporter = reporter
         self._deadline_monotonic = time.monotonic() + timeout_s
         self.deadline = datetime.now(UTC) + timedelta(seconds=timeout_s)

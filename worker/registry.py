@@ -1,27 +1,32 @@
-"""The `@task` decorator and the registry of a worker's tasks.
+"""The `@task` decorator, worker hooks, and the registry of a worker's tasks.
 
-The decorator only attaches a `TaskSpec` to the function; a `TaskRegistry` is built by
-scanning the modules named in the settings, so there is no module-level registry.
+The decorators only attach a spec to the function; a `TaskRegistry` is built by scanning
+the modules named in the settings, so there is no module-level registry.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
+from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, overload
+from typing import Any, Literal, overload
 
+from croniter import croniter
 from pydantic import BaseModel
 
+from worker.retry import RetryPolicy
 from worker.schema import TaskSignatureError, args_model, args_schema
 
 SPEC_ATTRIBUTE = "__tidings_task__"
+HOOK_ATTRIBUTE = "__tidings_hook__"
 DEFAULT_TIMEOUT_S = 300.0
 DEFAULT_MAX_ATTEMPTS = 3
 
-TaskFunction = Callable[..., Awaitable[Any]]
+TaskFunction = Callable[..., Coroutine[Any, Any, Any]]
+Hook = Callable[[dict[str, Any]], Awaitable[None]]
+HookPhase = Literal["startup", "shutdown"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,12 @@ class TaskSpec:
     max_attempts: int
     description: str
     model: type[BaseModel]
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    no_retry: tuple[type[BaseException], ...] = ()
+    max_concurrency: int | None = None
+    cache_ttl_s: float | None = None
+    cron: str | None = None
+    cron_catch_up: bool = False
 
     @property
     def schema(self) -> dict[str, Any]:
@@ -42,7 +53,16 @@ class TaskSpec:
 
     @property
     def defaults(self) -> dict[str, Any]:
-        return {"timeout_s": self.timeout_s, "max_attempts": self.max_attempts}
+        """What the server needs to know of the task beyond its args schema."""
+        return {
+            "timeout_s": self.timeout_s,
+            "max_attempts": self.max_attempts,
+            "retry": self.retry.as_json(),
+            "no_retry": [exc.__name__ for exc in self.no_retry],
+            "max_concurrency": self.max_concurrency,
+            "cache_ttl_s": self.cache_ttl_s,
+            "cron": self.cron,
+        }
 
     def registry_row(self) -> tuple[str, str, dict[str, Any], dict[str, Any], str]:
         """The row upserted into `tasks`."""
@@ -60,6 +80,12 @@ def task(
     queue: str = "default",
     timeout: float = DEFAULT_TIMEOUT_S,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    retry: RetryPolicy | None = None,
+    no_retry: tuple[type[BaseException], ...] = (),
+    max_concurrency: int | None = None,
+    cache_ttl: float | None = None,
+    cron: str | None = None,
+    cron_catch_up: bool = False,
 ) -> Callable[[TaskFunction], TaskFunction]: ...
 
 
@@ -71,6 +97,12 @@ def task(
     queue: str = "default",
     timeout: float = DEFAULT_TIMEOUT_S,
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    retry: RetryPolicy | None = None,
+    no_retry: tuple[type[BaseException], ...] = (),
+    max_concurrency: int | None = None,
+    cache_ttl: float | None = None,
+    cron: str | None = None,
+    cron_catch_up: bool = False,
 ) -> TaskFunction | Callable[[TaskFunction], TaskFunction]:
     """Declare an async function as a task; its arguments after `job` become its JSON args."""
 
@@ -79,6 +111,15 @@ def task(
             raise TaskSignatureError(f"{fn.__name__}: a task must be an async function")
         if timeout <= 0 or max_attempts < 1:
             raise TaskSignatureError(f"{fn.__name__}: timeout > 0 and max_attempts >= 1")
+        if max_concurrency is not None and max_concurrency < 1:
+            raise TaskSignatureError(f"{fn.__name__}: max_concurrency must be at least 1")
+        if cache_ttl is not None and cache_ttl <= 0:
+            raise TaskSignatureError(f"{fn.__name__}: cache_ttl must be positive")
+        if cron is not None and not croniter.is_valid(cron):
+            raise TaskSignatureError(f"{fn.__name__}: {cron!r} is not a cron expression")
+        model = args_model(fn)
+        if cron is not None and model.model_json_schema().get("required"):
+            raise TaskSignatureError(f"{fn.__name__}: a cron task cannot require arguments")
         doc = inspect.getdoc(fn) or ""
         spec = TaskSpec(
             name=name or fn.__name__,
@@ -87,7 +128,13 @@ def task(
             timeout_s=float(timeout),
             max_attempts=max_attempts,
             description=doc.splitlines()[0] if doc else "",
-            model=args_model(fn),
+            model=model,
+            retry=retry or RetryPolicy(),
+            no_retry=tuple(no_retry),
+            max_concurrency=max_concurrency,
+            cache_ttl_s=None if cache_ttl is None else float(cache_ttl),
+            cron=cron,
+            cron_catch_up=cron_catch_up,
         )
         setattr(fn, SPEC_ATTRIBUTE, spec)
         return fn
@@ -95,28 +142,51 @@ def task(
     return decorate(fn) if fn is not None else decorate
 
 
-class TaskRegistry:
-    """The tasks one worker can run, by name."""
+def on_startup(fn: Hook) -> Hook:
+    """Run `fn(resources)` when a worker starts; tasks see `resources` as `job.resources`."""
+    setattr(fn, HOOK_ATTRIBUTE, "startup")
+    return fn
 
-    def __init__(self, specs: Iterable[TaskSpec]) -> None:
+
+def on_shutdown(fn: Hook) -> Hook:
+    """Run `fn(resources)` when a worker stops, after its last job, to close what startup opened."""
+    setattr(fn, HOOK_ATTRIBUTE, "shutdown")
+    return fn
+
+
+class TaskRegistry:
+    """The tasks and hooks one worker has, by name."""
+
+    def __init__(
+        self, specs: Iterable[TaskSpec], hooks: Iterable[tuple[HookPhase, Hook]] = ()
+    ) -> None:
         self._specs: dict[str, TaskSpec] = {}
         for spec in specs:
             existing = self._specs.get(spec.name)
             if existing is not None and existing.fn is not spec.fn:
                 raise TaskSignatureError(f"two tasks are named {spec.name!r}")
             self._specs[spec.name] = spec
+        self.hooks: dict[HookPhase, list[Hook]] = {"startup": [], "shutdown": []}
+        for phase, hook in hooks:
+            if hook not in self.hooks[phase]:
+                self.hooks[phase].append(hook)
 
     @classmethod
     def from_modules(cls, module_names: Iterable[str]) -> TaskRegistry:
-        """Import each module and collect the functions decorated with `@task`."""
+        """Import each module and collect its `@task` functions and worker hooks."""
+        modules = [importlib.import_module(name) for name in module_names]
         return cls(
-            spec
-            for module in map(importlib.import_module, module_names)
-            for spec in _specs_in(module)
+            (spec for module in modules for spec in _specs_in(module)),
+            (hook for module in modules for hook in _hooks_in(module)),
         )
 
     def get(self, name: str) -> TaskSpec | None:
         return self._specs.get(name)
+
+    @property
+    def concurrency_limits(self) -> dict[str, int]:
+        """Cluster-wide running limits by task name, for the claim."""
+        return {s.name: s.max_concurrency for s in self if s.max_concurrency is not None}
 
     def __iter__(self) -> Iterator[TaskSpec]:
         return iter(self._specs.values())
@@ -130,3 +200,10 @@ def _specs_in(module: ModuleType) -> Iterator[TaskSpec]:
         spec = getattr(value, SPEC_ATTRIBUTE, None)
         if isinstance(spec, TaskSpec):
             yield spec
+
+
+def _hooks_in(module: ModuleType) -> Iterator[tuple[HookPhase, Hook]]:
+    for value in vars(module).values():
+        phase = getattr(value, HOOK_ATTRIBUTE, None)
+        if phase in ("startup", "shutdown"):
+            yield phase, value

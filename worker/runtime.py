@@ -1,16 +1,19 @@
 """Running one job attempt: claim it in Postgres, run the task, record how it ended.
 
-ARQ only delivers `(job_id, attempt)`; every decision is taken and recorded here, so a
-stale or duplicate ARQ delivery is fenced by the claim and does nothing.
+ARQ only delivers tokens; every decision is taken and recorded here. A token makes the
+worker claim the best due job of its queue (highest priority first), so stale or
+duplicate deliveries are fenced by the claim and at worst find nothing to do.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 import traceback
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -22,18 +25,32 @@ from redis.exceptions import RedisError
 
 from core import queue
 from core.db import jobs
-from core.model import event_json
+from core.model import EventKind, event_json
 from worker.job import Job
 from worker.registry import TaskRegistry, TaskSpec
 from worker.reporter import Reporter
+from worker.retry import is_permanent
 
 RUNTIME_KEY = "tidings"
+QUEUE_KEY = "tidings_queue"
+# How long a token whose own job is still waiting (e.g. behind a concurrency limit)
+# sleeps before it tries again.
+WAITING_TOKEN_DELAY_S = 1.0
 
 log = structlog.get_logger("tidings.worker")
 
 
 class TaskTimeout(TimeoutError):
     """The attempt ran past its timeout and was cancelled."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt ended: the event kind to record and its payload."""
+
+    kind: EventKind
+    value: Any = None
+    retry_in_s: float = 0.0
 
 
 @dataclass
@@ -46,60 +63,148 @@ class Runtime:
     names: queue.Names
     registry: TaskRegistry
     reporter: Reporter
+    resources: dict[str, Any] = field(default_factory=dict)
+    rng: random.Random = field(default_factory=random.Random)
+    running: dict[uuid.UUID, asyncio.Task[Any]] = field(default_factory=dict)
+    cancelling: set[uuid.UUID] = field(default_factory=set)
 
-    async def execute(self, job_id: uuid.UUID, attempt: int) -> None:
-        """Claim the attempt; if this worker won it, run it to a terminal event."""
-        bound = log.bind(job_id=str(job_id), attempt=attempt, worker_id=self.worker_id)
-        claimed = await self.pool.fetchrow(jobs.CLAIM, job_id, attempt, self.worker_id)
+    async def execute(self, queue_name: str, token_job: uuid.UUID | None, attempt: int) -> None:
+        """Claim the best due job of `queue_name` and run it to its next state."""
+        limits = self.registry.concurrency_limits
+        claimed = await self.pool.fetchrow(jobs.CLAIM_NEXT, queue_name, self.worker_id, limits)
         if claimed is None:
-            bound.info("job.claim_skipped")
+            await self._keep_token_alive(queue_name, token_job, attempt)
             return
+        row = claimed
         await self._publish(event_json(claimed))
-        bound = bound.bind(task=claimed["task"], queue=claimed["queue"])
+        bound = log.bind(
+            job_id=str(row["id"]),
+            task=row["task"],
+            attempt=row["attempt"],
+            queue=row["queue"],
+            worker_id=self.worker_id,
+        )
         bound.info("job.started")
         started = time.monotonic()
-        outcome, value = await self._run(claimed, bound)
-        duration_s = round(time.monotonic() - started, 6)
-        if outcome == "succeeded":
-            await self.reporter.write(jobs.SUCCEED, (job_id, attempt, value))
-            bound.info("job.succeeded", duration_s=duration_s)
-        else:
-            await self.reporter.write(jobs.FAIL, (job_id, attempt, value))
-            bound.warning("job.failed", duration_s=duration_s, error_type=value["type"])
+        outcome = await self._run(row, bound)
+        await self._record(row, outcome, bound, round(time.monotonic() - started, 6))
+
+    def cancel(self, job_id: uuid.UUID) -> bool:
+        """Cancel the running attempt of `job_id` here, if this worker runs it."""
+        task = self.running.get(job_id)
+        if task is None or task.done():
+            return False
+        self.cancelling.add(job_id)
+        task.cancel("cancel requested")
+        return True
 
     async def _run(
-        self, claimed: asyncpg.Record, bound: structlog.typing.FilteringBoundLogger
-    ) -> tuple[str, Any]:
-        spec = self.registry.get(claimed["task"])
+        self, row: asyncpg.Record, bound: structlog.typing.FilteringBoundLogger
+    ) -> Outcome:
+        spec = self.registry.get(row["task"])
         if spec is None:
-            return "failed", error_json("UnknownTask", f"no task named {claimed['task']!r}")
+            return Outcome(EventKind.FAILED, error_json("UnknownTask", f"no task {row['task']!r}"))
         try:
-            kwargs = task_kwargs(spec, claimed["args"])
+            kwargs = task_kwargs(spec, row["args"])
         except ValidationError as exc:
-            return "failed", error_json("InvalidArguments", str(exc))
+            return Outcome(EventKind.FAILED, error_json("InvalidArguments", str(exc)))
         job = Job(
-            id=claimed["job_id"],
+            id=row["id"],
             task=spec.name,
-            attempt=claimed["attempt"],
-            queue=claimed["queue"],
-            timeout_s=claimed["timeout_s"],
+            attempt=row["attempt"],
+            queue=row["queue"],
+            timeout_s=row["timeout_s"],
             reporter=self.reporter,
             log=bound,
+            resources=self.resources,
         )
+        attempt = asyncio.create_task(spec.fn(job, **kwargs), name=f"job-{row['id']}")
+        self.running[row["id"]] = attempt
         deadline = asyncio.timeout(job.timeout_s)
         try:
             async with deadline:
-                result = await spec.fn(job, **kwargs)
+                result = await attempt
+        except asyncio.CancelledError:
+            if row["id"] not in self.cancelling:
+                raise  # the worker itself is stopping
+            return Outcome(EventKind.CANCELLED)
         except Exception as exc:
             if isinstance(exc, TimeoutError) and deadline.expired():
-                message = f"timed out after {job.timeout_s:g}s"
-                return "failed", error_json(TaskTimeout.__name__, message)
-            return "failed", exception_json(exc)
+                exc = TaskTimeout(f"timed out after {job.timeout_s:g}s")
+            return self._failure(spec, row, exc)
+        finally:
+            self.running.pop(row["id"], None)
+            self.cancelling.discard(row["id"])
         try:
             orjson.dumps(result)
         except TypeError as exc:
-            return "failed", error_json("ResultNotJSON", str(exc))
-        return "succeeded", result
+            return Outcome(EventKind.FAILED, error_json("ResultNotJSON", str(exc)))
+        return Outcome(EventKind.SUCCEEDED, result)
+
+    def _failure(self, spec: TaskSpec, row: asyncpg.Record, exc: Exception) -> Outcome:
+        error = exception_json(exc)
+        if is_permanent(exc, spec.no_retry) or row["attempt"] >= row["max_attempts"]:
+            return Outcome(EventKind.FAILED, error)
+        return Outcome(EventKind.RETRYING, error, spec.retry.delay_s(row["attempt"], self.rng))
+
+    async def _record(
+        self,
+        row: asyncpg.Record,
+        outcome: Outcome,
+        bound: structlog.typing.FilteringBoundLogger,
+        duration_s: float,
+    ) -> None:
+        job_id, attempt = row["id"], row["attempt"]
+        if outcome.kind == EventKind.SUCCEEDED:
+            written = await self.reporter.write(jobs.SUCCEED, (job_id, attempt, outcome.value))
+        elif outcome.kind == EventKind.CANCELLED:
+            written = await self.reporter.write(jobs.CANCEL_RUNNING, (job_id, attempt))
+        elif outcome.kind == EventKind.RETRYING:
+            written = await self.reporter.write(
+                jobs.RETRY, (job_id, attempt, outcome.value, outcome.retry_in_s)
+            )
+            if written is not None:
+                token = queue.Token(job_id, attempt + 1, row["queue"], written["job_run_at"])
+                await self._enqueue(token, fresh=True)
+        else:
+            written = await self.reporter.write(jobs.FAIL, (job_id, attempt, outcome.value))
+        if written is None:
+            bound.warning("job.outcome_fenced", outcome=str(outcome.kind))
+            return
+        fields: dict[str, Any] = {"duration_s": duration_s}
+        if outcome.kind in (EventKind.FAILED, EventKind.RETRYING):
+            fields["error_type"] = outcome.value["type"]
+        if outcome.kind == EventKind.RETRYING:
+            fields["retry_in_s"] = round(outcome.retry_in_s, 3)
+        bound.info(f"job.{outcome.kind}", **fields)
+        if row["task"] in self.registry.concurrency_limits:
+            # A slot of a limited task is free: wake a consumer for whatever waited on it.
+            await self._enqueue(queue.Token(None, 0, row["queue"]), fresh=True)
+
+    async def _keep_token_alive(
+        self, queue_name: str, token_job: uuid.UUID | None, attempt: int
+    ) -> None:
+        """Nothing was claimable; if this token's own job still waits, try again later."""
+        if token_job is None:
+            return
+        run_at = await self.pool.fetchval(jobs.IS_WAITING, token_job, attempt)
+        if run_at is None:
+            log.info("token.idle", job_id=str(token_job), attempt=attempt)
+            return
+        retry_at = max(run_at, datetime.now(UTC) + timedelta(seconds=WAITING_TOKEN_DELAY_S))
+        arq_id = f"{queue.arq_job_id(token_job, attempt)}:{uuid.uuid4().hex[:8]}"
+        log.info("token.deferred", job_id=str(token_job), attempt=attempt)
+        await self._enqueue(queue.Token(token_job, attempt, queue_name, retry_at, arq_id), True)
+
+    async def _enqueue(self, token: queue.Token, fresh: bool) -> None:
+        try:
+            if fresh:
+                await queue.enqueue_fresh(self.redis, self.names, [token])
+            else:
+                await queue.enqueue(self.redis, self.names, token)
+        except (RedisError, OSError) as exc:
+            # The job waits in Postgres; the reconciler gives it a token again.
+            log.warning("token.enqueue_failed", job_id=str(token.job_id), error=repr(exc))
 
     async def _publish(self, event: dict[str, Any]) -> None:
         try:
@@ -126,7 +231,8 @@ def exception_json(exc: BaseException) -> dict[str, Any]:
     )
 
 
-async def run_arq_job(ctx: dict[str, Any], job_id: str, attempt: int) -> None:
-    """The one function ARQ knows: hands the delivered attempt to the runtime."""
+async def run_arq_job(ctx: dict[str, Any], job_id: str | None, attempt: int) -> None:
+    """The one function ARQ knows: a token for this consumer's queue."""
     runtime: Runtime = ctx[RUNTIME_KEY]
-    await runtime.execute(uuid.UUID(job_id), attempt)
+    token_job = uuid.UUID(job_id) if job_id is not None else None
+    await runtime.execute(ctx[QUEUE_KEY], token_job, attempt)

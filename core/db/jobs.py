@@ -20,29 +20,30 @@ def _transition(
     update: str,
     kind: EventKind,
     *,
+    attempt: str = "attempt",
     current: str = "NULL::float8",
     total: str = "NULL::float8",
     message: str = "NULL::text",
     data: str = "NULL::jsonb",
-    job_columns: str = "",
 ) -> str:
     return f"""
 WITH job AS ({update} RETURNING *),
 event AS (
     INSERT INTO job_events
         (job_id, seq, kind, status, attempt, progress_current, progress_total, message, data)
-    SELECT id, seq, '{kind}', status, attempt, {current}, {total}, {message}, {data} FROM job
+    SELECT id, seq, '{kind}', status, {attempt}, {current}, {total}, {message}, {data} FROM job
     RETURNING *
 )
-SELECT event.*{job_columns} FROM event, job
+SELECT event.*, job.run_at AS job_run_at, job.queue AS job_queue FROM event, job
 """
 
 
 INSERT_JOB = """
 WITH job AS (
-    INSERT INTO jobs (id, task, args, queue, priority, max_attempts, timeout_s,
-                      idempotency_key, tenant, run_at, seq)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, COALESCE($10, now()), 1)
+    INSERT INTO jobs (id, task, args, args_hash, queue, priority, max_attempts, timeout_s,
+                      idempotency_key, tenant, run_at, schedule_key, seq)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, COALESCE($11, now()), $12, 1)
+    ON CONFLICT (schedule_key) DO NOTHING
     RETURNING *
 ),
 event AS (
@@ -53,14 +54,44 @@ event AS (
 SELECT job.*, event.at AS event_at FROM job, event
 """
 
-CLAIM = _transition(
-    """UPDATE jobs SET status = 'running', seq = seq + 1, started_at = now(),
-           updated_at = now(), worker_id = $3
-       WHERE id = $1 AND status = 'queued' AND attempt = $2""",
-    EventKind.STARTED,
-    data="jsonb_build_object('worker_id', $3::text)",
-    job_columns=", job.task, job.args, job.queue, job.timeout_s, job.max_attempts, job.tenant",
+# A result-cache hit: the new job is born succeeded, with both of its events.
+INSERT_CACHED_JOB = """
+WITH job AS (
+    INSERT INTO jobs (id, task, args, args_hash, queue, priority, max_attempts, timeout_s,
+                      idempotency_key, tenant, status, result, cached_from,
+                      started_at, finished_at, seq)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'succeeded', $11, $12, now(), now(), 2)
+    RETURNING *
+),
+queued AS (
+    INSERT INTO job_events (job_id, seq, kind, status, attempt)
+    SELECT id, 1, 'queued', 'queued', attempt FROM job
+),
+done AS (
+    INSERT INTO job_events (job_id, seq, kind, status, attempt, message, data)
+    SELECT id, 2, 'succeeded', status, attempt, 'served from cache',
+           jsonb_build_object('result', result, 'cached_from', cached_from)
+      FROM job
+    RETURNING at
 )
+SELECT job.*, done.at AS event_at FROM job, done
+"""
+
+FIND_CACHED_RESULT = """
+SELECT id, result FROM jobs
+WHERE tenant = $1 AND task = $2 AND args_hash = $3 AND status = 'succeeded'
+  AND finished_at > now() - make_interval(secs => $4)
+ORDER BY finished_at DESC
+LIMIT 1
+"""
+
+# The claimed job's `started` event, plus what the worker needs to run it.
+CLAIM_NEXT = """
+SELECT (c.claimed_event).*,
+       (c.claimed_job).id, (c.claimed_job).task, (c.claimed_job).args,
+       (c.claimed_job).queue, (c.claimed_job).timeout_s, (c.claimed_job).max_attempts
+FROM claim_next_job($1, $2, $3) AS c
+"""
 
 _RUNNING_ATTEMPT = "WHERE id = $1 AND attempt = $2 AND status = 'running'"
 
@@ -83,7 +114,7 @@ LOG = _transition(
 )
 
 SUCCEED = _transition(
-    f"""UPDATE jobs SET status = 'succeeded', seq = seq + 1, result = $3,
+    f"""UPDATE jobs SET status = 'succeeded', seq = seq + 1, result = $3, error = NULL,
            finished_at = now(), updated_at = now()
        {_RUNNING_ATTEMPT}""",
     EventKind.SUCCEEDED,
@@ -99,56 +130,93 @@ FAIL = _transition(
     data="jsonb_build_object('error', $3::jsonb)",
 )
 
+# The failed attempt is recorded on the event; the job moves on to the next attempt.
+RETRY = _transition(
+    f"""UPDATE jobs SET status = 'retrying', seq = seq + 1, error = $3,
+           attempt = attempt + 1, run_at = now() + make_interval(secs => $4),
+           worker_id = NULL, updated_at = now()
+       {_RUNNING_ATTEMPT}""",
+    EventKind.RETRYING,
+    attempt="attempt - 1",
+    message="$3::jsonb ->> 'message'",
+    data="""jsonb_build_object('error', $3::jsonb, 'next_attempt', attempt,
+                               'retry_at', run_at, 'delay_s', $4::float8)""",
+)
+
+CANCEL_RUNNING = _transition(
+    f"""UPDATE jobs SET status = 'cancelled', seq = seq + 1, finished_at = now(),
+           updated_at = now()
+       {_RUNNING_ATTEMPT}""",
+    EventKind.CANCELLED,
+    message="'cancelled while running'",
+)
+
+CANCEL_WAITING = _transition(
+    """UPDATE jobs SET status = 'cancelled', seq = seq + 1, finished_at = now(),
+           cancel_requested_at = now(), updated_at = now()
+       WHERE id = $1 AND tenant = $2 AND status IN ('queued', 'retrying')""",
+    EventKind.CANCELLED,
+    message="'cancelled before it started'",
+)
+
+REQUEST_CANCEL = """
+UPDATE jobs SET cancel_requested_at = COALESCE(cancel_requested_at, now()), updated_at = now()
+WHERE id = $1 AND tenant = $2 AND status = 'running'
+RETURNING *
+"""
+
+MANUAL_RETRY = _transition(
+    """UPDATE jobs SET status = 'queued', seq = seq + 1, attempt = attempt + 1,
+           max_attempts = GREATEST(max_attempts, attempt + 1), run_at = now(),
+           result = NULL, error = NULL, started_at = NULL, finished_at = NULL,
+           cancel_requested_at = NULL, worker_id = NULL, updated_at = now()
+       WHERE id = $1 AND tenant = $2 AND status IN ('failed', 'cancelled')""",
+    EventKind.QUEUED,
+    message="'manual retry'",
+    data="jsonb_build_object('reason', 'manual retry')",
+)
+
 GET_JOB = "SELECT * FROM jobs WHERE id = $1 AND tenant = $2"
+
+# What a waiting job's ETA is estimated from: the task's recent run time, the jobs due
+# ahead of it in its queue, and the live consumers of that queue.
+ETA_INPUTS = """
+SELECT
+    (SELECT avg(extract(epoch FROM recent.finished_at - recent.started_at))
+       FROM (SELECT finished_at, started_at FROM jobs
+              WHERE task = $1 AND status = 'succeeded' AND cached_from IS NULL
+              ORDER BY finished_at DESC LIMIT 20) AS recent) AS run_s,
+    (SELECT count(*) FROM jobs w
+      WHERE w.queue = $2 AND w.status IN ('queued', 'retrying') AND w.run_at <= now()
+        AND (w.priority > $3 OR (w.priority = $3 AND (w.run_at, w.created_at) < ($4, $5))))
+        AS ahead,
+    (SELECT coalesce(sum(concurrency), 0) FROM workers
+      WHERE $2 = ANY(queues) AND heartbeat_at > now() - interval '30 seconds') AS slots
+"""
 JOB_POSITION = "SELECT status, seq FROM jobs WHERE id = $1"
 GET_BY_IDEMPOTENCY_KEY = "SELECT * FROM jobs WHERE tenant = $1 AND idempotency_key = $2"
+IS_WAITING = """
+SELECT run_at FROM jobs WHERE id = $1 AND attempt = $2 AND status IN ('queued', 'retrying')
+"""
 
-PENDING_DUE = """
+WAITING_JOBS = """
 SELECT id, attempt, queue, run_at FROM jobs
-WHERE status = 'queued' AND queue = ANY($1::text[])
+WHERE status IN ('queued', 'retrying') AND queue = ANY($1::text[])
 ORDER BY run_at
 """
 
 
-async def insert_job(
+async def list_jobs(
     conn: asyncpg.Connection | asyncpg.Pool,
     *,
-    task: str,
-    args: dict[str, Any],
-    queue: str,
-    priority: int,
-    max_attempts: int,
-    timeout_s: float,
-    idempotency_key: str | None,
     tenant: str,
-    run_at: datetime | None,
-) -> asyncpg.Record:
-    """Insert a queued job and its `queued` event; returns the job row plus `event_at`."""
-    row = await conn.fetchrow(
-        INSERT_JOB,
-        uuid.uuid4(),
-        task,
-        args,
-        queue,
-        priority,
-        max_attempts,
-        timeout_s,
-        idempotency_key,
-        tenant,
-        run_at,
-    )
-    assert row is not None
-    return row
-
-
-def _list_query(
-    tenant: str,
-    status: str | None,
-    task: str | None,
-    queue: str | None,
-    before: tuple[datetime, uuid.UUID] | None,
-    limit: int,
-) -> tuple[str, list[Any]]:
+    status: str | None = None,
+    task: str | None = None,
+    queue: str | None = None,
+    before: tuple[datetime, uuid.UUID] | None = None,
+    limit: int = 50,
+) -> list[asyncpg.Record]:
+    """Jobs newest first, filtered, starting strictly after the `before` cursor."""
     clauses: list[str] = ["tenant = $1"]
     params: list[Any] = [tenant]
     for column, value in (("status", status), ("task", task), ("queue", queue)):
@@ -163,19 +231,4 @@ def _list_query(
         f"SELECT * FROM jobs WHERE {' AND '.join(clauses)} "
         f"ORDER BY created_at DESC, id DESC LIMIT ${len(params)}"
     )
-    return sql, params
-
-
-async def list_jobs(
-    conn: asyncpg.Connection | asyncpg.Pool,
-    *,
-    tenant: str,
-    status: str | None = None,
-    task: str | None = None,
-    queue: str | None = None,
-    before: tuple[datetime, uuid.UUID] | None = None,
-    limit: int = 50,
-) -> list[asyncpg.Record]:
-    """Jobs newest first, filtered, starting strictly after the `before` cursor."""
-    sql, params = _list_query(tenant, status, task, queue, before, limit)
     return list(await conn.fetch(sql, *params))

@@ -24,14 +24,31 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 Pool = asyncpg.Pool
 
 
+# jsonb's binary wire format: a version byte, then the JSON text.
+_JSONB_VERSION = b"\x01"
+
+
+def _encode_jsonb(value: Any) -> bytes:
+    return _JSONB_VERSION + serialization.dumps(value)
+
+
+def _decode_jsonb(data: bytes) -> Any:
+    return serialization.loads(data[1:])
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    for name in ("json", "jsonb"):
-        await conn.set_type_codec(
-            name,
-            encoder=serialization.dumps_str,
-            decoder=serialization.loads,
-            schema="pg_catalog",
-        )
+    # Binary, not text: asyncpg reads composite values (claim_next_job returns whole `jobs`
+    # and `job_events` rows) only in binary, and cannot use a text codec inside them.
+    await conn.set_type_codec(
+        "json",
+        encoder=serialization.dumps,
+        decoder=serialization.loads,
+        schema="pg_catalog",
+        format="binary",
+    )
+    await conn.set_type_codec(
+        "jsonb", encoder=_encode_jsonb, decoder=_decode_jsonb, schema="pg_catalog", format="binary"
+    )
 
 
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> Pool:

@@ -23,7 +23,12 @@ INSERT INTO workers (id, hostname, pid, queues, concurrency)
 VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()
 """
-HEARTBEAT = "UPDATE workers SET heartbeat_at = now() WHERE id = $1"
+# The heartbeat also collects cancel requests for this worker's running jobs.
+HEARTBEAT = """
+WITH beat AS (UPDATE workers SET heartbeat_at = now() WHERE id = $1)
+SELECT id FROM jobs
+WHERE worker_id = $1 AND status = 'running' AND cancel_requested_at IS NOT NULL
+"""
 DEREGISTER_WORKER = "DELETE FROM workers WHERE id = $1"
 LIST_WORKERS = "SELECT * FROM workers ORDER BY started_at"
 

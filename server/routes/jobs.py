@@ -1,11 +1,11 @@
-"""`/jobs`: submit, read and list jobs."""
+"""`/jobs`: submit (one or a batch), read, list, cancel and retry jobs."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -16,18 +16,24 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from core import queue
-from core.db import jobs, registry
-from core.errors import Conflict, NotFound, Unprocessable
-from core.model import Status, event_json, job_json
+from core.db import jobs
+from core.errors import Conflict, NotFound, TidingsError, Unprocessable
+from core.model import Status, event_json, job_json, waiting_eta_s
+from core.submission import JobRequest
 from server.body import read_json_object
 from server.state import ServerState, state_of
-from server.validation import check, validate_submission
+from server.submission import TaskRows, job_request
+from server.validation import check, validate_batch
 
 log = structlog.get_logger("tidings.server")
 
 DEFAULT_TENANT = "default"
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
+
+
+def base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
 
 
 def parse_job_id(raw: str) -> uuid.UUID:
@@ -46,126 +52,133 @@ async def load_job(state: ServerState, raw_id: str) -> asyncpg.Record:
     return row
 
 
-def parse_run_at(body: dict[str, Any]) -> datetime | None:
-    """When the job becomes due: `run_at` (ISO 8601 with offset) or now + `delay_s`."""
-    if "run_at" in body and "delay_s" in body:
-        raise Unprocessable(
-            "give run_at or delay_s, not both",
-            {"field": "run_at", "reason": "conflicts with delay_s"},
-            code="invalid_request",
-        )
-    if "delay_s" in body:
-        return datetime.now(UTC) + timedelta(seconds=body["delay_s"])
-    if "run_at" not in body:
-        return None
-    try:
-        run_at = datetime.fromisoformat(body["run_at"])
-        if run_at.tzinfo is not None:
-            # Postgres needs it in UTC; a time near year 1 or 9999 may not fit there.
-            run_at = run_at.astimezone(UTC)
-    except (ValueError, OverflowError):
-        run_at = None
-    if run_at is None or run_at.tzinfo is None:
-        raise Unprocessable(
-            "run_at must be an ISO 8601 timestamp with a UTC offset",
-            {"field": "run_at", "reason": f"cannot read {body['run_at']!r}"},
-            code="invalid_request",
-        )
-    return run_at
-
-
 async def submit_job(request: Request) -> Response:
     """POST /jobs: validate, persist job and `queued` event, then enqueue and publish."""
     state = state_of(request)
     body = await read_json_object(request, state.settings.max_body_bytes)
-    check(validate_submission, body, root="body", message="the submission is invalid")
-    task = await registry.get_task(state.pool, body["task"])
-    if task is None:
-        raise Unprocessable(
-            f"unknown task {body['task']!r}",
-            {"field": "task", "reason": "no worker has registered this task"},
-            code="unknown_task",
-        )
-    args = body.get("args", {})
-    validator = state.validators.for_task(task["name"], task["updated_at"], task["args_schema"])
-    check(validator, args, root="args", message=f"args do not match task {task['name']!r}")
-    run_at = parse_run_at(body)
-    key = request.headers.get("idempotency-key") or body.get("idempotency_key")
-    defaults = task["defaults"]
-    fields = {
-        "task": task["name"],
-        "args": args,
-        "queue": body.get("queue", task["queue"]),
-        "priority": body.get("priority", 0),
-        "max_attempts": body.get("max_attempts", defaults["max_attempts"]),
-        "timeout_s": float(body.get("timeout_s", defaults["timeout_s"])),
-    }
-    try:
-        row = await jobs.insert_job(
-            state.pool, **fields, idempotency_key=key, tenant=DEFAULT_TENANT, run_at=run_at
-        )
-    except asyncpg.UniqueViolationError:
-        return await _existing_for_key(request, state, key, fields)
-    await _enqueue_and_publish(state, row, run_at)
-    base = str(request.base_url).rstrip("/")
+    job = await job_request(
+        state.pool,
+        state.validators,
+        body,
+        tenant=DEFAULT_TENANT,
+        header_key=request.headers.get("idempotency-key"),
+    )
+    submitted = await state.submitter.submit(job)
+    assert submitted is not None  # only cron slots can be refused
+    row = submitted.row
+    location = f"{base_url(request)}/jobs/{row['id']}"
     return JSONResponse(
-        job_json(row, base),
-        status_code=202,
-        headers={"Location": f"{base}/jobs/{row['id']}"},
+        job_json(row, base_url(request)),
+        status_code=202 if submitted.created else 200,
+        headers={"Location": location},
     )
 
 
-async def _existing_for_key(
-    request: Request, state: ServerState, key: str | None, fields: dict[str, Any]
-) -> Response:
-    existing = await state.pool.fetchrow(jobs.GET_BY_IDEMPOTENCY_KEY, DEFAULT_TENANT, key)
-    if existing is None:  # the key's job vanished between the insert and this read
-        raise Conflict("idempotency key is in use; retry the request")
-    if any(existing[name] != value for name, value in fields.items()):
-        raise Conflict(
-            "idempotency key was already used with a different submission",
-            {"idempotency_key": key, "job_id": str(existing["id"])},
-            code="idempotency_conflict",
+async def submit_batch(request: Request) -> Response:
+    """POST /jobs/batch: every job in one transaction, or none with per-item errors."""
+    state = state_of(request)
+    body = await read_json_object(request, state.settings.max_batch_bytes)
+    check(validate_batch, body, root="body", message="the batch is invalid")
+    tasks: TaskRows = {}
+    requests: list[JobRequest] = []
+    errors: list[dict[str, Any]] = []
+    for index, item in enumerate(body["jobs"]):
+        try:
+            requests.append(
+                await job_request(
+                    state.pool, state.validators, item, tenant=DEFAULT_TENANT, tasks=tasks
+                )
+            )
+        except TidingsError as exc:
+            errors.append(
+                {"index": index, "code": exc.code, "message": exc.message, **(exc.details or {})}
+            )
+    if errors:
+        raise Unprocessable(
+            f"{len(errors)} of {len(body['jobs'])} jobs are invalid; nothing was submitted",
+            {"errors": errors},
+            code="invalid_batch",
         )
-    return JSONResponse(job_json(existing, str(request.base_url).rstrip("/")), status_code=200)
-
-
-async def _enqueue_and_publish(
-    state: ServerState, row: asyncpg.Record, run_at: datetime | None
-) -> None:
-    event = event_json(
-        {
-            "job_id": row["id"],
-            "seq": 1,
-            "kind": "queued",
-            "status": Status.QUEUED,
-            "attempt": row["attempt"],
-            "progress_current": None,
-            "progress_total": None,
-            "message": None,
-            "data": None,
-            "at": row["event_at"],
-        }
+    rows = await state.submitter.submit_many(requests)
+    return JSONResponse(
+        {"ids": [str(row["id"]) for row in rows], "count": len(rows)}, status_code=202
     )
-    try:
-        await queue.enqueue(
-            state.redis,
-            state.names,
-            job_id=row["id"],
-            attempt=row["attempt"],
-            queue=row["queue"],
-            defer_until=run_at,
-        )
-        await queue.publish_events(state.redis, state.names, [event])
-    except (RedisError, OSError) as exc:
-        # The job is committed; a worker's reconciler enqueues it when Redis is back.
-        log.warning("job.enqueue_failed", job_id=str(row["id"]), error=repr(exc))
 
 
 async def get_job(request: Request) -> Response:
-    """GET /jobs/{id}."""
-    row = await load_job(state_of(request), request.path_params["job_id"])
-    return JSONResponse(job_json(row, str(request.base_url).rstrip("/")))
+    """GET /jobs/{id}; a waiting job's ETA includes the queue ahead of it."""
+    state = state_of(request)
+    row = await load_job(state, request.path_params["job_id"])
+    eta_s = None
+    if row["status"] in (Status.QUEUED, Status.RETRYING):
+        inputs = await state.pool.fetchrow(
+            jobs.ETA_INPUTS,
+            row["task"],
+            row["queue"],
+            row["priority"],
+            row["run_at"],
+            row["created_at"],
+        )
+        assert inputs is not None
+        starts_in_s = (row["run_at"] - datetime.now(UTC)).total_seconds()
+        # run_s is an SQL numeric (a Decimal), which the JSON response cannot encode.
+        run_s = None if inputs["run_s"] is None else float(inputs["run_s"])
+        eta_s = waiting_eta_s(run_s, inputs["ahead"], inputs["slots"], starts_in_s)
+    return JSONResponse(job_json(row, base_url(request), eta_s))
+
+
+async def cancel_job(request: Request) -> Response:
+    """POST /jobs/{id}/cancel: waiting → cancelled now; running → its worker is told."""
+    state = state_of(request)
+    job_id = parse_job_id(request.path_params["job_id"])
+    event = await state.pool.fetchrow(jobs.CANCEL_WAITING, job_id, DEFAULT_TENANT)
+    if event is not None:
+        await _publish(state, event)
+        cancelled = await load_job(state, str(job_id))
+        return JSONResponse(job_json(cancelled, base_url(request)))
+    row = await state.pool.fetchrow(jobs.REQUEST_CANCEL, job_id, DEFAULT_TENANT)
+    if row is not None:
+        try:
+            await state.redis.publish(state.names.cancel_channel, str(job_id))
+        except (RedisError, OSError) as exc:
+            # The worker's heartbeat finds the request in Postgres instead.
+            log.warning("cancel.publish_failed", job_id=str(job_id), error=repr(exc))
+        return JSONResponse(job_json(row, base_url(request)), status_code=202)
+    current = await load_job(state, str(job_id))
+    raise Conflict(
+        f"job is {current['status']}; only queued, retrying or running jobs can be cancelled",
+        {"status": current["status"]},
+        code="illegal_transition",
+    )
+
+
+async def retry_job(request: Request) -> Response:
+    """POST /jobs/{id}/retry: a failed or cancelled job runs again as a new attempt."""
+    state = state_of(request)
+    job_id = parse_job_id(request.path_params["job_id"])
+    event = await state.pool.fetchrow(jobs.MANUAL_RETRY, job_id, DEFAULT_TENANT)
+    if event is None:
+        current = await load_job(state, str(job_id))
+        raise Conflict(
+            f"job is {current['status']}; only failed or cancelled jobs can be retried",
+            {"status": current["status"]},
+            code="illegal_transition",
+        )
+    token = queue.Token(job_id, event["attempt"], event["job_queue"], event["job_run_at"])
+    try:
+        await queue.enqueue_fresh(state.redis, state.names, [token])
+    except (RedisError, OSError) as exc:
+        log.warning("job.enqueue_failed", job_id=str(job_id), error=repr(exc))
+    await _publish(state, event)
+    row = await load_job(state, str(job_id))
+    return JSONResponse(job_json(row, base_url(request)), status_code=202)
+
+
+async def _publish(state: ServerState, event: asyncpg.Record) -> None:
+    try:
+        await queue.publish_events(state.redis, state.names, [event_json(event)])
+    except (RedisError, OSError) as exc:
+        log.warning("publish.failed", job_id=str(event["job_id"]), error=repr(exc))
 
 
 def _encode_cursor(row: asyncpg.Record) -> str:
@@ -234,14 +247,18 @@ async def list_jobs(request: Request) -> Response:
         before=_decode_cursor(cursor) if cursor else None,
         limit=limit + 1,
     )
-    base = str(request.base_url).rstrip("/")
     page = rows[:limit]
     next_cursor = _encode_cursor(page[-1]) if len(rows) > limit else None
-    return JSONResponse({"jobs": [job_json(row, base) for row in page], "next_cursor": next_cursor})
+    return JSONResponse(
+        {"jobs": [job_json(row, base_url(request)) for row in page], "next_cursor": next_cursor}
+    )
 
 
 routes = [
     Route("/jobs", submit_job, methods=["POST"]),
     Route("/jobs", list_jobs, methods=["GET"]),
+    Route("/jobs/batch", submit_batch, methods=["POST"]),
     Route("/jobs/{job_id}", get_job, methods=["GET"]),
+    Route("/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),
+    Route("/jobs/{job_id}/retry", retry_job, methods=["POST"]),
 ]

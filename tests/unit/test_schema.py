@@ -263,7 +263,8 @@ def test_decorator_options_are_recorded() -> None:
     )
     assert spec.timeout_s == 5.0
     assert isinstance(spec.timeout_s, float)
-    assert spec.defaults == {"timeout_s": 5.0, "max_attempts": 7}
+    assert spec.defaults["timeout_s"] == 5.0
+    assert spec.defaults["max_attempts"] == 7
 
 
 # --- the shipped example tasks --------------------------------------------------------------
@@ -283,7 +284,8 @@ def test_example_sleep_steps_schema() -> None:
         "delay_s": {"type": "number", "default": 0.5},
     }
     assert "required" not in spec.schema
-    assert spec.defaults == {"timeout_s": 600.0, "max_attempts": DEFAULT_MAX_ATTEMPTS}
+    assert spec.defaults["timeout_s"] == 600.0
+    assert spec.defaults["max_attempts"] == DEFAULT_MAX_ATTEMPTS
 
 
 def test_example_fail_and_flaky_schemas() -> None:
@@ -300,7 +302,15 @@ def test_registry_row_is_what_the_tasks_table_stores() -> None:
     name, queue, schema, defaults, description = spec.registry_row()
     assert (name, queue) == ("sleep_steps", "default")
     assert schema == spec.schema
-    assert defaults == {"timeout_s": 600.0, "max_attempts": DEFAULT_MAX_ATTEMPTS}
+    assert defaults == {
+        "timeout_s": 600.0,
+        "max_attempts": DEFAULT_MAX_ATTEMPTS,
+        "retry": {"base_s": 1.0, "factor": 2.0, "cap_s": 300.0, "jitter": True},
+        "no_retry": [],
+        "max_concurrency": None,
+        "cache_ttl_s": None,
+        "cron": None,
+    }
     assert description.startswith("Sleep `steps` times")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from worker import Job, task
+from worker import Job, PermanentError, task
 
 
 @task(timeout=600)
@@ -23,8 +23,8 @@ async def noop(job: Job) -> None:
 
 @task
 async def fail(job: Job, message: str = "failed on purpose") -> None:
-    """Raise an error with `message`."""
-    raise RuntimeError(message)
+    """Fail at once with `message`: a permanent error, so it goes straight to failed."""
+    raise PermanentError(message)
 
 
 class FlakyError(ConnectionError):

@@ -1,0 +1,187 @@
+"""Creating jobs: one or a batch, with idempotency keys, cron slots and the result cache.
+
+The job row and its `queued` event commit first; only then is a token put on the ARQ
+queue and the event published. If Redis is away at that moment the job is still safe:
+the reconciler enqueues waiting jobs from Postgres.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import orjson
+import structlog
+from arq.connections import ArqRedis
+from redis.exceptions import RedisError
+
+from core import queue
+from core.db import events as job_events
+from core.db import jobs
+from core.errors import Conflict
+from core.model import EventKind, Status, event_json
+
+log = structlog.get_logger("tidings.submission")
+
+# Fields that must match for a repeated idempotency key to name the same submission.
+IDEMPOTENT_FIELDS = ("task", "args", "queue", "priority", "max_attempts", "timeout_s")
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """A validated request for one job."""
+
+    task: str
+    args: dict[str, Any]
+    queue: str
+    max_attempts: int
+    timeout_s: float
+    priority: int = 0
+    run_at: datetime | None = None
+    idempotency_key: str | None = None
+    schedule_key: str | None = None
+    tenant: str = "default"
+    cache_ttl_s: float | None = None
+
+    @property
+    def args_hash(self) -> str:
+        """A digest of the canonical args (sorted keys), for the result cache."""
+        return hashlib.sha256(orjson.dumps(self.args, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+    def insert_args(self, job_id: uuid.UUID) -> tuple[Any, ...]:
+        """Parameters of `jobs.INSERT_JOB`."""
+        return (
+            job_id,
+            self.task,
+            self.args,
+            self.args_hash,
+            self.queue,
+            self.priority,
+            self.max_attempts,
+            self.timeout_s,
+            self.idempotency_key,
+            self.tenant,
+            self.run_at,
+            self.schedule_key,
+        )
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """The job a request resolved to; `created` is False when an existing job was returned."""
+
+    row: asyncpg.Record
+    created: bool
+
+
+def queued_event(row: asyncpg.Record) -> dict[str, Any]:
+    """The `queued` event (seq 1) of a freshly inserted job row."""
+    return event_json(
+        {
+            "job_id": row["id"],
+            "seq": 1,
+            "kind": EventKind.QUEUED,
+            "status": Status.QUEUED,
+            "attempt": row["attempt"],
+            "progress_current": None,
+            "progress_total": None,
+            "message": None,
+            "data": None,
+            "at": row["event_at"],
+        }
+    )
+
+
+class Submitter:
+    """Creates jobs in Postgres, then tells Redis."""
+
+    def __init__(self, pool: asyncpg.Pool, redis: ArqRedis, names: queue.Names) -> None:
+        self._pool = pool
+        self._redis = redis
+        self._names = names
+
+    async def submit(self, request: JobRequest) -> Submitted | None:
+        """Create the job, or return the one its idempotency key names.
+
+        None means the cron slot it names was already taken by another worker.
+        """
+        try:
+            row = await self._cached(request) if request.cache_ttl_s else None
+            if row is None:
+                row = await self._pool.fetchrow(jobs.INSERT_JOB, *request.insert_args(uuid.uuid4()))
+        except asyncpg.UniqueViolationError:
+            return Submitted(await self._existing(request), created=False)
+        if row is None:
+            return None
+        await self._announce([row])
+        return Submitted(row, created=True)
+
+    async def submit_many(self, requests: Sequence[JobRequest]) -> list[asyncpg.Record]:
+        """Create every job in one transaction, all or nothing."""
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                rows = await conn.fetchmany(
+                    jobs.INSERT_JOB, [r.insert_args(uuid.uuid4()) for r in requests]
+                )
+        except asyncpg.UniqueViolationError as exc:
+            raise Conflict(
+                "an idempotency key in the batch is already used; nothing was submitted",
+                {"reason": exc.detail},
+                code="idempotency_conflict",
+            ) from None
+        await self._announce(rows)
+        return rows
+
+    async def _cached(self, request: JobRequest) -> asyncpg.Record | None:
+        hit = await self._pool.fetchrow(
+            jobs.FIND_CACHED_RESULT,
+            request.tenant,
+            request.task,
+            request.args_hash,
+            request.cache_ttl_s,
+        )
+        if hit is None:
+            return None
+        # INSERT_CACHED_JOB takes the first ten INSERT_JOB parameters (id … tenant).
+        args = request.insert_args(uuid.uuid4())[:10]
+        row: asyncpg.Record | None = await self._pool.fetchrow(
+            jobs.INSERT_CACHED_JOB, *args, hit["result"], hit["id"]
+        )
+        return row
+
+    async def _existing(self, request: JobRequest) -> asyncpg.Record:
+        existing = await self._pool.fetchrow(
+            jobs.GET_BY_IDEMPOTENCY_KEY, request.tenant, request.idempotency_key
+        )
+        if existing is None:  # the key's job vanished between the insert and this read
+            raise Conflict("idempotency key is in use; retry the request")
+        if any(existing[name] != getattr(request, name) for name in IDEMPOTENT_FIELDS):
+            raise Conflict(
+                "idempotency key was already used with a different submission",
+                {"idempotency_key": request.idempotency_key, "job_id": str(existing["id"])},
+                code="idempotency_conflict",
+            )
+        return existing
+
+    async def _announce(self, rows: Sequence[asyncpg.Record]) -> None:
+        waiting = [row for row in rows if row["status"] == Status.QUEUED]
+        tokens = [
+            queue.Token(row["id"], row["attempt"], row["queue"], row["run_at"]) for row in waiting
+        ]
+        events = [queued_event(row) for row in waiting]
+        for row in rows:
+            if row["status"] != Status.QUEUED:  # born finished: a result-cache hit
+                history = await job_events.events_after(self._pool, row["id"], 0)
+                events.extend(event_json(event) for event in history)
+        try:
+            if tokens:
+                await queue.enqueue_fresh(self._redis, self._names, tokens)
+            await queue.publish_events(self._redis, self._names, events)
+        except (RedisError, OSError) as exc:
+            # The jobs are committed; the reconciler enqueues them when Redis is back.
+            log.warning("jobs.enqueue_failed", jobs=len(rows), error=repr(exc))

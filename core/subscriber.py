@@ -1,0 +1,51 @@
+"""Following a Redis pub/sub channel for as long as the process lives.
+
+A lost connection is not fatal: it reconnects with capped exponential backoff, and calls
+`on_connect` after each (re)subscription so that the caller can recover what it missed
+(from Postgres) while it was away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from contextlib import suppress
+
+import redis.asyncio as aioredis
+import structlog
+from redis.exceptions import RedisError
+
+log = structlog.get_logger("tidings.subscriber")
+
+MAX_RECONNECT_DELAY_S = 5.0
+
+
+async def follow_channel(
+    redis_url: str,
+    channel: str,
+    on_message: Callable[[bytes], None],
+    on_connect: Callable[[], None] = lambda: None,
+    on_disconnect: Callable[[], None] = lambda: None,
+) -> None:
+    """Deliver every message of `channel` to `on_message` until cancelled."""
+    delay = 0.1
+    while True:
+        client = aioredis.Redis.from_url(redis_url)
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(channel)
+            on_connect()
+            delay = 0.1
+            log.info("channel.subscribed", channel=channel)
+            async for message in pubsub.listen():
+                if message.get("type") == "message":
+                    on_message(message["data"])
+        except (RedisError, OSError) as exc:
+            on_disconnect()
+            log.warning("channel.disconnected", channel=channel, error=repr(exc), retry_s=delay)
+        finally:
+            with suppress(RedisError, OSError):
+                await pubsub.aclose()
+                await client.aclose()
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, MAX_RECONNECT_DELAY_S)

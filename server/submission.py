@@ -1,0 +1,84 @@
+"""Turning a submission body into a validated `JobRequest`, without task code."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from core.db import registry
+from core.errors import Unprocessable
+from core.submission import JobRequest
+from server.validation import ArgsValidators, check, validate_submission
+
+TaskRows = dict[str, asyncpg.Record | None]
+
+
+def parse_run_at(body: dict[str, Any]) -> datetime | None:
+    """When the job becomes due: `run_at` (ISO 8601 with offset) or now + `delay_s`."""
+    if "run_at" in body and "delay_s" in body:
+        raise Unprocessable(
+            "give run_at or delay_s, not both",
+            {"field": "body.run_at", "reason": "conflicts with delay_s"},
+            code="invalid_request",
+        )
+    if "delay_s" in body:
+        return datetime.now(UTC) + timedelta(seconds=body["delay_s"])
+    if "run_at" not in body:
+        return None
+    try:
+        run_at = datetime.fromisoformat(body["run_at"])
+        if run_at.tzinfo is not None:
+            # Postgres needs it in UTC; a time near year 1 or 9999 may not fit there.
+            run_at = run_at.astimezone(UTC)
+    except (ValueError, OverflowError):
+        run_at = None
+    if run_at is None or run_at.tzinfo is None:
+        raise Unprocessable(
+            "run_at must be an ISO 8601 timestamp with a UTC offset",
+            {"field": "body.run_at", "reason": f"cannot read {body['run_at']!r}"},
+            code="invalid_request",
+        )
+    return run_at
+
+
+async def job_request(
+    pool: asyncpg.Pool,
+    validators: ArgsValidators,
+    body: dict[str, Any],
+    *,
+    tenant: str,
+    header_key: str | None = None,
+    tasks: TaskRows | None = None,
+) -> JobRequest:
+    """Validate one submission against the envelope and its task's registered schema."""
+    check(validate_submission, body, root="body", message="the submission is invalid")
+    tasks = {} if tasks is None else tasks
+    name = body["task"]
+    if name not in tasks:
+        tasks[name] = await registry.get_task(pool, name)
+    task = tasks[name]
+    if task is None:
+        raise Unprocessable(
+            f"unknown task {name!r}",
+            {"field": "body.task", "reason": "no worker has registered this task"},
+            code="unknown_task",
+        )
+    args = body.get("args", {})
+    validator = validators.for_task(task["name"], task["updated_at"], task["args_schema"])
+    check(validator, args, root="args", message=f"args do not match task {name!r}")
+    defaults = task["defaults"]
+    cache_ttl_s = defaults.get("cache_ttl_s") if body.get("cache", True) else None
+    return JobRequest(
+        task=task["name"],
+        args=args,
+        queue=body.get("queue", task["queue"]),
+        priority=body.get("priority", 0),
+        max_attempts=body.get("max_attempts", defaults["max_attempts"]),
+        timeout_s=float(body.get("timeout_s", defaults["timeout_s"])),
+        run_at=parse_run_at(body),
+        idempotency_key=header_key or body.get("idempotency_key"),
+        tenant=tenant,
+        cache_ttl_s=cache_ttl_s,
+    )

@@ -1,0 +1,105 @@
+"""Cron: each slot of each cron task becomes one ordinary job, once across all workers.
+
+Every worker runs a scheduler; they all try to create the job of a slot, and the unique
+`schedule_key` in Postgres lets exactly one of them succeed. Slots missed while no worker
+ran are not replayed, unless the task asks for the latest one with `cron_catch_up`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import suppress
+from datetime import UTC, datetime
+
+import structlog
+from croniter import croniter
+
+from core.submission import JobRequest, Submitter
+from worker.registry import TaskSpec
+
+log = structlog.get_logger("tidings.cron")
+
+Clock = Callable[[], datetime]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def schedule_key(spec: TaskSpec, slot: datetime) -> str:
+    """The key that makes a slot's job unique across workers."""
+    return f"cron:{spec.name}@{slot.astimezone(UTC).isoformat()}"
+
+
+class CronScheduler:
+    """Creates the job of every cron slot as it comes due."""
+
+    def __init__(
+        self,
+        submitter: Submitter,
+        specs: Sequence[TaskSpec],
+        *,
+        clock: Clock = utc_now,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self._submitter = submitter
+        self._specs = [spec for spec in specs if spec.cron is not None]
+        self._clock = clock
+        self._sleep = sleep
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Catch up where asked, then follow the schedule in the background."""
+        if not self._specs:
+            return
+        now = self._clock()
+        for spec in self._specs:
+            if spec.cron_catch_up:
+                await self.fire(spec, croniter(spec.cron, now).get_prev(datetime))
+        self._task = asyncio.create_task(self.run(now), name="tidings-cron")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+
+    async def run(self, start: datetime) -> None:
+        """Fire each slot after `start` when the clock reaches it, forever."""
+        upcoming = {
+            spec.name: croniter(spec.cron, start).get_next(datetime) for spec in self._specs
+        }
+        while True:
+            due = min(upcoming.values())
+            wait_s = (due - self._clock()).total_seconds()
+            if wait_s > 0:
+                await self._sleep(wait_s)
+                continue
+            for spec in self._specs:
+                slot = upcoming[spec.name]
+                if slot <= due:
+                    await self.fire(spec, slot)
+                    upcoming[spec.name] = croniter(spec.cron, slot).get_next(datetime)
+
+    async def fire(self, spec: TaskSpec, slot: datetime) -> bool:
+        """Create the job of `slot` unless another worker already did; True if this one did."""
+        request = JobRequest(
+            task=spec.name,
+            args={},
+            queue=spec.queue,
+            max_attempts=spec.max_attempts,
+            timeout_s=spec.timeout_s,
+            run_at=slot,
+            schedule_key=schedule_key(spec, slot),
+        )
+        try:
+            submitted = await self._submitter.submit(request)
+        except Exception as exc:  # a failed slot must not stop the schedule
+            log.error("cron.fire_failed", task=spec.name, slot=slot.isoformat(), error=repr(exc))
+            return False
+        created = submitted is not None
+        if created:
+            log.info("cron.fired", task=spec.name, slot=slot.isoformat())
+        return created
