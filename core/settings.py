@@ -45,6 +45,8 @@ class Settings:
     stream_queue_size: int = 256
     db_timeout_s: float = 5.0
     drain_timeout_s: float = 10.0
+    reap_after_s: float = 10.0
+    reconcile_s: float = 10.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -75,7 +77,14 @@ class Settings:
             raise SettingsError("TIDINGS_PORT must be a TCP port")
         if not self.tasks:
             raise SettingsError("TIDINGS_TASKS must name at least one module")
-        for name in ("heartbeat_s", "poll_delay_s", "keepalive_s", "db_timeout_s"):
+        for name in (
+            "heartbeat_s",
+            "poll_delay_s",
+            "keepalive_s",
+            "db_timeout_s",
+            "reap_after_s",
+            "reconcile_s",
+        ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be positive")
         if self.drain_timeout_s < 0 or self.max_body_bytes < 1 or self.stream_queue_size < 1:

@@ -35,7 +35,9 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             await migrate_url(settings.database_url, settings.migrations_dir)
-            pool = await create_pool(settings.database_url, max_size=20)
+            pool = await create_pool(
+                settings.database_url, max_size=20, connect_timeout_s=settings.db_timeout_s
+            )
             stack.push_async_callback(pool.close)
             redis = await queue.connect(settings.redis_url)
             stack.push_async_callback(redis.aclose)

@@ -12,17 +12,21 @@ from typing import Any
 
 import structlog
 from arq.worker import Worker, func
+from redis.exceptions import RedisError
 
 from core import queue
 from core.db import jobs, registry
-from core.db.pool import create_pool
+from core.db.pool import CONNECTION_ERRORS, create_pool
 from core.embedded import start_embedded
 from core.logging import configure_logging
 from core.migrate import migrate_url
 from core.settings import Settings
 from core.submission import Submitter
 from worker.cancellation import CancelListener
+from worker.consumers import Consumers
 from worker.heartbeat import Heartbeat
+from worker.maintenance import Reaper, Reconciler, hand_back
+from worker.periodic import Periodic
 from worker.registry import TaskRegistry
 from worker.reporter import Reporter
 from worker.runtime import QUEUE_KEY, RUNTIME_KEY, Runtime, run_arq_job
@@ -34,6 +38,8 @@ log = structlog.get_logger("tidings.worker")
 # job's timeout and decides retries, and the claim fences ARQ's redeliveries.
 ARQ_FUNCTION_TIMEOUT_S = 24 * 3600
 ARQ_MAX_TRIES = 1_000_000
+HAND_BACK_TIMEOUT_S = 10.0
+HAND_BACK_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *CONNECTION_ERRORS)
 
 
 def new_worker_id() -> str:
@@ -64,16 +70,6 @@ def arq_worker(settings: Settings, names: queue.Names, queue_name: str, runtime:
     )
 
 
-async def reconcile(runtime: Runtime, queues: tuple[str, ...]) -> int:
-    """Give every waiting job Postgres holds a token; ARQ ignores ids it already has."""
-    enqueued = 0
-    for row in await runtime.pool.fetch(jobs.WAITING_JOBS, list(queues)):
-        token = queue.Token(row["id"], row["attempt"], row["queue"], row["run_at"])
-        if await queue.enqueue(runtime.redis, runtime.names, token):
-            enqueued += 1
-    return enqueued
-
-
 async def run_hooks(registry: TaskRegistry, phase: str, resources: dict[str, Any]) -> None:
     """Run the worker's startup or shutdown hooks in declaration order."""
     for hook in registry.hooks["startup" if phase == "startup" else "shutdown"]:
@@ -83,13 +79,17 @@ async def run_hooks(registry: TaskRegistry, phase: str, resources: dict[str, Any
 async def run_worker(
     settings: Settings, stop: asyncio.Event, ready: asyncio.Event | None = None
 ) -> None:
-    """Run until `stop` is set, then drain in-flight jobs and close everything."""
+    """Run until `stop` is set, then drain in-flight jobs, hand back the rest, and close."""
     async with AsyncExitStack() as stack:
         settings, embedded = start_embedded(settings)
         stack.callback(embedded.close)
         await migrate_url(settings.database_url, settings.migrations_dir)
         task_registry = TaskRegistry.from_modules(settings.tasks)
-        pool = await create_pool(settings.database_url, max_size=max(4, settings.concurrency // 4))
+        pool = await create_pool(
+            settings.database_url,
+            max_size=max(4, settings.concurrency // 4),
+            connect_timeout_s=settings.db_timeout_s,
+        )
         stack.push_async_callback(pool.close)
         redis = await queue.connect(settings.redis_url)
         stack.push_async_callback(redis.aclose)
@@ -102,9 +102,21 @@ async def run_worker(
         runtime = Runtime(worker_id, pool, redis, names, task_registry, reporter)
         await run_hooks(task_registry, "startup", runtime.resources)
         stack.push_async_callback(run_hooks, task_registry, "shutdown", runtime.resources)
-        cancels = CancelListener(settings.redis_url, names.cancel_channel, runtime.cancel)
-        cancels.start()
-        stack.push_async_callback(cancels.stop)
+
+        reconciler = Periodic(
+            "reconciler",
+            settings.reconcile_s,
+            Reconciler(pool, redis, names, settings.queues).run_once,
+        )
+        reaper = Periodic(
+            "reaper",
+            settings.heartbeat_s,
+            Reaper(pool, redis, names, silence_s=settings.reap_after_s).run_once,
+        )
+        # Redis came back (possibly empty): restore tokens at once, not at the next period.
+        cancels = CancelListener(
+            settings.redis_url, names.cancel_channel, runtime.cancel, on_connect=reconciler.poke
+        )
         heartbeat = Heartbeat(
             pool,
             worker_id,
@@ -115,44 +127,56 @@ async def run_worker(
         )
         await heartbeat.start()
         stack.push_async_callback(heartbeat.stop)
-        recovered = await reconcile(runtime, settings.queues)
+        for service in (cancels, reconciler, reaper):
+            service.start()
+            stack.push_async_callback(service.stop)
         cron = CronScheduler(Submitter(pool, redis, names), list(task_registry))
         await cron.start()
         stack.push_async_callback(cron.stop)
-        consumers = [arq_worker(settings, names, q, runtime) for q in settings.queues]
+
+        consumers = Consumers(
+            [arq_worker(settings, names, q, runtime) for q in settings.queues],
+            on_restart=reconciler.poke,
+        )
+        consumers.start()
         log.info(
             "worker.ready",
             worker_id=worker_id,
             queues=list(settings.queues),
             tasks=sorted(spec.name for spec in task_registry),
-            reenqueued=recovered,
         )
         if ready is not None:
             ready.set()
-        await _consume_until(consumers, stop, settings.drain_timeout_s)
+        await stop.wait()
+        log.info("worker.stopping", worker_id=worker_id)
+        await consumers.stop_taking_jobs()
+        await consumers.drain(settings.drain_timeout_s)
+        await hand_back_unfinished(runtime)
+        await consumers.close()
         log.info("worker.stopped", worker_id=worker_id)
 
 
-async def _consume_until(consumers: list[Worker], stop: asyncio.Event, drain_s: float) -> None:
-    mains = [asyncio.create_task(c.async_run(), name="arq-consumer") for c in consumers]
-    stopping: asyncio.Task[Any] = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait([*mains, stopping], return_when=asyncio.FIRST_COMPLETED)
-    for main in mains:
-        main.cancel()
-    await asyncio.gather(*mains, return_exceptions=True)
-    for main in done - {stopping}:
-        if not main.cancelled() and main.exception() is not None:
-            raise main.exception()  # type: ignore[misc]
-    stopping.cancel()
-    in_flight: list[asyncio.Task[Any]] = [t for c in consumers for t in c.tasks.values()]
-    if in_flight:
-        log.info("worker.draining", jobs=len(in_flight), timeout_s=drain_s)
-        _, pending = await asyncio.wait(in_flight, timeout=drain_s)
-        for leftover in pending:
-            leftover.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-    for consumer in consumers:
-        await consumer.close()
+async def hand_back_unfinished(runtime: Runtime) -> None:
+    """Re-queue what this worker still holds as running, so another worker runs it."""
+    try:
+        async with asyncio.timeout(HAND_BACK_TIMEOUT_S):
+            await runtime.reporter.flush()
+            rows = await runtime.pool.fetch(jobs.REQUEUE_OWN, runtime.worker_id)
+    except HAND_BACK_ERRORS as exc:
+        # Postgres is away: the reaper re-queues these jobs once this worker is silent.
+        log.warning("worker.hand_back_failed", error=repr(exc))
+        return
+    for row in rows:
+        log.warning(
+            "job.requeued",
+            job_id=str(row["job_id"]),
+            attempt=row["attempt"],
+            reason="worker_shutdown",
+        )
+    try:
+        await hand_back(runtime.redis, runtime.names, list(rows))
+    except (RedisError, OSError) as exc:
+        log.warning("worker.hand_back_failed", jobs=len(rows), error=repr(exc))
 
 
 def main(environ: dict[str, str] | None = None) -> None:

@@ -23,15 +23,25 @@ log = structlog.get_logger("tidings.cancel")
 class CancelListener:
     """Follows the cancel channel and hands each job id to `cancel`."""
 
-    def __init__(self, redis_url: str, channel: str, cancel: Callable[[uuid.UUID], bool]) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        channel: str,
+        cancel: Callable[[uuid.UUID], bool],
+        *,
+        on_connect: Callable[[], None] = lambda: None,
+    ) -> None:
         self._redis_url = redis_url
         self._channel = channel
         self._cancel = cancel
+        self._on_connect = on_connect
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(
-            follow_channel(self._redis_url, self._channel, self._on_message),
+            follow_channel(
+                self._redis_url, self._channel, self._on_message, on_connect=self._on_connect
+            ),
             name="tidings-cancel-listener",
         )
 

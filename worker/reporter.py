@@ -56,6 +56,8 @@ class Reporter:
         self._wake = asyncio.Event()
         self._drained = asyncio.Event()
         self._drained.set()
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
 
@@ -70,6 +72,10 @@ class Reporter:
         if self._task is not None:
             await self._task
 
+    async def flush(self) -> None:
+        """Wait until everything submitted so far is written."""
+        await self._idle.wait()
+
     async def submit(self, statement: str, args: tuple[Any, ...]) -> None:
         """Queue a write without waiting for it; waits only while the buffer is full."""
         while len(self._pending) >= self._max_pending:
@@ -77,12 +83,14 @@ class Reporter:
             self._drained.clear()
             await self._drained.wait()
         self._pending.append(Write(statement, args))
+        self._idle.clear()
         self._wake.set()
 
     async def write(self, statement: str, args: tuple[Any, ...]) -> asyncpg.Record | None:
         """Queue a write behind everything already submitted and wait for its row."""
         done: asyncio.Future[asyncpg.Record | None] = asyncio.get_running_loop().create_future()
         self._pending.append(Write(statement, args, done))
+        self._idle.clear()
         self._wake.set()
         return await done
 
@@ -95,6 +103,7 @@ class Reporter:
                 self._pending.clear()
                 self._drained.set()
                 await self._flush(batch)
+            self._idle.set()
             if self._closing:
                 return
 

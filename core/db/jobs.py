@@ -34,7 +34,8 @@ event AS (
     SELECT id, seq, '{kind}', status, {attempt}, {current}, {total}, {message}, {data} FROM job
     RETURNING *
 )
-SELECT event.*, job.run_at AS job_run_at, job.queue AS job_queue FROM event, job
+SELECT event.*, job.run_at AS job_run_at, job.queue AS job_queue
+FROM event JOIN job ON job.id = event.job_id
 """
 
 
@@ -174,6 +175,47 @@ MANUAL_RETRY = _transition(
     EventKind.QUEUED,
     message="'manual retry'",
     data="jsonb_build_object('reason', 'manual retry')",
+)
+
+# Running jobs whose worker is gone or silent for longer than $1 seconds.
+_LOST = """WHERE status = 'running' AND NOT EXISTS (
+           SELECT 1 FROM workers w
+            WHERE w.id = jobs.worker_id AND w.heartbeat_at > now() - make_interval(secs => $1))"""
+
+# A lost attempt counts: a job that keeps killing its workers ends up failed.
+REQUEUE_LOST = _transition(
+    f"""UPDATE jobs SET status = 'queued', seq = seq + 1, attempt = attempt + 1,
+           run_at = now(), worker_id = NULL, started_at = NULL, updated_at = now()
+       {_LOST} AND attempt < max_attempts""",
+    EventKind.REQUEUED,
+    message="'worker lost'",
+    data="jsonb_build_object('reason', 'worker_lost')",
+)
+
+FAIL_LOST = _transition(
+    f"""UPDATE jobs SET status = 'failed', seq = seq + 1, finished_at = now(), updated_at = now(),
+           error = jsonb_build_object('type', 'WorkerLost', 'traceback', NULL,
+               'message', 'the worker running the last attempt stopped responding')
+       {_LOST} AND attempt >= max_attempts""",
+    EventKind.FAILED,
+    message="'worker lost'",
+    data="jsonb_build_object('error', error)",
+)
+
+DELETE_SILENT_WORKERS = """
+DELETE FROM workers WHERE heartbeat_at < now() - make_interval(secs => $1)
+"""
+
+# A stopping worker hands back what it could not finish; that is not the job's fault,
+# so the attempt it lost does not use up its budget.
+REQUEUE_OWN = _transition(
+    """UPDATE jobs SET status = 'queued', seq = seq + 1, attempt = attempt + 1,
+           max_attempts = GREATEST(max_attempts, attempt + 1), run_at = now(),
+           worker_id = NULL, started_at = NULL, updated_at = now()
+       WHERE worker_id = $1 AND status = 'running'""",
+    EventKind.REQUEUED,
+    message="'worker stopped'",
+    data="jsonb_build_object('reason', 'worker_shutdown')",
 )
 
 GET_JOB = "SELECT * FROM jobs WHERE id = $1 AND tenant = $2"

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -19,6 +17,8 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError,
     asyncpg.InterfaceError,
+    # The server is shutting down or restarting (admin shutdown, crash recovery).
+    asyncpg.exceptions.OperatorInterventionError,
 )
 
 Pool = asyncpg.Pool
@@ -51,31 +51,24 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> Pool:
-    """Open a pool whose json/jsonb columns read and write Python values."""
+async def create_pool(
+    dsn: str, *, min_size: int = 1, max_size: int = 10, connect_timeout_s: float = 5.0
+) -> Pool:
+    """Open a pool whose json/jsonb columns read and write Python values.
+
+    New connections give up after `connect_timeout_s`, so a request made while Postgres
+    is unreachable fails fast (503) instead of hanging.
+    """
     try:
         pool = await asyncpg.create_pool(
             dsn,
             min_size=min_size,
             max_size=max_size,
             init=_init_connection,
+            timeout=connect_timeout_s,
             command_timeout=30,
         )
     except CONNECTION_ERRORS as exc:
         raise Unavailable(f"postgres is unreachable: {exc.__class__.__name__}") from exc
     assert pool is not None
     return pool
-
-
-@asynccontextmanager
-async def unavailable_on_connection_error() -> AsyncIterator[None]:
-    """Turn a lost or refused database connection into `Unavailable`."""
-    try:
-        yield
-    except CONNECTION_ERRORS as exc:
-        raise Unavailable(f"postgres is unreachable: {exc.__class__.__name__}") from exc
-
-
-def record_dict(record: Any) -> dict[str, Any]:
-    """A plain dict of an asyncpg record."""
-    return dict(record.items())

@@ -47,6 +47,13 @@ async def job_events(request: Request) -> Response:
     state = state_of(request)
     job = await load_job(state, request.path_params["job_id"])
     after = resume_after(request)
+    if after > job["seq"]:
+        # No client can have seen an event that does not exist yet.
+        raise Unprocessable(
+            f"no event {after} yet: the job's last event is {job['seq']}",
+            {"field": "Last-Event-ID", "reason": "beyond the job's last event"},
+            code="invalid_query",
+        )
     if wants_json(request):
         rows = await events.events_after(state.pool, job["id"], after)
         return JSONResponse({"events": [event_json(row) for row in rows]})

@@ -1,0 +1,77 @@
+"""The ARQ consumers of a worker: one per queue, supervised, drained on stop.
+
+ARQ's own loop exits when it loses Redis; here a consumer that fails is started again
+with backoff, while jobs already running carry on (their state lives in Postgres).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from contextlib import suppress
+from typing import Any
+
+import structlog
+from arq.worker import Worker
+from redis.exceptions import RedisError
+
+log = structlog.get_logger("tidings.consumers")
+
+MAX_RESTART_DELAY_S = 5.0
+
+
+class Consumers:
+    """Runs the given ARQ workers until stopped, restarting any that lose Redis."""
+
+    def __init__(self, workers: list[Worker], *, on_restart: Callable[[], None]) -> None:
+        self._workers = workers
+        self._on_restart = on_restart
+        self._supervisors: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        self._supervisors = [
+            asyncio.create_task(self._supervise(worker), name=f"consumer-{worker.queue_name}")
+            for worker in self._workers
+        ]
+
+    def in_flight(self) -> list[asyncio.Task[Any]]:
+        """The job tasks ARQ is running now."""
+        return [t for w in self._workers for t in w.tasks.values() if not t.done()]
+
+    async def stop_taking_jobs(self) -> None:
+        """Stop polling; running jobs go on."""
+        for supervisor in self._supervisors:
+            supervisor.cancel()
+        await asyncio.gather(*self._supervisors, return_exceptions=True)
+
+    async def drain(self, timeout_s: float) -> list[asyncio.Task[Any]]:
+        """Wait up to `timeout_s` for running jobs, then cancel the rest; returns those."""
+        running = self.in_flight()
+        if running:
+            log.info("worker.draining", jobs=len(running), timeout_s=timeout_s)
+            _, pending = await asyncio.wait(running, timeout=timeout_s)
+        else:
+            pending = set()
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        return list(pending)
+
+    async def close(self) -> None:
+        for worker in self._workers:
+            with suppress(RedisError, OSError):
+                await worker.close()
+
+    async def _supervise(self, worker: Worker) -> None:
+        delay = 0.1
+        while True:
+            try:
+                await worker.async_run()
+                return
+            except (RedisError, OSError) as exc:
+                log.warning(
+                    "consumer.restarting", queue=worker.queue_name, error=repr(exc), delay_s=delay
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_RESTART_DELAY_S)
+            self._on_restart()

@@ -1,0 +1,103 @@
+"""Recovery services: the reaper (lost workers) and the reconciler (lost Redis entries).
+
+Postgres is the truth. The reaper re-queues running jobs whose worker stopped
+heartbeating; the reconciler gives every waiting job a token on the ARQ queue again when
+Redis lost it (a flush or a restart without persistence). Every worker runs both; a
+transaction-scoped advisory lock lets one reaper act at a time.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+import structlog
+from arq.connections import ArqRedis
+from arq.constants import job_key_prefix
+
+from core import queue
+from core.db import jobs
+from core.model import event_json
+
+log = structlog.get_logger("tidings.maintenance")
+
+REAPER_LOCK_ID = 0x7469_6469_6E67_72  # any fixed number shared by every worker
+
+
+class Reaper:
+    """Re-queues (or, out of attempts, fails) the running jobs of silent workers."""
+
+    def __init__(
+        self, pool: asyncpg.Pool, redis: ArqRedis, names: queue.Names, *, silence_s: float
+    ) -> None:
+        self._pool = pool
+        self._redis = redis
+        self._names = names
+        self._silence_s = silence_s
+
+    async def run_once(self) -> int:
+        """One pass; returns how many jobs it recovered."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", REAPER_LOCK_ID):
+                return 0
+            requeued = await conn.fetch(jobs.REQUEUE_LOST, self._silence_s)
+            failed = await conn.fetch(jobs.FAIL_LOST, self._silence_s)
+            await conn.execute(jobs.DELETE_SILENT_WORKERS, self._silence_s)
+        for row in requeued:
+            log.warning(
+                "job.requeued",
+                job_id=str(row["job_id"]),
+                attempt=row["attempt"],
+                reason="worker_lost",
+            )
+        for row in failed:
+            log.warning(
+                "job.failed",
+                job_id=str(row["job_id"]),
+                attempt=row["attempt"],
+                error_type="WorkerLost",
+            )
+        await hand_back(self._redis, self._names, [*requeued, *failed])
+        return len(requeued) + len(failed)
+
+
+async def hand_back(redis: ArqRedis, names: queue.Names, rows: list[asyncpg.Record]) -> None:
+    """Publish recovery events and give each re-queued job a token."""
+    if not rows:
+        return
+    tokens = [
+        queue.Token(row["job_id"], row["attempt"], row["job_queue"], row["job_run_at"])
+        for row in rows
+        if row["status"] == "queued"
+    ]
+    if tokens:
+        await queue.enqueue_fresh(redis, names, tokens)
+    await queue.publish_events(redis, names, [event_json(row) for row in rows])
+
+
+class Reconciler:
+    """Gives every waiting job of the worker's queues a token when Redis has none for it."""
+
+    def __init__(
+        self, pool: asyncpg.Pool, redis: ArqRedis, names: queue.Names, queues: tuple[str, ...]
+    ) -> None:
+        self._pool = pool
+        self._redis = redis
+        self._names = names
+        self._queues = list(queues)
+
+    async def run_once(self) -> int:
+        """One pass; returns how many tokens it restored."""
+        rows = await self._pool.fetch(jobs.WAITING_JOBS, self._queues)
+        if not rows:
+            return 0
+        tokens = [queue.Token(r["id"], r["attempt"], r["queue"], r["run_at"]) for r in rows]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for token in tokens:
+                pipe.exists(job_key_prefix + token.key)
+            present = await pipe.execute()
+        restored = 0
+        for token, exists in zip(tokens, present, strict=True):
+            if not exists and await queue.enqueue(self._redis, self._names, token):
+                restored += 1
+        if restored:
+            log.warning("reconciler.restored", tokens=restored, waiting=len(rows))
+        return restored
