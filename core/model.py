@@ -106,6 +106,8 @@ def event_json(row: Row) -> dict[str, Any]:
     """The public JSON of one job event, as stored, published and streamed."""
     return {
         "job_id": str(row["job_id"]),
+        "task": row["job_task"],
+        "queue": row["job_queue"],
         "seq": row["seq"],
         "kind": row["kind"],
         "status": row["status"],

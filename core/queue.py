@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.connections import ArqRedis, create_pool
 from arq.constants import expires_extra_ms, job_key_prefix
 from arq.jobs import serialize_job
 from arq.utils import timestamp_ms, to_unix_ms
 
 from core import serialization
+from core.redis_url import arq_settings as redis_url_settings
 
 RUN_FUNCTION = "tidings.run"
 
@@ -59,14 +60,6 @@ def arq_job_id(job_id: uuid.UUID | str, attempt: int) -> str:
     return f"{job_id}:{attempt}"
 
 
-def redis_settings(redis_url: str) -> RedisSettings:
-    """ARQ connection settings from a redis:// or unix:// URL."""
-    settings = RedisSettings.from_dsn(redis_url)
-    settings.conn_timeout = 2
-    settings.conn_retries = 1
-    return settings
-
-
 def arq_serializer(value: Any) -> bytes:
     """ARQ's job payload serializer: JSON, never pickle."""
     return serialization.dumps(value)
@@ -80,7 +73,7 @@ def arq_deserializer(data: bytes) -> Any:
 async def connect(redis_url: str) -> ArqRedis:
     """An ARQ Redis pool using the JSON serializer."""
     return await create_pool(
-        redis_settings(redis_url),
+        redis_url_settings(redis_url),
         job_serializer=arq_serializer,
         job_deserializer=arq_deserializer,
     )

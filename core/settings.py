@@ -47,6 +47,12 @@ class Settings:
     drain_timeout_s: float = 10.0
     reap_after_s: float = 10.0
     reconcile_s: float = 10.0
+    worker_metrics_port: int = 0
+    alert_webhook: str = ""
+    alert_failure_ratio: float = 0.5
+    alert_min_jobs: int = 10
+    alert_window_s: float = 300.0
+    alert_cooldown_s: float = 900.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -84,6 +84,8 @@ def queued_event(row: asyncpg.Record) -> dict[str, Any]:
     return event_json(
         {
             "job_id": row["id"],
+            "job_task": row["task"],
+            "job_queue": row["queue"],
             "seq": 1,
             "kind": EventKind.QUEUED,
             "status": Status.QUEUED,
@@ -100,10 +102,18 @@ def queued_event(row: asyncpg.Record) -> dict[str, Any]:
 class Submitter:
     """Creates jobs in Postgres, then tells Redis."""
 
-    def __init__(self, pool: asyncpg.Pool, redis: ArqRedis, names: queue.Names) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        redis: ArqRedis,
+        names: queue.Names,
+        *,
+        on_created: Callable[[asyncpg.Record], None] = lambda row: None,
+    ) -> None:
         self._pool = pool
         self._redis = redis
         self._names = names
+        self._on_created = on_created
 
     async def submit(self, request: JobRequest) -> Submitted | None:
         """Create the job, or return the one its idempotency key names.
@@ -169,6 +179,16 @@ class Submitter:
         return existing
 
     async def _announce(self, rows: Sequence[asyncpg.Record]) -> None:
+        for row in rows:
+            self._on_created(row)
+            log.info(
+                "job.queued",
+                job_id=str(row["id"]),
+                task=row["task"],
+                queue=row["queue"],
+                attempt=row["attempt"],
+                status=row["status"],
+            )
         waiting = [row for row in rows if row["status"] == Status.QUEUED]
         tokens = [
             queue.Token(row["id"], row["attempt"], row["queue"], row["run_at"]) for row in waiting

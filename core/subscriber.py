@@ -11,9 +11,10 @@ import asyncio
 from collections.abc import Callable
 from contextlib import suppress
 
-import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
+
+from core import redis_url
 
 log = structlog.get_logger("tidings.subscriber")
 
@@ -21,7 +22,7 @@ MAX_RECONNECT_DELAY_S = 5.0
 
 
 async def follow_channel(
-    redis_url: str,
+    url: str,
     channel: str,
     on_message: Callable[[bytes], None],
     on_connect: Callable[[], None] = lambda: None,
@@ -30,7 +31,7 @@ async def follow_channel(
     """Deliver every message of `channel` to `on_message` until cancelled."""
     delay = 0.1
     while True:
-        client = aioredis.Redis.from_url(redis_url)
+        client = redis_url.client(url)
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(channel)
@@ -45,7 +46,7 @@ async def follow_channel(
             log.warning("channel.disconnected", channel=channel, error=repr(exc), retry_s=delay)
         finally:
             with suppress(RedisError, OSError):
-                await pubsub.aclose()
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
                 await client.aclose()
         await asyncio.sleep(delay)
         delay = min(delay * 2, MAX_RECONNECT_DELAY_S)

@@ -47,7 +47,8 @@ BEGIN
         ), e AS (
             INSERT INTO job_events (job_id, seq, kind, status, attempt, data)
             SELECT j.id, j.seq, 'started', j.status, j.attempt,
-                   jsonb_build_object('worker_id', p_worker)
+                   jsonb_build_object('worker_id', p_worker, 'wait_s',
+                       extract(epoch FROM now() - GREATEST(j.created_at, j.run_at))::float8)
               FROM j
             RETURNING *
         )

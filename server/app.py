@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from typing import Any
 
 import structlog
 import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
 from core import queue
 from core.db.pool import create_pool
@@ -17,9 +19,13 @@ from core.logging import configure_logging
 from core.migrate import migrate_url
 from core.settings import Settings
 from core.submission import Submitter
+from server.alerts import AlertPolicy, FailureAlerts
 from server.errors import EXCEPTION_HANDLERS
 from server.hub import Hub
+from server.metrics import ServerMetrics
+from server.middleware import RequestContext
 from server.routes import events, health, jobs, registry
+from server.routes import metrics as metrics_routes
 from server.state import ServerState
 from server.validation import ArgsValidators
 
@@ -28,8 +34,26 @@ log = structlog.get_logger("tidings.server")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+def notify_all(observers: list[Callable[[dict[str, Any]], None]], event: dict[str, Any]) -> None:
+    """Hand one event from the feed to each observer."""
+    for observe in observers:
+        observe(event)
+
+
+def alert_policy(settings: Settings) -> AlertPolicy:
+    """The failure-ratio webhook policy from the settings."""
+    return AlertPolicy(
+        webhook_url=settings.alert_webhook,
+        failure_ratio=settings.alert_failure_ratio,
+        min_jobs=settings.alert_min_jobs,
+        window_s=settings.alert_window_s,
+        cooldown_s=settings.alert_cooldown_s,
+    )
+
+
 def create_app(settings: Settings) -> Starlette:
     """The tidings app for `settings` (whose database and Redis URLs must be set)."""
+    metrics = ServerMetrics()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -42,19 +66,36 @@ def create_app(settings: Settings) -> Starlette:
             redis = await queue.connect(settings.redis_url)
             stack.push_async_callback(redis.aclose)
             names = queue.Names(settings.namespace)
+            observers: list[Callable[[dict[str, Any]], None]] = [metrics.observe_event]
+            if settings.alert_webhook:
+                alerts = FailureAlerts(alert_policy(settings), redis, settings.namespace)
+                stack.push_async_callback(alerts.close)
+                observers.append(alerts.observe)
             hub = Hub(
-                settings.redis_url, names.events_channel, queue_size=settings.stream_queue_size
+                settings.redis_url,
+                names.events_channel,
+                queue_size=settings.stream_queue_size,
+                on_event=lambda event: notify_all(observers, event),
+                on_disconnect=metrics.backend_errors.labels("redis").inc,
             )
             await hub.start()
             stack.push_async_callback(hub.stop)
+            submitter = Submitter(pool, redis, names, on_created=metrics.count_submitted)
             app.state.tidings = ServerState(
-                settings, pool, redis, names, hub, ArgsValidators(), Submitter(pool, redis, names)
+                settings, pool, redis, names, hub, ArgsValidators(), submitter, metrics
             )
             log.info("server.ready", host=settings.host, port=settings.port)
             yield
 
     return Starlette(
-        routes=[*jobs.routes, *events.routes, *registry.routes, *health.routes],
+        routes=[
+            *jobs.routes,
+            *events.routes,
+            *registry.routes,
+            *health.routes,
+            *metrics_routes.routes,
+        ],
+        middleware=[Middleware(RequestContext, metrics=metrics)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

@@ -49,6 +49,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 async def backend_unavailable(request: Request, exc: Exception) -> Response:
     which = "redis" if isinstance(exc, RedisError) else "postgres"
+    request.app.state.tidings.metrics.backend_errors.labels(which).inc()
     log.warning("backend.unavailable", backend=which, error=repr(exc), path=request.url.path)
     return error_response(
         503,

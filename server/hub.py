@@ -9,7 +9,7 @@ since publishes made while the hub was away are lost to it (but not to Postgres)
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -56,10 +56,20 @@ class Subscription:
 class Hub:
     """Relays the events channel to subscriptions by job id (or to all, for `/events`)."""
 
-    def __init__(self, redis_url: str, channel: str, *, queue_size: int = 256) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        channel: str,
+        *,
+        queue_size: int = 256,
+        on_event: Callable[[dict[str, Any]], None] = lambda event: None,
+        on_disconnect: Callable[[], None] = lambda: None,
+    ) -> None:
         self._redis_url = redis_url
         self._channel = channel
         self._queue_size = queue_size
+        self._on_event = on_event
+        self._on_disconnect = on_disconnect
         self._by_job: dict[str, set[Subscription]] = {}
         self._all: set[Subscription] = set()
         self._task: asyncio.Task[None] | None = None
@@ -112,10 +122,19 @@ class Hub:
         await follow_channel(
             self._redis_url,
             self._channel,
-            on_message=lambda data: self.dispatch(serialization.loads(data)),
+            on_message=self._on_message,
             on_connect=self._on_connect,
-            on_disconnect=self.connected.clear,
+            on_disconnect=self._on_disconnected,
         )
+
+    def _on_message(self, data: bytes) -> None:
+        event = serialization.loads(data)
+        self._on_event(event)
+        self.dispatch(event)
+
+    def _on_disconnected(self) -> None:
+        self.connected.clear()
+        self._on_disconnect()
 
     def _on_connect(self) -> None:
         self.connected.set()

@@ -12,6 +12,7 @@ from core.queue import Names
 from core.settings import Settings
 from core.submission import Submitter
 from server.hub import Hub
+from server.metrics import ServerMetrics
 from server.validation import ArgsValidators
 
 
@@ -24,6 +25,7 @@ class ServerState:
     hub: Hub
     validators: ArgsValidators
     submitter: Submitter
+    metrics: ServerMetrics
 
 
 def state_of(request: Request) -> ServerState:

@@ -20,12 +20,14 @@ from core.db.pool import CONNECTION_ERRORS, create_pool
 from core.embedded import start_embedded
 from core.logging import configure_logging
 from core.migrate import migrate_url
+from core.redis_url import arq_settings
 from core.settings import Settings
 from core.submission import Submitter
 from worker.cancellation import CancelListener
 from worker.consumers import Consumers
 from worker.heartbeat import Heartbeat
 from worker.maintenance import Reaper, Reconciler, hand_back
+from worker.metrics import WorkerMetrics
 from worker.periodic import Periodic
 from worker.registry import TaskRegistry
 from worker.reporter import Reporter
@@ -59,7 +61,7 @@ def arq_worker(settings: Settings, names: queue.Names, queue_name: str, runtime:
             )
         ],
         queue_name=names.queue(queue_name),
-        redis_settings=queue.redis_settings(settings.redis_url),
+        redis_settings=arq_settings(settings.redis_url),
         ctx={RUNTIME_KEY: runtime, QUEUE_KEY: queue_name},
         max_jobs=settings.concurrency,
         keep_result=0,
@@ -95,11 +97,20 @@ async def run_worker(
         stack.push_async_callback(redis.aclose)
         names = queue.Names(settings.namespace)
         await registry.upsert_tasks(pool, [spec.registry_row() for spec in task_registry])
-        reporter = Reporter(pool, redis, names)
+        metrics = WorkerMetrics()
+        reporter = Reporter(pool, redis, names, on_batch=metrics.record_batch)
         reporter.start()
         stack.push_async_callback(reporter.close)
         worker_id = new_worker_id()
-        runtime = Runtime(worker_id, pool, redis, names, task_registry, reporter)
+        runtime = Runtime(
+            worker_id,
+            pool,
+            redis,
+            names,
+            task_registry,
+            reporter,
+            on_outcome=lambda task, q, outcome: metrics.jobs.labels(task, q, outcome).inc(),
+        )
         await run_hooks(task_registry, "startup", runtime.resources)
         stack.push_async_callback(run_hooks, task_registry, "shutdown", runtime.resources)
 
@@ -127,6 +138,9 @@ async def run_worker(
         )
         await heartbeat.start()
         stack.push_async_callback(heartbeat.stop)
+        metrics.track(lambda: len(runtime.running), heartbeat.age_s)
+        if settings.worker_metrics_port:
+            stack.callback(metrics.serve(settings.host, settings.worker_metrics_port))
         for service in (cancels, reconciler, reaper):
             service.start()
             stack.push_async_callback(service.stop)

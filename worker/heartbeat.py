@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Sequence
 
@@ -36,6 +37,7 @@ class Heartbeat:
         self._concurrency = concurrency
         self._period_s = period_s
         self._on_cancel_requested = on_cancel_requested
+        self.last_beat = time.monotonic()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -49,6 +51,10 @@ class Heartbeat:
             self._concurrency,
         )
         self._task = asyncio.create_task(self._beat(), name="tidings-heartbeat")
+
+    def age_s(self) -> float:
+        """Seconds since the last heartbeat that reached Postgres."""
+        return time.monotonic() - self.last_beat
 
     async def stop(self) -> None:
         """Stop beating and remove the worker's row."""
@@ -65,6 +71,7 @@ class Heartbeat:
             await asyncio.sleep(self._period_s)
             try:
                 rows = await self._pool.fetch(registry.HEARTBEAT, self.worker_id)
+                self.last_beat = time.monotonic()
             except CONNECTION_ERRORS as exc:
                 log.warning("heartbeat.failed", error=repr(exc))
                 continue

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,12 +48,14 @@ class Reporter:
         names: queue.Names,
         *,
         max_pending: int = 10_000,
+        on_batch: Callable[[int], None] = lambda events: None,
     ) -> None:
         self._pool = pool
         self._redis = redis
         self._names = names
         self._pending: deque[Write] = deque()
         self._max_pending = max_pending
+        self._on_batch = on_batch
         self._wake = asyncio.Event()
         self._drained = asyncio.Event()
         self._drained.set()
@@ -125,6 +128,7 @@ class Reporter:
                         write.done.set_exception(exc)
                 return
         rows = [row for write, row in results if row is not None]
+        self._on_batch(len(rows))
         for write, row in results:
             if write.done is not None and not write.done.done():
                 write.done.set_result(row)

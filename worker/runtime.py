@@ -12,6 +12,7 @@ import random
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -67,6 +68,7 @@ class Runtime:
     rng: random.Random = field(default_factory=random.Random)
     running: dict[uuid.UUID, asyncio.Task[Any]] = field(default_factory=dict)
     cancelling: set[uuid.UUID] = field(default_factory=set)
+    on_outcome: Callable[[str, str, str], None] = lambda task, queue, outcome: None
 
     async def execute(self, queue_name: str, token_job: uuid.UUID | None, attempt: int) -> None:
         """Claim the best due job of `queue_name` and run it to its next state."""
@@ -177,6 +179,7 @@ class Runtime:
         if outcome.kind == EventKind.RETRYING:
             fields["retry_in_s"] = round(outcome.retry_in_s, 3)
         bound.info(f"job.{outcome.kind}", **fields)
+        self.on_outcome(row["task"], row["queue"], str(outcome.kind))
         if row["task"] in self.registry.concurrency_limits:
             # A slot of a limited task is free: wake a consumer for whatever waited on it.
             await self._enqueue(queue.Token(None, 0, row["queue"]), fresh=True)

@@ -7,7 +7,10 @@ import uuid
 import asyncpg
 
 EVENTS_AFTER = """
-SELECT * FROM job_events WHERE job_id = $1 AND seq > $2 ORDER BY seq
+SELECT e.*, j.task AS job_task, j.queue AS job_queue
+FROM job_events e JOIN jobs j ON j.id = e.job_id
+WHERE e.job_id = $1 AND e.seq > $2
+ORDER BY e.seq
 """
 
 

@@ -34,7 +34,7 @@ event AS (
     SELECT id, seq, '{kind}', status, {attempt}, {current}, {total}, {message}, {data} FROM job
     RETURNING *
 )
-SELECT event.*, job.run_at AS job_run_at, job.queue AS job_queue
+SELECT event.*, job.run_at AS job_run_at, job.queue AS job_queue, job.task AS job_task
 FROM event JOIN job ON job.id = event.job_id
 """
 
@@ -90,11 +90,14 @@ LIMIT 1
 CLAIM_NEXT = """
 SELECT (c.claimed_event).*,
        (c.claimed_job).id, (c.claimed_job).task, (c.claimed_job).args,
-       (c.claimed_job).queue, (c.claimed_job).timeout_s, (c.claimed_job).max_attempts
+       (c.claimed_job).queue, (c.claimed_job).timeout_s, (c.claimed_job).max_attempts,
+       (c.claimed_job).task AS job_task, (c.claimed_job).queue AS job_queue
 FROM claim_next_job($1, $2, $3) AS c
 """
 
 _RUNNING_ATTEMPT = "WHERE id = $1 AND attempt = $2 AND status = 'running'"
+# How long the attempt that just ended ran, for the run-time histogram.
+_RUN_S = "extract(epoch FROM now() - started_at)::float8"
 
 PROGRESS = _transition(
     f"""UPDATE jobs SET seq = seq + 1, updated_at = now(), progress_current = $3,
@@ -119,7 +122,7 @@ SUCCEED = _transition(
            finished_at = now(), updated_at = now()
        {_RUNNING_ATTEMPT}""",
     EventKind.SUCCEEDED,
-    data="jsonb_build_object('result', $3::jsonb)",
+    data=f"jsonb_build_object('result', $3::jsonb, 'run_s', {_RUN_S})",
 )
 
 FAIL = _transition(
@@ -128,7 +131,7 @@ FAIL = _transition(
        {_RUNNING_ATTEMPT}""",
     EventKind.FAILED,
     message="$3::jsonb ->> 'message'",
-    data="jsonb_build_object('error', $3::jsonb)",
+    data=f"jsonb_build_object('error', $3::jsonb, 'run_s', {_RUN_S})",
 )
 
 # The failed attempt is recorded on the event; the job moves on to the next attempt.
@@ -140,8 +143,8 @@ RETRY = _transition(
     EventKind.RETRYING,
     attempt="attempt - 1",
     message="$3::jsonb ->> 'message'",
-    data="""jsonb_build_object('error', $3::jsonb, 'next_attempt', attempt,
-                               'retry_at', run_at, 'delay_s', $4::float8)""",
+    data=f"""jsonb_build_object('error', $3::jsonb, 'next_attempt', attempt,
+                               'retry_at', run_at, 'delay_s', $4::float8, 'run_s', {_RUN_S})""",
 )
 
 CANCEL_RUNNING = _transition(
@@ -150,6 +153,7 @@ CANCEL_RUNNING = _transition(
        {_RUNNING_ATTEMPT}""",
     EventKind.CANCELLED,
     message="'cancelled while running'",
+    data=f"jsonb_build_object('run_s', {_RUN_S})",
 )
 
 CANCEL_WAITING = _transition(

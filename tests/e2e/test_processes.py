@@ -65,7 +65,8 @@ async def test_sleep_steps_streams_seq_1_to_n_in_order_then_closes(
     ]
     progress = [data["current"] for _, kind, data in events if kind == "progress"]
     assert progress == sorted(progress) == [float(step) for step in range(1, 21)]
-    assert events[-1][2]["data"] == {"result": {"steps": 20}}
+    assert events[-1][2]["data"]["result"] == {"steps": 20}
+    assert events[-1][2]["data"]["run_s"] >= 20 * 0.05
     assert job["status"] == "succeeded"
     assert job["result"] == {"steps": 20}
     assert job["progress"]["fraction"] == 1.0

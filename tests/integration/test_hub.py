@@ -206,9 +206,12 @@ APPEND_EVENT = """
 WITH job AS (
     UPDATE jobs SET seq = seq + 1, status = $3, updated_at = now() WHERE id = $1 RETURNING *
 )
-INSERT INTO job_events (job_id, seq, kind, status, attempt)
-SELECT id, seq, $2, status, attempt FROM job
-RETURNING *
+, event AS (
+    INSERT INTO job_events (job_id, seq, kind, status, attempt)
+    SELECT id, seq, $2, status, attempt FROM job
+    RETURNING *
+)
+SELECT event.*, job.task AS job_task, job.queue AS job_queue FROM event, job
 """
 
 

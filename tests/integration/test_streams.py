@@ -113,7 +113,8 @@ def assert_sleep_steps_events(events: list[Event], job_id: str, steps: int) -> N
     numbers = range(1, steps + 1)
     assert [(p["current"], p["total"]) for p in progress] == [(i, steps) for i in numbers]
     assert [p["message"] for p in progress] == [f"step {i} of {steps}" for i in numbers]
-    assert events[-1][2]["data"] == {"result": {"steps": steps}}
+    assert events[-1][2]["data"]["result"] == {"steps": steps}
+    assert events[-1][2]["data"]["run_s"] >= 0
     assert events[-1][2]["status"] == "succeeded"
 
 

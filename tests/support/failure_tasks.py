@@ -7,6 +7,7 @@ be cancelled between its attempts.
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 from worker import Job, PermanentError, RetryPolicy, on_startup, task
@@ -81,6 +82,7 @@ async def slow_first(job: Job, sleep_s: float = 30.0) -> dict[str, Any]:
         "timeout_s": job.timeout_s,
         "time_left": job.time_left(),
         "deadline": job.deadline.isoformat(),
+        "now": datetime.now(UTC).isoformat(),
     }
 
 

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field, fields
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from core.settings import PROJECT_ROOT, Settings
 from server.app import create_app
@@ -38,12 +39,10 @@ class WorkerHandle:
 
 
 @asynccontextmanager
-async def start_server(settings: Settings) -> AsyncIterator[ServerHandle]:
-    """Serve `create_app(settings)` with uvicorn inside the running loop."""
+async def serve(app: ASGIApp) -> AsyncIterator[str]:
+    """Serve any ASGI app with uvicorn inside the running loop; yields its base URL."""
     port = free_port()
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_config=None, access_log=False
-    )
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     async with asyncio.timeout(START_TIMEOUT_S):
@@ -52,10 +51,17 @@ async def start_server(settings: Settings) -> AsyncIterator[ServerHandle]:
                 task.result()
             await asyncio.sleep(0.01)
     try:
-        yield ServerHandle(f"http://127.0.0.1:{port}")
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         await task
+
+
+@asynccontextmanager
+async def start_server(settings: Settings) -> AsyncIterator[ServerHandle]:
+    """Serve `create_app(settings)` inside the running loop."""
+    async with serve(create_app(settings)) as url:
+        yield ServerHandle(url)
 
 
 @asynccontextmanager

@@ -1,0 +1,158 @@
+"""Prometheus metrics of a server process, in a registry of its own (no global state).
+
+Submissions and HTTP traffic are counted where they happen. Job outcomes, run times and
+waits are observed from the events feed the hub receives: every server process sees the
+events of the whole cluster, so aggregate those series with `max` across server
+instances, not `sum`. Queue depth and worker liveness are read from Postgres, at most
+once per `refresh_s`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from core.db import registry as registry_db
+
+QUEUE_STATS = """
+SELECT queue, count(*) AS depth,
+       coalesce(extract(epoch FROM now() - min(run_at)), 0)::float8 AS oldest_s
+FROM jobs
+WHERE status IN ('queued', 'retrying') AND run_at <= now()
+GROUP BY queue
+"""
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+RUN_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600)
+
+_OUTCOME_KINDS = {"succeeded", "failed", "cancelled"}
+
+
+@dataclass
+class ServerMetrics:
+    """Every series `/metrics` exposes."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    refresh_s: float = 5.0
+    _refreshed_at: float = float("-inf")
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.jobs_submitted = Counter(
+            "tidings_jobs_submitted",
+            "Jobs created by this server.",
+            ["task", "queue"],
+            registry=r,
+        )
+        self.jobs_finished = Counter(
+            "tidings_jobs_finished",
+            "Jobs that reached a terminal state, observed cluster-wide.",
+            ["task", "queue", "outcome"],
+            registry=r,
+        )
+        self.jobs_retried = Counter(
+            "tidings_jobs_retried",
+            "Failed attempts that will be retried, cluster-wide.",
+            ["task", "queue"],
+            registry=r,
+        )
+        self.jobs_requeued = Counter(
+            "tidings_jobs_requeued",
+            "Attempts recovered from a lost or stopping worker.",
+            ["task", "queue"],
+            registry=r,
+        )
+        self.run_seconds = Histogram(
+            "tidings_job_run_seconds",
+            "How long attempts ran.",
+            ["task"],
+            buckets=RUN_BUCKETS,
+            registry=r,
+        )
+        self.wait_seconds = Histogram(
+            "tidings_job_wait_seconds",
+            "From due (submitted or run_at) to started.",
+            ["task"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "tidings_queue_depth", "Due jobs waiting to start.", ["queue"], registry=r
+        )
+        self.queue_oldest_age = Gauge(
+            "tidings_queue_oldest_age_seconds",
+            "Age of the oldest due waiting job.",
+            ["queue"],
+            registry=r,
+        )
+        self.workers_live = Gauge(
+            "tidings_workers_live", "Workers whose heartbeat is recent.", registry=r
+        )
+        self.sse_streams = Gauge(
+            "tidings_sse_streams", "Open SSE streams on this server.", registry=r
+        )
+        self.backend_errors = Counter(
+            "tidings_backend_errors",
+            "Failed calls to Postgres or Redis.",
+            ["backend"],
+            registry=r,
+        )
+        self.http_requests = Counter(
+            "tidings_http_requests",
+            "HTTP requests handled.",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.http_seconds = Histogram(
+            "tidings_http_request_seconds",
+            "HTTP request handling time.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+
+    def count_submitted(self, row: asyncpg.Record) -> None:
+        """Count a job this server created."""
+        self.jobs_submitted.labels(row["task"], row["queue"]).inc()
+
+    def observe_event(self, event: dict[str, Any]) -> None:
+        """Count one lifecycle event from the cluster's feed."""
+        kind, task, queue = event.get("kind"), event.get("task"), event.get("queue")
+        if not isinstance(task, str) or not isinstance(queue, str):
+            return
+        data = event.get("data") if isinstance(event.get("data"), dict) else {}
+        assert isinstance(data, dict)
+        if kind in _OUTCOME_KINDS:
+            self.jobs_finished.labels(task, queue, kind).inc()
+        elif kind == "retrying":
+            self.jobs_retried.labels(task, queue).inc()
+        elif kind == "requeued":
+            self.jobs_requeued.labels(task, queue).inc()
+        if isinstance(data.get("run_s"), int | float):
+            self.run_seconds.labels(task).observe(data["run_s"])
+        if kind == "started" and isinstance(data.get("wait_s"), int | float):
+            self.wait_seconds.labels(task).observe(max(0.0, data["wait_s"]))
+
+    async def refresh(self, pool: asyncpg.Pool, heartbeat_s: float) -> None:
+        """Re-read queue depth and live workers from Postgres if the cache is stale."""
+        now = time.monotonic()
+        if now - self._refreshed_at < self.refresh_s:
+            return
+        self._refreshed_at = now
+        rows = await pool.fetch(QUEUE_STATS)
+        self.queue_depth.clear()
+        self.queue_oldest_age.clear()
+        for row in rows:
+            self.queue_depth.labels(row["queue"]).set(row["depth"])
+            self.queue_oldest_age.labels(row["queue"]).set(row["oldest_s"])
+        workers = await registry_db.list_workers(pool)
+        live = [w for w in workers if time.time() - w["heartbeat_at"].timestamp() < 3 * heartbeat_s]
+        self.workers_live.set(len(live))
+
+    def render(self) -> bytes:
+        """The text exposition of every series."""
+        return generate_latest(self.registry)

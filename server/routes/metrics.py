@@ -1,0 +1,21 @@
+"""`/metrics`: Prometheus exposition of this server process."""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from server.state import state_of
+
+
+async def metrics(request: Request) -> Response:
+    """GET /metrics."""
+    state = state_of(request)
+    state.metrics.sse_streams.set(state.hub.subscriptions)
+    await state.metrics.refresh(state.pool, state.settings.heartbeat_s)
+    return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+routes = [Route("/metrics", metrics, methods=["GET"])]

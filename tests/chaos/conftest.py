@@ -1,0 +1,140 @@
+"""Fixtures of the chaos suite: per-test Redis, database, settings and processes.
+
+Every test gets a Redis of its own (it may flush, kill or restart it) and a fresh
+database cloned from the migrated template in the test Postgres; the one test that
+stops Postgres starts its own with `PostgresServer`. The server and workers run as
+real processes (`python -m server|worker`) whose log lines the tests wait on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from core.settings import Settings
+from tests.chaos.servers import RedisServer
+from tests.conftest import with_database
+from tests.support.servers import LogWatch, Process, free_port
+
+# The shorter periods every chaos test runs with, unless its scenario needs the default.
+HEARTBEAT_S = 0.5
+RECONCILE_S = 1.0
+WAIT_S = 60.0
+
+
+async def _admin(url: str, statement: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def redis_server(tmp_path: Path) -> AsyncIterator[RedisServer]:
+    """A redis-server of this test's own, on a free TCP port."""
+    server = RedisServer(tmp_path)
+    await server.start()
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+async def database_url(backing: Settings, template_database: str) -> AsyncIterator[str]:
+    """A fresh, migrated database of this test's own in the test Postgres."""
+    name = f"tidings_chaos_{uuid.uuid4().hex[:10]}"
+    await _admin(backing.database_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+    yield with_database(backing.database_url, name)
+    await _admin(backing.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def chaos_settings(backing: Settings, database_url: str, redis_server: RedisServer) -> Settings:
+    """Settings for this test's processes: its database, its Redis, a free port."""
+    return replace(
+        backing,
+        database_url=database_url,
+        redis_url=redis_server.url,
+        namespace=f"c{uuid.uuid4().hex[:10]}",
+        port=free_port(),
+        log_format="json",
+        log_level="info",
+        poll_delay_s=0.02,
+        heartbeat_s=HEARTBEAT_S,
+        reconcile_s=RECONCILE_S,
+        keepalive_s=1.0,
+        concurrency=20,
+    )
+
+
+@pytest.fixture
+async def db(chaos_settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    """The test's own pool on its database, for checking what the processes wrote."""
+    from core.db.pool import create_pool
+
+    pool = await create_pool(chaos_settings.database_url, max_size=4)
+    yield pool
+    await pool.close()
+
+
+def log_records(process: Process, event: str) -> list[dict[str, Any]]:
+    """The JSON log records of `process` named `event`, in order."""
+    records = []
+    for line in process.lines:
+        if not line.startswith("{"):
+            continue
+        record = json.loads(line)
+        if record.get("event") == event:
+            records.append(record)
+    return records
+
+
+@dataclass
+class Cluster:
+    """The server and worker processes of one test, started from its settings."""
+
+    settings: Settings
+    logs: LogWatch = field(default_factory=LogWatch)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.port}"
+
+    async def server(self, **overrides: Any) -> Process:
+        """`python -m server`, once it is ready."""
+        process = await self.logs.spawn("server", replace(self.settings, **overrides))
+        await process.wait_for_line("server.ready")
+        return process
+
+    async def worker(self, **overrides: Any) -> Process:
+        """`python -m worker`, once it is ready."""
+        process = await self.logs.spawn("worker", replace(self.settings, **overrides))
+        await process.wait_for_line("worker.ready")
+        return process
+
+    async def until(self, predicate: Callable[[], bool], within_s: float = WAIT_S) -> None:
+        """Wait until `predicate` holds; it is checked after each log line of any process."""
+        async with asyncio.timeout(within_s), self.logs.condition:
+            await self.logs.condition.wait_for(predicate)
+
+    async def close(self) -> None:
+        for process in self.logs.processes:
+            if process.proc.returncode is None:
+                await process.stop()
+            elif process._reader is not None:
+                await process._reader
+
+
+@pytest.fixture
+async def cluster(chaos_settings: Settings) -> AsyncIterator[Cluster]:
+    cluster = Cluster(chaos_settings)
+    yield cluster
+    await cluster.close()
