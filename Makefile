@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev server worker migrate test lint format typecheck check clean
+.PHONY: help install dev server worker migrate test lint format typecheck check bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ typecheck: install ## mypy --strict on core, server, worker, client
 	$(BIN)/mypy
 
 check: lint typecheck test ## Everything CI runs
+
+bench: install ## Benchmark against raw ARQ in one run (ARGS=--quick; bench/results/latest.json)
+	$(PY) -m bench $(ARGS)
 
 clean: ## Remove the venv, embedded data and caches
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache

@@ -41,6 +41,8 @@ class BenchConfig:
     # Shared by the tidings worker and the raw ARQ worker (max_jobs, poll_delay).
     concurrency: int = Settings.concurrency
     poll_delay_s: float = Settings.poll_delay_s
+    # Raw ARQ's poll_delay when it should differ from tidings' (whose poll may be a fallback).
+    raw_poll_delay_s: float | None = None
     results_dir: Path = RESULTS_DIR
     data_dir: Path = DATA_DIR
 
@@ -59,6 +61,17 @@ class BenchConfig:
             rest_jobs=1_000,
             sse_streams=1_000,
         )
+
+    @property
+    def raw_poll_s(self) -> float:
+        """The poll_delay raw ARQ runs with."""
+        return self.poll_delay_s if self.raw_poll_delay_s is None else self.raw_poll_delay_s
+
+    def poll_note(self) -> str:
+        """How both workers poll, for the notes of the comparable scenarios."""
+        if self.raw_poll_s == self.poll_delay_s:
+            return f"poll_delay {self.poll_delay_s:g}s on both"
+        return f"poll_delay {self.poll_delay_s:g}s tidings, {self.raw_poll_s:g}s raw ARQ"
 
     def as_json(self) -> dict[str, Any]:
         return {

@@ -39,6 +39,10 @@ class Names:
     def cancel_channel(self) -> str:
         return f"{self.namespace}:cancel"
 
+    def wake_channel(self, queue: str) -> str:
+        """Where workers of `queue` hear that a token is due now."""
+        return f"{self.namespace}:wake:{queue}"
+
 
 @dataclass(frozen=True)
 class Token:
@@ -49,6 +53,12 @@ class Token:
     queue: str
     run_at: datetime | None = None
     arq_id: str | None = None
+
+    def __post_init__(self) -> None:
+        # A token for no particular job gets its random id once: `key` names both the ARQ
+        # payload and the queue entry, which must agree or ARQ drops the token as expired.
+        if self.arq_id is None and self.job_id is None:
+            object.__setattr__(self, "arq_id", arq_job_id(uuid.uuid4().hex, self.attempt))
 
     @property
     def key(self) -> str:
@@ -96,9 +106,11 @@ async def enqueue_fresh(redis: ArqRedis, names: Names, tokens: Sequence[Token]) 
     """Put tokens with never-used ids on their queues in one pipelined round trip.
 
     ARQ's `enqueue_job` first checks that the id is free (WATCH, EXISTS, MULTI); a job that
-    was just created cannot have a token yet, so the check is skipped here.
+    was just created cannot have a token yet, so the check is skipped here. Workers of a
+    queue with a token due now are woken in the same round trip.
     """
     now_ms = timestamp_ms()
+    due_now: set[str] = set()
     async with redis.pipeline(transaction=False) as pipe:
         for token in tokens:
             score = to_unix_ms(token.run_at) if token.run_at is not None else now_ms
@@ -113,6 +125,18 @@ async def enqueue_fresh(redis: ArqRedis, names: Names, tokens: Sequence[Token]) 
             )
             pipe.psetex(job_key_prefix + token.key, score - now_ms + expires_extra_ms, payload)
             pipe.zadd(names.queue(token.queue), {token.key: score})
+            if score <= now_ms:
+                due_now.add(token.queue)
+        for queue in due_now:
+            pipe.publish(names.wake_channel(queue), b"")
+        await pipe.execute()
+
+
+async def wake(redis: ArqRedis, names: Names, queues: Iterable[str]) -> None:
+    """Tell idle workers of `queues` to look for tokens now."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for queue in set(queues):
+            pipe.publish(names.wake_channel(queue), b"")
         await pipe.execute()
 
 

@@ -40,7 +40,7 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     max_batch_bytes: int = 16 * 1024 * 1024
     heartbeat_s: float = 2.0
-    poll_delay_s: float = 0.1
+    poll_delay_s: float = 1.0
     keepalive_s: float = 15.0
     stream_queue_size: int = 256
     db_timeout_s: float = 5.0

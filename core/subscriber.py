@@ -8,7 +8,7 @@ A lost connection is not fatal: it reconnects with capped exponential backoff, a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 
 import structlog
@@ -21,29 +21,28 @@ log = structlog.get_logger("tidings.subscriber")
 MAX_RECONNECT_DELAY_S = 5.0
 
 
-async def follow_channel(
+async def follow_channels(
     url: str,
-    channel: str,
-    on_message: Callable[[bytes], None],
+    handlers: Mapping[str, Callable[[bytes], None]],
     on_connect: Callable[[], None] = lambda: None,
     on_disconnect: Callable[[], None] = lambda: None,
 ) -> None:
-    """Deliver every message of `channel` to `on_message` until cancelled."""
+    """Deliver each channel's messages to its handler, over one connection, until cancelled."""
     delay = 0.1
     while True:
         client = redis_url.client(url)
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
-            await pubsub.subscribe(channel)
+            await pubsub.subscribe(*handlers)
             on_connect()
             delay = 0.1
-            log.info("channel.subscribed", channel=channel)
+            log.info("channel.subscribed", channels=sorted(handlers))
             async for message in pubsub.listen():
                 if message.get("type") == "message":
-                    on_message(message["data"])
+                    handlers[message["channel"].decode()](message["data"])
         except (RedisError, OSError) as exc:
             on_disconnect()
-            log.warning("channel.disconnected", channel=channel, error=repr(exc), retry_s=delay)
+            log.warning("channel.disconnected", error=repr(exc), retry_s=delay)
         finally:
             with suppress(RedisError, OSError):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]

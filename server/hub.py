@@ -14,7 +14,7 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from core import serialization
-from core.subscriber import follow_channel
+from core.subscriber import follow_channels
 
 
 class Subscription:
@@ -119,10 +119,9 @@ class Hub:
                 subscription.mark_resync()
 
     async def _run(self) -> None:
-        await follow_channel(
+        await follow_channels(
             self._redis_url,
-            self._channel,
-            on_message=self._on_message,
+            {self._channel: self._on_message},
             on_connect=self._on_connect,
             on_disconnect=self._on_disconnected,
         )

@@ -28,10 +28,11 @@ async def replay_then_follow(
         if not backlog and await _finished_at_or_before(pool, job_id, last):
             return
         while True:
-            for event in backlog:
+            for index, event in enumerate(backlog):
                 yield event
                 last = event["seq"]
-                if event["kind"] in TERMINAL_KINDS:
+                # Events after a terminal one mean the job was retried by hand: go on.
+                if event["kind"] in TERMINAL_KINDS and index == len(backlog) - 1:
                     return
             live = await subscription.next()
             if live is None or live["seq"] > last + 1:

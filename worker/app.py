@@ -11,7 +11,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import structlog
-from arq.worker import Worker, func
+from arq.worker import func
 from redis.exceptions import RedisError
 
 from core import queue
@@ -23,16 +23,17 @@ from core.migrate import migrate_url
 from core.redis_url import arq_settings
 from core.settings import Settings
 from core.submission import Submitter
-from worker.cancellation import CancelListener
 from worker.consumers import Consumers
 from worker.heartbeat import Heartbeat
 from worker.maintenance import Reaper, Reconciler, hand_back
 from worker.metrics import WorkerMetrics
 from worker.periodic import Periodic
+from worker.pickup import PushWorker
 from worker.registry import TaskRegistry
 from worker.reporter import Reporter
 from worker.runtime import QUEUE_KEY, RUNTIME_KEY, Runtime, run_arq_job
 from worker.scheduler import CronScheduler
+from worker.signals import SignalListener
 
 log = structlog.get_logger("tidings.worker")
 
@@ -49,9 +50,11 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def arq_worker(settings: Settings, names: queue.Names, queue_name: str, runtime: Runtime) -> Worker:
+def arq_worker(
+    settings: Settings, names: queue.Names, queue_name: str, runtime: Runtime
+) -> PushWorker:
     """One ARQ consumer of `queue_name`, running every delivery through the runtime."""
-    return Worker(
+    return PushWorker(
         functions=[
             func(
                 run_arq_job,
@@ -64,8 +67,11 @@ def arq_worker(settings: Settings, names: queue.Names, queue_name: str, runtime:
         redis_settings=arq_settings(settings.redis_url),
         ctx={RUNTIME_KEY: runtime, QUEUE_KEY: queue_name},
         max_jobs=settings.concurrency,
+        # Running tokens stay in the queue: read past them to find due ones.
+        queue_read_limit=settings.concurrency * 4,
         keep_result=0,
         poll_delay=settings.poll_delay_s,
+        fallback_s=settings.poll_delay_s,
         handle_signals=False,
         job_serializer=queue.arq_serializer,
         job_deserializer=queue.arq_deserializer,
@@ -124,9 +130,18 @@ async def run_worker(
             settings.heartbeat_s,
             Reaper(pool, redis, names, silence_s=settings.reap_after_s).run_once,
         )
-        # Redis came back (possibly empty): restore tokens at once, not at the next period.
-        cancels = CancelListener(
-            settings.redis_url, names.cancel_channel, runtime.cancel, on_connect=reconciler.poke
+        consumers = Consumers(
+            {q: arq_worker(settings, names, q, runtime) for q in settings.queues},
+            on_restart=reconciler.poke,
+        )
+        signals = SignalListener(
+            settings.redis_url,
+            names,
+            settings.queues,
+            cancel=runtime.cancel,
+            wake=consumers.wake,
+            # Redis came back (possibly empty): restore tokens at once, not next period.
+            on_connect=reconciler.poke,
         )
         heartbeat = Heartbeat(
             pool,
@@ -134,24 +149,20 @@ async def run_worker(
             queues=settings.queues,
             concurrency=settings.concurrency,
             period_s=settings.heartbeat_s,
-            on_cancel_requested=cancels.cancel_all,
+            on_cancel_requested=signals.cancel_all,
         )
         await heartbeat.start()
         stack.push_async_callback(heartbeat.stop)
         metrics.track(lambda: len(runtime.running), heartbeat.age_s)
         if settings.worker_metrics_port:
             stack.callback(metrics.serve(settings.host, settings.worker_metrics_port))
-        for service in (cancels, reconciler, reaper):
+        for service in (signals, reconciler, reaper):
             service.start()
             stack.push_async_callback(service.stop)
         cron = CronScheduler(Submitter(pool, redis, names), list(task_registry))
         await cron.start()
         stack.push_async_callback(cron.stop)
 
-        consumers = Consumers(
-            [arq_worker(settings, names, q, runtime) for q in settings.queues],
-            on_restart=reconciler.poke,
-        )
         consumers.start()
         log.info(
             "worker.ready",

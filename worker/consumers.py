@@ -12,8 +12,9 @@ from contextlib import suppress
 from typing import Any
 
 import structlog
-from arq.worker import Worker
 from redis.exceptions import RedisError
+
+from worker.pickup import PushWorker
 
 log = structlog.get_logger("tidings.consumers")
 
@@ -23,8 +24,9 @@ MAX_RESTART_DELAY_S = 5.0
 class Consumers:
     """Runs the given ARQ workers until stopped, restarting any that lose Redis."""
 
-    def __init__(self, workers: list[Worker], *, on_restart: Callable[[], None]) -> None:
-        self._workers = workers
+    def __init__(self, workers: dict[str, PushWorker], *, on_restart: Callable[[], None]) -> None:
+        self._by_queue = workers
+        self._workers = list(workers.values())
         self._on_restart = on_restart
         self._supervisors: list[asyncio.Task[None]] = []
 
@@ -33,6 +35,12 @@ class Consumers:
             asyncio.create_task(self._supervise(worker), name=f"consumer-{worker.queue_name}")
             for worker in self._workers
         ]
+
+    def wake(self, queue: str) -> None:
+        """A token for `queue` is due now: let its consumer poll at once."""
+        consumer = self._by_queue.get(queue)
+        if consumer is not None:
+            consumer.wake()
 
     def in_flight(self) -> list[asyncio.Task[Any]]:
         """The job tasks ARQ is running now."""
@@ -62,7 +70,7 @@ class Consumers:
             with suppress(RedisError, OSError):
                 await worker.close()
 
-    async def _supervise(self, worker: Worker) -> None:
+    async def _supervise(self, worker: PushWorker) -> None:
         delay = 0.1
         while True:
             try:

@@ -100,4 +100,5 @@ class Reconciler:
                 restored += 1
         if restored:
             log.warning("reconciler.restored", tokens=restored, waiting=len(rows))
+            await queue.wake(self._redis, self._names, self._queues)
         return restored

@@ -131,6 +131,10 @@ class Runtime:
                 raise  # the worker itself is stopping
             return Outcome(EventKind.CANCELLED)
         except Exception as exc:
+            if row["id"] in self.cancelling:
+                # Raised while being cancelled (e.g. by a failing cleanup): the cancel caused
+                # it, so the job is cancelled, not retried or failed.
+                return Outcome(EventKind.CANCELLED)
             if isinstance(exc, TimeoutError) and deadline.expired():
                 exc = TaskTimeout(f"timed out after {job.timeout_s:g}s")
             return self._failure(spec, row, exc)
@@ -168,6 +172,9 @@ class Runtime:
             if written is not None:
                 token = queue.Token(job_id, attempt + 1, row["queue"], written["job_run_at"])
                 await self._enqueue(token, fresh=True)
+            else:  # a cancel was requested while the attempt failed: it ends cancelled
+                outcome = Outcome(EventKind.CANCELLED)
+                written = await self.reporter.write(jobs.CANCEL_RUNNING, (job_id, attempt))
         else:
             written = await self.reporter.write(jobs.FAIL, (job_id, attempt, outcome.value))
         if written is None:

@@ -78,10 +78,12 @@ done AS (
 SELECT job.*, done.at AS event_at FROM job, done
 """
 
+# Only a job that ran is a source: a cache hit is born succeeded "now", and serving from
+# hits would name the wrong source and stretch the TTL for as long as requests keep coming.
 FIND_CACHED_RESULT = """
 SELECT id, result FROM jobs
 WHERE tenant = $1 AND task = $2 AND args_hash = $3 AND status = 'succeeded'
-  AND finished_at > now() - make_interval(secs => $4)
+  AND cached_from IS NULL AND finished_at > now() - make_interval(secs => $4)
 ORDER BY finished_at DESC
 LIMIT 1
 """
@@ -139,7 +141,7 @@ RETRY = _transition(
     f"""UPDATE jobs SET status = 'retrying', seq = seq + 1, error = $3,
            attempt = attempt + 1, run_at = now() + make_interval(secs => $4),
            worker_id = NULL, updated_at = now()
-       {_RUNNING_ATTEMPT}""",
+       {_RUNNING_ATTEMPT} AND cancel_requested_at IS NULL""",
     EventKind.RETRYING,
     attempt="attempt - 1",
     message="$3::jsonb ->> 'message'",

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -20,14 +21,14 @@ import asyncpg
 import pytest
 
 from core.settings import Settings
-from tests.chaos.servers import RedisServer
+from tests.chaos.servers import PostgresServer, RedisServer
 from tests.conftest import with_database
 from tests.support.servers import LogWatch, Process, free_port
 
 # The shorter periods every chaos test runs with, unless its scenario needs the default.
 HEARTBEAT_S = 0.5
 RECONCILE_S = 1.0
-WAIT_S = 60.0
+WAIT_S = 30.0
 
 
 async def _admin(url: str, statement: str) -> None:
@@ -45,6 +46,14 @@ async def redis_server(tmp_path: Path) -> AsyncIterator[RedisServer]:
     await server.start()
     yield server
     await server.close()
+
+
+@pytest.fixture
+def postgres_server() -> Iterator[PostgresServer]:
+    """A Postgres of this test's own, to stop and start."""
+    server = PostgresServer()
+    yield server
+    server.close()
 
 
 @pytest.fixture
@@ -85,6 +94,15 @@ async def db(chaos_settings: Settings) -> AsyncIterator[asyncpg.Pool]:
     await pool.close()
 
 
+async def register_tasks(pool: asyncpg.Pool, settings: Settings) -> None:
+    """Register the tasks as a worker does at start, so jobs can be submitted before one runs."""
+    from core.db import registry
+    from worker.registry import TaskRegistry
+
+    tasks = TaskRegistry.from_modules(settings.tasks)
+    await registry.upsert_tasks(pool, [spec.registry_row() for spec in tasks])
+
+
 def log_records(process: Process, event: str) -> list[dict[str, Any]]:
     """The JSON log records of `process` named `event`, in order."""
     records = []
@@ -122,8 +140,22 @@ class Cluster:
 
     async def until(self, predicate: Callable[[], bool], within_s: float = WAIT_S) -> None:
         """Wait until `predicate` holds; it is checked after each log line of any process."""
-        async with asyncio.timeout(within_s), self.logs.condition:
-            await self.logs.condition.wait_for(predicate)
+        try:
+            async with asyncio.timeout(within_s), self.logs.condition:
+                await self.logs.condition.wait_for(predicate)
+        except TimeoutError:
+            raise AssertionError(f"not within {within_s:g}s; logs:\n{self.summary()}") from None
+
+    def summary(self) -> str:
+        """How often each process logged each event, and its last lines: for failures."""
+        parts = []
+        for index, process in enumerate(self.logs.processes):
+            names = Counter(
+                json.loads(line).get("event") for line in process.lines if line.startswith("{")
+            )
+            tail = "\n    ".join(line[:300] for line in process.lines[-15:])
+            parts.append(f"[{index}] exit={process.proc.returncode} {dict(names)}\n    {tail}")
+        return "\n".join(parts)
 
     async def close(self) -> None:
         for process in self.logs.processes:

@@ -3,7 +3,8 @@
 Each test asserts the exact sequence of event kinds on the job's SSE stream and the job
 JSON: retries with backoff, exhausted attempts, permanent errors, timeouts, per-job
 overrides, cancel in every state, manual retry, and a cancel that only the heartbeat
-delivers. Waits are bounded reads of the stream, never fixed sleeps.
+delivers. Waits are bounded reads of the stream (or of Redis, for a subscription), never
+fixed sleeps.
 """
 
 from __future__ import annotations
@@ -281,7 +282,7 @@ async def test_exhausted_attempts_fail_the_job_and_it_is_listed_as_failed(
     assert error["traceback"].endswith("RuntimeError: failed on purpose (attempt 3)")
     assert failed["data"]["error"] == error
 
-    # The dead-letter view: failed jobs, newest first.
+    # The dead-letter view lists it, with its error.
     params = {"status": "failed", "task": "raise_error", "limit": "500"}
     response = await client.get("/jobs", params=params)
     assert response.status_code == 200, response.text
@@ -507,6 +508,22 @@ async def test_cancelling_a_running_job_ends_its_stream_within_a_second_and_runs
     assert job_id in await cleaned_up(client, CHANNEL_ONLY)
 
 
+async def test_a_cancelled_job_whose_cleanup_raises_ends_cancelled_and_is_not_retried(
+    client: httpx.AsyncClient,
+) -> None:
+    job_id = (await submit(client, "hold_failing_cleanup"))["id"]
+    async with live(client, job_id) as events:
+        before = await events.until("progress")
+        response = await client.post(f"/jobs/{job_id}/cancel")
+        assert response.status_code == 202, response.text
+        after = await events.rest()
+
+    # The error its `finally` raised is not a failure of the job: the cancel caused it.
+    assert kinds(before + after) == ["queued", "started", "progress", "cancelled"]
+    job = await get_job(client, job_id)
+    assert (job["status"], job["attempt"]) == ("cancelled", 1)
+
+
 async def test_a_cancel_the_worker_missed_on_redis_arrives_with_the_heartbeat(
     client: httpx.AsyncClient, pool: asyncpg.Pool
 ) -> None:
@@ -588,6 +605,20 @@ async def test_a_failed_job_retried_by_hand_runs_again_and_can_succeed(
         {"attempts": 2},
         None,
     )
+
+
+async def test_a_subscriber_from_the_start_sees_every_run_of_a_job_retried_by_hand(
+    client: httpx.AsyncClient,
+) -> None:
+    job_id = (await submit(client, "once_flaky", args={"fail_times": 1}))["id"]
+    assert kinds(await stream(client, job_id)) == ["queued", "started", "failed"]
+    assert (await client.post(f"/jobs/{job_id}/retry")).status_code == 202
+
+    # The first run's `failed` is not the job's end any more: the stream goes on past it.
+    events = await stream(client, job_id)
+    assert kinds(events) == ["queued", "started", "failed", "queued", "started", "succeeded"]
+    assert_consistent(events, job_id)
+    assert (await get_job(client, job_id))["status"] == "succeeded"
 
 
 async def test_a_failed_job_retried_by_hand_can_fail_again(client: httpx.AsyncClient) -> None:

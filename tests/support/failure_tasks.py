@@ -96,6 +96,16 @@ async def hold(job: Job) -> None:
         job.resources[CLEANED_UP].append(str(job.id))
 
 
+@task(timeout=HOLD_TIMEOUT_S, max_attempts=3, retry=TINY_BACKOFF)
+async def hold_failing_cleanup(job: Job) -> None:
+    """Report progress, then wait until cancelled; the cleanup in `finally` fails."""
+    try:
+        await job.progress(1, 2, "holding")
+        await asyncio.sleep(HOLD_TIMEOUT_S)
+    finally:
+        raise TransientError(f"cleanup of attempt {job.attempt} failed")
+
+
 @task
 async def cleaned_up(job: Job) -> list[str]:
     """The ids of jobs whose `finally` ran in this worker."""

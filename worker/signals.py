@@ -1,48 +1,56 @@
-"""Cancel requests for running jobs reach the worker that runs them.
+"""What a worker hears over Redis: cancel requests and wake-ups, on one connection.
 
-The server publishes the job id on the cancel channel; every worker hears it and the one
-running the job cancels its coroutine. The channel is only the fast path: the heartbeat
-also asks Postgres for cancel requests on this worker's jobs, so a lost message delays a
-cancel by one heartbeat period at most.
+A cancel names a job; the worker running it cancels its coroutine. A wake names a queue
+that just got a token due now, so an idle consumer polls at once instead of at its
+fallback period. Both are the fast path: the heartbeat also finds cancel requests in
+Postgres, and the fallback poll finds tokens, so a lost message only delays.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import Callable, Iterable
 from contextlib import suppress
 
 import structlog
 
-from core.subscriber import follow_channel
+from core.queue import Names
+from core.subscriber import follow_channels
 
-log = structlog.get_logger("tidings.cancel")
+log = structlog.get_logger("tidings.signals")
 
 
-class CancelListener:
-    """Follows the cancel channel and hands each job id to `cancel`."""
+def _wake(wake: Callable[[str], None], queue: str, _data: bytes) -> None:
+    wake(queue)
+
+
+class SignalListener:
+    """Follows the cancel channel and the wake channels of the worker's queues."""
 
     def __init__(
         self,
         redis_url: str,
-        channel: str,
-        cancel: Callable[[uuid.UUID], bool],
+        names: Names,
+        queues: Iterable[str],
         *,
+        cancel: Callable[[uuid.UUID], bool],
+        wake: Callable[[str], None],
         on_connect: Callable[[], None] = lambda: None,
     ) -> None:
         self._redis_url = redis_url
-        self._channel = channel
+        self._handlers: dict[str, Callable[[bytes], None]] = {names.cancel_channel: self._on_cancel}
+        for queue in queues:
+            self._handlers[names.wake_channel(queue)] = functools.partial(_wake, wake, queue)
         self._cancel = cancel
         self._on_connect = on_connect
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(
-            follow_channel(
-                self._redis_url, self._channel, self._on_message, on_connect=self._on_connect
-            ),
-            name="tidings-cancel-listener",
+            follow_channels(self._redis_url, self._handlers, on_connect=self._on_connect),
+            name="tidings-signals",
         )
 
     async def stop(self) -> None:
@@ -57,7 +65,7 @@ class CancelListener:
             if self._cancel(job_id):
                 log.info("job.cancel_received", job_id=str(job_id), via="heartbeat")
 
-    def _on_message(self, data: bytes) -> None:
+    def _on_cancel(self, data: bytes) -> None:
         try:
             job_id = uuid.UUID(data.decode())
         except ValueError:

@@ -1,0 +1,91 @@
+"""4. Progress events persisted per second by one worker, and what reporting costs a task.
+
+`bench.tasks.progress_loop` calls `job.progress` in a tight loop; persisted/s is the
+number of progress rows over the time from the first row's `at` to the last one's. The
+same loop without reporting gives the overhead ratio; each run is timed from its
+`started` to its `succeeded` event, so the reporting run includes draining its backlog.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from bench.report import Row, Target
+from bench.runner import Bench
+from bench.stats import median
+
+SCENARIO = "4 progress"
+TARGET_RATE = Target(at_least=20_000)
+TARGET_OVERHEAD = Target(at_most=1.5)
+WARMUP_EVENTS = 5_000
+# A reporting run should take at most this long, or the whole bench overruns 10 minutes.
+RUN_BUDGET_S = 25.0
+
+
+async def run(bench: Bench) -> list[Row]:
+    config = bench.config
+    rates: list[float] = []
+    ratios: list[float] = []
+    with_report: list[float] = []
+    without: list[float] = []
+    async with bench.services.worker():
+        warmup_id, _ = await loop_job(bench, WARMUP_EVENTS, report=True)
+        warmup_rate = await persisted_rate(bench, warmup_id, WARMUP_EVENTS)
+        events, capped = planned_events(config.progress_events, warmup_rate)
+        for _ in range(config.reps):
+            job_id, run_s = await loop_job(bench, events, report=True)
+            rates.append(await persisted_rate(bench, job_id, events))
+            _, plain_s = await loop_job(bench, events, report=False)
+            with_report.append(run_s)
+            without.append(plain_s)
+            ratios.append(run_s / plain_s)
+    loops = (
+        f"{events:,} steps: {median(with_report):.2f}s reporting, "
+        f"{median(without):.2f}s without (each step awaits sleep(0))"
+    )
+    return [
+        Row(
+            SCENARIO,
+            "events persisted/s, 1 worker",
+            "/s",
+            median(rates),
+            target=TARGET_RATE,
+            note=f"{events:,} job.progress calls in a tight loop, median of {config.reps}{capped}",
+            reps={"tidings": rates},
+        ),
+        Row(
+            SCENARIO,
+            "loop time, reporting / not",
+            "x",
+            median(ratios),
+            target=TARGET_OVERHEAD,
+            note=loops,
+            reps={"tidings": ratios, "reporting_s": with_report, "plain_s": without},
+        ),
+    ]
+
+
+def planned_events(requested: int, warmup_rate: float) -> tuple[int, str]:
+    """How many events a run reports: as requested, unless that would overrun the budget."""
+    if requested / warmup_rate <= RUN_BUDGET_S:
+        return requested, ""
+    events = max(WARMUP_EVENTS, int(warmup_rate * RUN_BUDGET_S) // 1000 * 1000)
+    return events, (
+        f"; capped at {events:,}: at the warm-up's {warmup_rate:,.0f}/s, "
+        f"{requested:,} would take {requested / warmup_rate:.0f}s a run"
+    )
+
+
+async def persisted_rate(bench: Bench, job_id: uuid.UUID, expected: int) -> float:
+    """Progress rows per second, first to last; every reported event must be there."""
+    persisted, span_s = await bench.jobs.progress(job_id)
+    if persisted != expected:
+        raise RuntimeError(f"{persisted} of {expected} progress events persisted")
+    return persisted / span_s
+
+
+async def loop_job(bench: Bench, count: int, *, report: bool) -> tuple[uuid.UUID, float]:
+    """Run one `progress_loop` job to the end: its id and its started -> succeeded time."""
+    job_id = await bench.jobs.submit("progress_loop", {"count": count, "report": report})
+    await bench.jobs.wait_finished([job_id], within_s=120)
+    return job_id, await bench.jobs.run_time(job_id)

@@ -1,0 +1,39 @@
+"""Tasks the bench runs in a tidings worker (loaded with TIDINGS_TASKS=...,bench.tasks)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from worker import Job, task
+
+
+@task(timeout=600, max_attempts=1)
+async def progress_loop(job: Job, count: int, report: bool = True) -> dict[str, float]:
+    """Report progress `count` times in a tight loop (or run the same loop without reporting).
+
+    Each step yields to the event loop once (`sleep(0)`), as any real async work does; a
+    step that never yields would make the no-report loop cost nothing, and the ratio of
+    the two loops meaningless.
+    """
+    started = time.perf_counter()
+    for step in range(1, count + 1):
+        if report:
+            await job.progress(step, count)
+        await asyncio.sleep(0)
+    return {"loop_s": time.perf_counter() - started}
+
+
+@task(timeout=600, max_attempts=1)
+async def progress_paced(
+    job: Job, count: int = 200, interval_s: float = 0.01, warmup_s: float = 0.5
+) -> None:
+    """Report progress `count` times, `interval_s` apart, each stamped with its send time.
+
+    It waits `warmup_s` first, so a client that subscribes right after submitting sees
+    every progress event live rather than from the replay.
+    """
+    await asyncio.sleep(warmup_s)
+    for step in range(1, count + 1):
+        await job.progress(step, count, sent_at=time.time())
+        await asyncio.sleep(interval_s)

@@ -1,0 +1,136 @@
+"""A worker SIGKILLed mid-job: the reaper re-queues its jobs, and each runs to success once.
+
+Runs with the default heartbeat and reap_after_s, because the bound under test (every
+lost attempt re-queued within 15 s of the kill) is the contract those defaults keep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+
+import asyncpg
+import httpx
+import pytest
+from arq.constants import in_progress_key_prefix, job_key_prefix
+
+from core import queue
+from core.settings import Settings
+from tests.chaos.checks import (
+    Event,
+    assert_each_succeeded_once,
+    assert_gapless,
+    progress_of,
+    read_stream,
+)
+from tests.chaos.conftest import Cluster, log_records
+from tests.chaos.servers import RedisServer
+
+pytestmark = pytest.mark.chaos
+
+DEFAULTS = Settings()
+JOBS = 100
+STEPS = 4
+STEP_S = 0.4  # 1.6 s a job: every job is mid-run when the worker dies
+REQUEUE_BOUND_S = 15.0
+
+
+async def test_100_jobs_of_a_sigkilled_worker_are_requeued_within_15_s_and_succeed_once(
+    cluster: Cluster, db: asyncpg.Pool, redis_server: RedisServer
+) -> None:
+    await cluster.server()
+    settings = dict(
+        concurrency=JOBS, heartbeat_s=DEFAULTS.heartbeat_s, reap_after_s=DEFAULTS.reap_after_s
+    )
+    victim = await cluster.worker(**settings)
+    victim_id = log_records(victim, "worker.ready")[0]["worker_id"]
+
+    limits = httpx.Limits(max_connections=JOBS + 10)
+    async with httpx.AsyncClient(base_url=cluster.url, timeout=30, limits=limits) as client:
+        job = {"task": "sleep_steps", "args": {"steps": STEPS, "delay_s": STEP_S}}
+        submitted = await client.post("/jobs/batch", json={"jobs": [job] * JOBS})
+        assert submitted.status_code == 202, submitted.text
+        job_ids = [uuid.UUID(job_id) for job_id in submitted.json()["ids"]]
+        streams: list[list[Event]] = [[] for _ in job_ids]
+        readers = [
+            asyncio.create_task(read_stream(client, job_id, into=events))
+            for job_id, events in zip(job_ids, streams, strict=True)
+        ]
+
+        await cluster.until(lambda: victim.output.count('"job.started"') == JOBS)
+        victim.signal(signal.SIGKILL)
+        killed_at = datetime.now(UTC)
+        assert await victim.proc.wait() == -signal.SIGKILL
+
+        lost = await db.fetch(
+            "SELECT id FROM jobs WHERE status = 'running' AND worker_id = $1", victim_id
+        )
+        assert {row["id"] for row in lost} == set(job_ids), "every job was mid-run at the kill"
+
+        # ARQ still holds the dead worker's deliveries as in progress, for its TTL (the
+        # longest job timeout + 10 s). Let that TTL run out now, so ARQ redelivers each of
+        # them to the next worker: the claim in Postgres must fence every redelivery.
+        names = queue.Names(cluster.settings.namespace)
+        stale = [queue.arq_job_id(job_id, 1) for job_id in job_ids]
+        for key in stale:
+            assert await redis_server.command("PEXPIRE", in_progress_key_prefix + key, 1) == 1
+
+        rescuer = await cluster.worker(**settings)
+        async with asyncio.timeout(REQUEUE_BOUND_S + 30):
+            await asyncio.gather(*readers)
+
+    histories = await assert_each_succeeded_once(db, job_ids)
+    requeued_after_s = []
+    for job_id, events in zip(job_ids, streams, strict=True):
+        assert_gapless(events)
+        kinds = [kind for _, kind, _ in events]
+        lost_progress = len(progress_of(events, 1))
+        assert lost_progress < STEPS, (job_id, kinds)
+        assert kinds == [
+            "queued",
+            "started",
+            *["progress"] * lost_progress,
+            "requeued",
+            "started",
+            *["progress"] * STEPS,
+            "succeeded",
+        ], (job_id, kinds)
+        started = [data for _, kind, data in events if kind == "started"]
+        assert [(s["attempt"], s["data"]["worker_id"]) for s in started] == [
+            (1, victim_id),
+            (2, started[1]["data"]["worker_id"]),
+        ]
+        assert started[1]["data"]["worker_id"] != victim_id
+        assert progress_of(events, 2) == [float(step) for step in range(1, STEPS + 1)]
+        requeued = next(data for _, kind, data in events if kind == "requeued")
+        assert requeued["data"] == {"reason": "worker_lost"}
+        # The stream is the history: same events, same order.
+        stored = [(row["seq"], row["kind"]) for row in histories[job_id]]
+        assert stored == [(seq, kind) for seq, kind, _ in events]
+        requeue_row = next(row for row in histories[job_id] if row["kind"] == "requeued")
+        requeued_after_s.append((requeue_row["at"] - killed_at).total_seconds())
+
+    # The reaper waited for the silence (≥ reap_after_s since the last heartbeat, which
+    # was at most one heartbeat period before the kill), and no longer than the bound.
+    earliest = DEFAULTS.reap_after_s - DEFAULTS.heartbeat_s
+    assert earliest <= min(requeued_after_s), requeued_after_s
+    assert max(requeued_after_s) <= REQUEUE_BOUND_S, requeued_after_s
+
+    # Each job ran twice (one lost attempt, one to success) and never a third time: the
+    # rescuer claimed exactly the 100 re-queued attempts although ARQ also handed it
+    # the 100 stale deliveries, which it ran and dropped (none is left on the queue).
+    assert rescuer.output.count('"job.started"') == JOBS
+    assert rescuer.output.count('"job.succeeded"') == JOBS
+    attempts = Counter(
+        (row["job_id"], row["attempt"])
+        for rows in histories.values()
+        for row in rows
+        if row["kind"] == "started"
+    )
+    assert attempts == Counter({(job_id, n): 1 for job_id in job_ids for n in (1, 2)})
+    queued = await redis_server.command("ZRANGE", names.queue("default"), 0, -1)
+    assert not set(stale) & {member.decode() for member in queued}
+    assert await redis_server.command("EXISTS", *(job_key_prefix + key for key in stale)) == 0
