@@ -110,7 +110,9 @@ def main(argv: list[str] | None = None) -> None:
     fd_limit = raise_fd_limit()
     started_at = datetime.now(UTC)
     clock = time.monotonic()
+    load_before = os.getloadavg()
     rows, backing = asyncio.run(run(config, names))
+    load_after = os.getloadavg()
     meta = {
         "started_at": started_at.isoformat(),
         "duration_s": round(time.monotonic() - clock, 1),
@@ -119,6 +121,8 @@ def main(argv: list[str] | None = None) -> None:
             "python": platform.python_version(),
             "platform": platform.platform(),
             "fd_limit": fd_limit,
+            # Other processes on the machine skew every figure; the load says how much.
+            "load_avg_1m": {"before": load_before[0], "after": load_after[0]},
         },
         "revision": git_revision(),
         "backing": backing,
@@ -127,7 +131,8 @@ def main(argv: list[str] | None = None) -> None:
     }
     print(table(rows))
     print(
-        f"\n{os.cpu_count()} cores, revision {meta['revision']}, "
+        f"\n{os.cpu_count()} cores (1-min load {load_before[0]:.1f} before, "
+        f"{load_after[0]:.1f} after), revision {meta['revision']}, "
         f"{meta['duration_s']:.0f}s, logs in {config.results_dir / 'logs'}"
     )
     output = options.output or config.results_dir / "latest.json"

@@ -71,7 +71,9 @@ def waiting_eta_s(run_s: float | None, ahead: int, slots: int, starts_in_s: floa
     return round(max(starts_in_s, queue_s) + run_s, 3)
 
 
-def job_json(row: Row, base_url: str = "", eta_s: float | None = None) -> dict[str, Any]:
+def job_json(
+    row: Row, base_url: str = "", eta_s: float | None = None, token: str | None = None
+) -> dict[str, Any]:
     """The public JSON of a job row."""
     job_id = str(row["id"])
     return {
@@ -97,7 +99,7 @@ def job_json(row: Row, base_url: str = "", eta_s: float | None = None) -> dict[s
         "updated_at": iso(row["updated_at"]),
         "links": {
             "self": f"{base_url}/jobs/{job_id}",
-            "events": f"{base_url}/jobs/{job_id}/events",
+            "events": f"{base_url}/jobs/{job_id}/events" + (f"?token={token}" if token else ""),
         },
     }
 
@@ -108,6 +110,7 @@ def event_json(row: Row) -> dict[str, Any]:
         "job_id": str(row["job_id"]),
         "task": row["job_task"],
         "queue": row["job_queue"],
+        "tenant": row["job_tenant"],
         "seq": row["seq"],
         "kind": row["kind"],
         "status": row["status"],

@@ -10,6 +10,7 @@ from pathlib import Path
 PREFIX = "TIDINGS_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TASK_MODULES = ("worker.tasks.examples",)
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 class SettingsError(ValueError):
@@ -34,7 +35,14 @@ class Settings:
     namespace: str = "tidings"
     log_format: str = "auto"
     log_level: str = "info"
-    auth: str = "off"
+    auth: str = "keys"
+    secret: str = ""
+    stream_token_ttl_s: float = 900.0
+    max_args_bytes: int = 256 * 1024
+    max_streams: int = 20_000
+    max_streams_per_tenant: int = 1_000
+    rate_limit_per_s: float = 100.0
+    rate_limit_burst: int = 200
     data_dir: Path = field(default=PROJECT_ROOT / ".data")
     migrations_dir: Path = field(default=PROJECT_ROOT / "migrations")
     max_body_bytes: int = 1024 * 1024
@@ -79,6 +87,10 @@ class Settings:
             raise SettingsError("TIDINGS_LOG_FORMAT must be auto, json or console")
         if self.auth not in ("off", "keys"):
             raise SettingsError("TIDINGS_AUTH must be off or keys")
+        if self.auth == "off" and self.host not in LOOPBACK_HOSTS:
+            raise SettingsError(
+                "TIDINGS_AUTH=off is only allowed when TIDINGS_HOST is a loopback address"
+            )
         if not 0 < self.port < 65536:
             raise SettingsError("TIDINGS_PORT must be a TCP port")
         if not self.tasks:

@@ -86,6 +86,7 @@ def queued_event(row: asyncpg.Record) -> dict[str, Any]:
             "job_id": row["id"],
             "job_task": row["task"],
             "job_queue": row["queue"],
+            "job_tenant": row["tenant"],
             "seq": 1,
             "kind": EventKind.QUEUED,
             "status": Status.QUEUED,

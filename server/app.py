@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import signal
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
@@ -20,13 +21,16 @@ from core.migrate import migrate_url
 from core.settings import Settings
 from core.submission import Submitter
 from server.alerts import AlertPolicy, FailureAlerts
+from server.auth import Authenticate
 from server.errors import EXCEPTION_HANDLERS
 from server.hub import Hub
+from server.limits import RateLimiter, StreamLimits
 from server.metrics import ServerMetrics
 from server.middleware import RequestContext
 from server.routes import events, health, jobs, registry
 from server.routes import metrics as metrics_routes
 from server.state import ServerState
+from server.tokens import StreamTokens
 from server.validation import ArgsValidators
 
 log = structlog.get_logger("tidings.server")
@@ -38,6 +42,18 @@ def notify_all(observers: list[Callable[[dict[str, Any]], None]], event: dict[st
     """Hand one event from the feed to each observer."""
     for observe in observers:
         observe(event)
+
+
+def stream_secret(settings: Settings) -> bytes:
+    """The key stream tokens are signed with; random (this process only) when unset."""
+    if settings.secret:
+        return settings.secret.encode()
+    if settings.auth == "keys":
+        log.warning(
+            "secret.random",
+            message="TIDINGS_SECRET is unset: stream tokens work only on this server process",
+        )
+    return secrets.token_bytes(32)
 
 
 def alert_policy(settings: Settings) -> AlertPolicy:
@@ -82,8 +98,26 @@ def create_app(settings: Settings) -> Starlette:
             stack.push_async_callback(hub.stop)
             submitter = Submitter(pool, redis, names, on_created=metrics.count_submitted)
             app.state.tidings = ServerState(
-                settings, pool, redis, names, hub, ArgsValidators(), submitter, metrics
+                settings=settings,
+                pool=pool,
+                redis=redis,
+                names=names,
+                hub=hub,
+                validators=ArgsValidators(),
+                submitter=submitter,
+                metrics=metrics,
+                tokens=StreamTokens(stream_secret(settings), settings.stream_token_ttl_s),
+                streams=StreamLimits(settings.max_streams, settings.max_streams_per_tenant),
+                rate_limiter=RateLimiter(
+                    redis, settings.namespace, settings.rate_limit_per_s, settings.rate_limit_burst
+                ),
             )
+            if settings.auth == "off":
+                log.warning(
+                    "auth.off",
+                    message="TIDINGS_AUTH=off: every request acts as tenant 'default'; "
+                    "loopback only, never in production",
+                )
             log.info("server.ready", host=settings.host, port=settings.port)
             yield
 
@@ -95,7 +129,7 @@ def create_app(settings: Settings) -> Starlette:
             *health.routes,
             *metrics_routes.routes,
         ],
-        middleware=[Middleware(RequestContext, metrics=metrics)],
+        middleware=[Middleware(RequestContext, metrics=metrics), Middleware(Authenticate)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

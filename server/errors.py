@@ -34,9 +34,15 @@ def error_response(
 
 async def tidings_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, TidingsError)
-    headers = None
-    if isinstance(exc, Unavailable):
-        headers = {"Retry-After": str(exc.retry_after_s)}
+    return tidings_error_response(exc)
+
+
+def tidings_error_response(exc: TidingsError) -> JSONResponse:
+    """The response for one of our own errors, with Retry-After or a challenge if it needs one."""
+    retry_after = getattr(exc, "retry_after_s", None)
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    if exc.status == 401:
+        headers = {"WWW-Authenticate": 'Bearer realm="tidings"'}
     return error_response(exc.status, exc.code, exc.message, exc.details, headers)
 
 

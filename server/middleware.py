@@ -13,6 +13,17 @@ from server.metrics import ServerMetrics
 log = structlog.get_logger("tidings.http")
 
 REQUEST_ID_HEADER = "x-request-id"
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+    (
+        b"content-security-policy",
+        b"default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        b"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    ),
+]
 MAX_REQUEST_ID = 128
 
 
@@ -46,6 +57,7 @@ class RequestContext:
                 status = message["status"]
                 message["headers"] = [
                     *message.get("headers", []),
+                    *SECURITY_HEADERS,
                     (REQUEST_ID_HEADER.encode(), request_id.encode()),
                 ]
             await send(message)

@@ -12,7 +12,9 @@ from core.queue import Names
 from core.settings import Settings
 from core.submission import Submitter
 from server.hub import Hub
+from server.limits import RateLimiter, StreamLimits
 from server.metrics import ServerMetrics
+from server.tokens import StreamTokens
 from server.validation import ArgsValidators
 
 
@@ -26,6 +28,9 @@ class ServerState:
     validators: ArgsValidators
     submitter: Submitter
     metrics: ServerMetrics
+    tokens: StreamTokens
+    streams: StreamLimits
+    rate_limiter: RateLimiter
 
 
 def state_of(request: Request) -> ServerState:

@@ -47,6 +47,7 @@ def backing() -> Iterator[Settings]:
         data_dir=Path(os.environ.get("TIDINGS_TEST_DATA_DIR", PROJECT_ROOT / ".data" / "test")),
         log_format="json",
         log_level="warning",
+        auth="off",  # the access-control tests turn keys on for themselves
     )
     settings, servers = start_embedded(base)
     yield settings

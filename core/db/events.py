@@ -7,7 +7,7 @@ import uuid
 import asyncpg
 
 EVENTS_AFTER = """
-SELECT e.*, j.task AS job_task, j.queue AS job_queue
+SELECT e.*, j.task AS job_task, j.queue AS job_queue, j.tenant AS job_tenant
 FROM job_events e JOIN jobs j ON j.id = e.job_id
 WHERE e.job_id = $1 AND e.seq > $2
 ORDER BY e.seq

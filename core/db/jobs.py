@@ -34,7 +34,8 @@ event AS (
     SELECT id, seq, '{kind}', status, {attempt}, {current}, {total}, {message}, {data} FROM job
     RETURNING *
 )
-SELECT event.*, job.run_at AS job_run_at, job.queue AS job_queue, job.task AS job_task
+SELECT event.*, job.run_at AS job_run_at, job.queue AS job_queue, job.task AS job_task,
+       job.tenant AS job_tenant
 FROM event JOIN job ON job.id = event.job_id
 """
 
@@ -93,7 +94,8 @@ CLAIM_NEXT = """
 SELECT (c.claimed_event).*,
        (c.claimed_job).id, (c.claimed_job).task, (c.claimed_job).args,
        (c.claimed_job).queue, (c.claimed_job).timeout_s, (c.claimed_job).max_attempts,
-       (c.claimed_job).task AS job_task, (c.claimed_job).queue AS job_queue
+       (c.claimed_job).task AS job_task, (c.claimed_job).queue AS job_queue,
+       (c.claimed_job).tenant AS job_tenant
 FROM claim_next_job($1, $2, $3) AS c
 """
 

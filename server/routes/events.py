@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from core import serialization
 from core.db import events
 from core.errors import Unprocessable
 from core.model import event_json
+from server.auth import tenant_of
 from server.routes.jobs import load_job
 from server.state import state_of
 from server.streams import replay_then_follow
+
+
+class HeldStream(EventSourceResponse):
+    """An SSE response that gives back its stream slot however it ends."""
+
+    def __init__(self, *args: Any, release: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
 
 
 def resume_after(request: Request) -> int:
@@ -45,7 +62,8 @@ def wants_json(request: Request) -> bool:
 async def job_events(request: Request) -> Response:
     """GET /jobs/{id}/events: SSE (subscribe, replay, follow) or, for JSON clients, history."""
     state = state_of(request)
-    job = await load_job(state, request.path_params["job_id"])
+    tenant = tenant_of(request)
+    job = await load_job(state, request.path_params["job_id"], tenant)
     after = resume_after(request)
     if after > job["seq"]:
         # No client can have seen an event that does not exist yet.
@@ -64,8 +82,9 @@ async def job_events(request: Request) -> Response:
                 data=serialization.dumps_str(event), event=event["kind"], id=str(event["seq"])
             )
 
-    return EventSourceResponse(
+    return HeldStream(
         stream(),
+        release=state.streams.acquire(tenant),
         ping=state.settings.keepalive_s,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )

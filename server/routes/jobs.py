@@ -20,6 +20,7 @@ from core.db import jobs
 from core.errors import Conflict, NotFound, TidingsError, Unprocessable
 from core.model import Status, event_json, job_json, waiting_eta_s
 from core.submission import JobRequest
+from server.auth import tenant_of
 from server.body import read_json_object
 from server.state import ServerState, state_of
 from server.submission import TaskRows, job_request
@@ -27,13 +28,18 @@ from server.validation import check, validate_batch
 
 log = structlog.get_logger("tidings.server")
 
-DEFAULT_TENANT = "default"
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 
 
 def base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/")
+
+
+def render(request: Request, row: asyncpg.Record, eta_s: float | None = None) -> dict[str, Any]:
+    """A job's JSON, with a stream token in `links.events` for browsers."""
+    token = state_of(request).tokens.issue(str(row["id"]), row["tenant"])
+    return job_json(row, base_url(request), eta_s, token)
 
 
 def parse_job_id(raw: str) -> uuid.UUID:
@@ -44,9 +50,9 @@ def parse_job_id(raw: str) -> uuid.UUID:
         raise NotFound(f"no job with id {raw!r}") from None
 
 
-async def load_job(state: ServerState, raw_id: str) -> asyncpg.Record:
-    """The job row for a path id, or 404."""
-    row = await state.pool.fetchrow(jobs.GET_JOB, parse_job_id(raw_id), DEFAULT_TENANT)
+async def load_job(state: ServerState, raw_id: str, tenant: str) -> asyncpg.Record:
+    """The caller's job for a path id, or 404 (another tenant's job is a 404 too)."""
+    row = await state.pool.fetchrow(jobs.GET_JOB, parse_job_id(raw_id), tenant)
     if row is None:
         raise NotFound(f"no job with id {raw_id!r}")
     return row
@@ -60,7 +66,7 @@ async def submit_job(request: Request) -> Response:
         state.pool,
         state.validators,
         body,
-        tenant=DEFAULT_TENANT,
+        tenant=tenant_of(request),
         header_key=request.headers.get("idempotency-key"),
     )
     submitted = await state.submitter.submit(job)
@@ -68,7 +74,7 @@ async def submit_job(request: Request) -> Response:
     row = submitted.row
     location = f"{base_url(request)}/jobs/{row['id']}"
     return JSONResponse(
-        job_json(row, base_url(request)),
+        render(request, row),
         status_code=202 if submitted.created else 200,
         headers={"Location": location},
     )
@@ -86,7 +92,7 @@ async def submit_batch(request: Request) -> Response:
         try:
             requests.append(
                 await job_request(
-                    state.pool, state.validators, item, tenant=DEFAULT_TENANT, tasks=tasks
+                    state.pool, state.validators, item, tenant=tenant_of(request), tasks=tasks
                 )
             )
         except TidingsError as exc:
@@ -108,7 +114,7 @@ async def submit_batch(request: Request) -> Response:
 async def get_job(request: Request) -> Response:
     """GET /jobs/{id}; a waiting job's ETA includes the queue ahead of it."""
     state = state_of(request)
-    row = await load_job(state, request.path_params["job_id"])
+    row = await load_job(state, request.path_params["job_id"], tenant_of(request))
     eta_s = None
     if row["status"] in (Status.QUEUED, Status.RETRYING):
         inputs = await state.pool.fetchrow(
@@ -124,27 +130,27 @@ async def get_job(request: Request) -> Response:
         # run_s is an SQL numeric (a Decimal), which the JSON response cannot encode.
         run_s = None if inputs["run_s"] is None else float(inputs["run_s"])
         eta_s = waiting_eta_s(run_s, inputs["ahead"], inputs["slots"], starts_in_s)
-    return JSONResponse(job_json(row, base_url(request), eta_s))
+    return JSONResponse(render(request, row, eta_s))
 
 
 async def cancel_job(request: Request) -> Response:
     """POST /jobs/{id}/cancel: waiting → cancelled now; running → its worker is told."""
     state = state_of(request)
     job_id = parse_job_id(request.path_params["job_id"])
-    event = await state.pool.fetchrow(jobs.CANCEL_WAITING, job_id, DEFAULT_TENANT)
+    event = await state.pool.fetchrow(jobs.CANCEL_WAITING, job_id, tenant_of(request))
     if event is not None:
         await _publish(state, event)
-        cancelled = await load_job(state, str(job_id))
-        return JSONResponse(job_json(cancelled, base_url(request)))
-    row = await state.pool.fetchrow(jobs.REQUEST_CANCEL, job_id, DEFAULT_TENANT)
+        cancelled = await load_job(state, str(job_id), tenant_of(request))
+        return JSONResponse(render(request, cancelled))
+    row = await state.pool.fetchrow(jobs.REQUEST_CANCEL, job_id, tenant_of(request))
     if row is not None:
         try:
             await state.redis.publish(state.names.cancel_channel, str(job_id))
         except (RedisError, OSError) as exc:
             # The worker's heartbeat finds the request in Postgres instead.
             log.warning("cancel.publish_failed", job_id=str(job_id), error=repr(exc))
-        return JSONResponse(job_json(row, base_url(request)), status_code=202)
-    current = await load_job(state, str(job_id))
+        return JSONResponse(render(request, row), status_code=202)
+    current = await load_job(state, str(job_id), tenant_of(request))
     raise Conflict(
         f"job is {current['status']}; only queued, retrying or running jobs can be cancelled",
         {"status": current["status"]},
@@ -156,9 +162,9 @@ async def retry_job(request: Request) -> Response:
     """POST /jobs/{id}/retry: a failed or cancelled job runs again as a new attempt."""
     state = state_of(request)
     job_id = parse_job_id(request.path_params["job_id"])
-    event = await state.pool.fetchrow(jobs.MANUAL_RETRY, job_id, DEFAULT_TENANT)
+    event = await state.pool.fetchrow(jobs.MANUAL_RETRY, job_id, tenant_of(request))
     if event is None:
-        current = await load_job(state, str(job_id))
+        current = await load_job(state, str(job_id), tenant_of(request))
         raise Conflict(
             f"job is {current['status']}; only failed or cancelled jobs can be retried",
             {"status": current["status"]},
@@ -170,8 +176,8 @@ async def retry_job(request: Request) -> Response:
     except (RedisError, OSError) as exc:
         log.warning("job.enqueue_failed", job_id=str(job_id), error=repr(exc))
     await _publish(state, event)
-    row = await load_job(state, str(job_id))
-    return JSONResponse(job_json(row, base_url(request)), status_code=202)
+    row = await load_job(state, str(job_id), tenant_of(request))
+    return JSONResponse(render(request, row), status_code=202)
 
 
 async def _publish(state: ServerState, event: asyncpg.Record) -> None:
@@ -240,7 +246,7 @@ async def list_jobs(request: Request) -> Response:
     cursor = params.get("cursor")
     rows = await jobs.list_jobs(
         state.pool,
-        tenant=DEFAULT_TENANT,
+        tenant=tenant_of(request),
         status=_parse_status(params.get("status")),
         task=_parse_text("task", params.get("task")),
         queue=_parse_text("queue", params.get("queue")),
@@ -250,7 +256,10 @@ async def list_jobs(request: Request) -> Response:
     page = rows[:limit]
     next_cursor = _encode_cursor(page[-1]) if len(rows) > limit else None
     return JSONResponse(
-        {"jobs": [job_json(row, base_url(request)) for row in page], "next_cursor": next_cursor}
+        {
+            "jobs": [render(request, row) for row in page],
+            "next_cursor": next_cursor,
+        }
     )
 
 

@@ -10,6 +10,7 @@ import asyncio
 import signal
 import uuid
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import asyncpg
@@ -36,6 +37,7 @@ JOBS = 100
 STEPS = 4
 STEP_S = 0.4  # 1.6 s a job: every job is mid-run when the worker dies
 REQUEUE_BOUND_S = 15.0
+FROZEN_REAP_AFTER_S = 3.0
 
 
 async def test_100_jobs_of_a_sigkilled_worker_are_requeued_within_15_s_and_succeed_once(
@@ -134,3 +136,58 @@ async def test_100_jobs_of_a_sigkilled_worker_are_requeued_within_15_s_and_succe
     queued = await redis_server.command("ZRANGE", names.queue("default"), 0, -1)
     assert not set(stale) & {member.decode() for member in queued}
     assert await redis_server.command("EXISTS", *(job_key_prefix + key for key in stale)) == 0
+
+
+async def test_a_worker_frozen_past_reap_after_s_is_fenced_then_rejoins_as_a_live_worker(
+    cluster: Cluster, db: asyncpg.Pool
+) -> None:
+    """SIGSTOP (a stalled process, a suspended VM) is a lost worker that comes back."""
+    cluster.settings = replace(cluster.settings, reap_after_s=FROZEN_REAP_AFTER_S)
+    await cluster.server()
+    frozen = await cluster.worker()
+    frozen_id = log_records(frozen, "worker.ready")[0]["worker_id"]
+    async with httpx.AsyncClient(base_url=cluster.url, timeout=30) as client:
+        long_job = await client.post(
+            "/jobs", json={"task": "sleep_steps", "args": {"steps": 16, "delay_s": 0.25}}
+        )
+        assert long_job.status_code == 202, long_job.text
+        job_id = long_job.json()["id"]
+        await frozen.wait_for_line('"job.started"')
+        other = await cluster.worker()
+
+        frozen.signal(signal.SIGSTOP)
+        # The other worker's reaper takes the frozen one for lost and runs the job again.
+        await cluster.until(lambda: '"job.started"' in other.output)
+        frozen.signal(signal.SIGCONT)
+        async with asyncio.timeout(30):
+            first = await read_stream(client, job_id)
+
+        # Back from the freeze, its attempt's outcome is fenced: it ran, but did not count.
+        await cluster.until(lambda: '"job.outcome_fenced"' in frozen.output)
+        # It is a live worker again: the jobs it takes now are not taken for lost.
+        assert await other.stop() == 0, other.output
+        batch = await client.post(
+            "/jobs/batch",
+            json={"jobs": [{"task": "sleep_steps", "args": {"steps": 4, "delay_s": 0.25}}] * 5},
+        )
+        assert batch.status_code == 202, batch.text
+        later = [uuid.UUID(job) for job in batch.json()["ids"]]
+        async with asyncio.timeout(30):
+            streams = await asyncio.gather(*(read_stream(client, job) for job in later))
+
+    assert_gapless(first)
+    kinds = [kind for _, kind, _ in first]
+    assert kinds.count("requeued") == 1 and kinds.count("started") == 2, kinds
+    for events in streams:
+        assert_gapless(events)
+        assert [kind for _, kind, _ in events] == [
+            "queued",
+            "started",
+            *["progress"] * 4,
+            "succeeded",
+        ]
+        assert {data["data"]["worker_id"] for _, kind, data in events if kind == "started"} == {
+            frozen_id
+        }
+    await assert_each_succeeded_once(db, [uuid.UUID(job_id), *later])
+    assert await db.fetchval("SELECT count(*) FROM workers WHERE id = $1", frozen_id) == 1

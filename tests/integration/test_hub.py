@@ -211,7 +211,8 @@ WITH job AS (
     SELECT id, seq, $2, status, attempt FROM job
     RETURNING *
 )
-SELECT event.*, job.task AS job_task, job.queue AS job_queue FROM event, job
+SELECT event.*, job.task AS job_task, job.queue AS job_queue, job.tenant AS job_tenant
+FROM event, job
 """
 
 

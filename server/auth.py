@@ -1,0 +1,104 @@
+"""Who is asking: an API key (or a stream token) names the tenant every query is scoped to.
+
+With `TIDINGS_AUTH=keys` every route but the public ones needs `Authorization: Bearer
+<key>`; a job's event stream also accepts `?token=` from that job's `links.events`. With
+`TIDINGS_AUTH=off` (loopback only) every request acts as the `default` tenant. The
+resolved tenant is kept in the request scope; routes read it with `tenant_of`.
+"""
+
+from __future__ import annotations
+
+import re
+
+import structlog
+from redis.exceptions import RedisError
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from core import keys
+from core.db.pool import CONNECTION_ERRORS
+from core.errors import TidingsError
+from server.errors import error_response, tidings_error_response
+from server.state import ServerState
+
+log = structlog.get_logger("tidings.auth")
+
+DEFAULT_TENANT = "default"
+BACKEND_ERRORS: tuple[type[BaseException], ...] = (RedisError, *CONNECTION_ERRORS)
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/"})
+PUBLIC_PREFIXES = ("/static/", "/ui/")
+STREAM_PATH = re.compile(r"^/jobs/([^/]+)/events$")
+
+
+class Unauthorized(TidingsError):
+    status, code = 401, "unauthorized"
+
+
+def tenant_of(request: Request) -> str:
+    """The tenant the request acts for (set by `Authenticate`)."""
+    tenant: str = request.scope["state"]["tenant"]
+    return tenant
+
+
+def _bearer(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            header: str = value.decode("latin-1")
+            scheme, _, credentials = header.partition(" ")
+            if scheme.lower() == "bearer" and credentials.strip():
+                return credentials.strip()
+    return None
+
+
+class Authenticate:
+    """Resolves the tenant of each HTTP request, or answers 401."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state: ServerState = scope["app"].state.tidings
+        scope.setdefault("state", {})
+        path = scope["path"]
+        if state.settings.auth == "off":
+            scope["state"]["tenant"] = DEFAULT_TENANT
+        elif path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
+            scope["state"]["tenant"] = None
+        else:
+            try:
+                scope["state"]["tenant"] = await self._tenant(state, scope, path)
+            except TidingsError as exc:
+                await tidings_error_response(exc)(scope, receive, send)
+                return
+            except BACKEND_ERRORS as exc:
+                log.warning("auth.backend_unavailable", error=repr(exc))
+                await error_response(
+                    503,
+                    "unavailable",
+                    "cannot check credentials now; try again shortly",
+                    headers={"Retry-After": "2"},
+                )(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    async def _tenant(self, state: ServerState, scope: Scope, path: str) -> str:
+        """The caller's tenant; raises 401 without valid credentials, 429 past the rate."""
+        secret = _bearer(scope)
+        if secret is not None:
+            tenant = await keys.tenant_of(state.pool, secret)
+            if tenant is None:
+                raise Unauthorized("the API key is unknown or revoked")
+            if state.rate_limiter.enabled:
+                await state.rate_limiter.check(keys.digest(secret).hex()[:32])
+            return tenant
+        stream = STREAM_PATH.match(path)
+        token = Request(scope).query_params.get("token") if stream else None
+        if stream is not None and token:
+            granted = state.tokens.tenant_for(token, stream.group(1))
+            if granted is None:
+                raise Unauthorized("the stream token is invalid, expired, or for another job")
+            return granted
+        raise Unauthorized("a valid API key (Authorization: Bearer …) is required")
