@@ -27,7 +27,7 @@ from server.hub import Hub
 from server.limits import RateLimiter, StreamLimits
 from server.metrics import ServerMetrics
 from server.middleware import RequestContext
-from server.routes import events, health, jobs, registry
+from server.routes import docs, events, health, jobs, registry
 from server.routes import metrics as metrics_routes
 from server.state import ServerState
 from server.tokens import StreamTokens
@@ -128,6 +128,7 @@ def create_app(settings: Settings) -> Starlette:
             *registry.routes,
             *health.routes,
             *metrics_routes.routes,
+            *docs.routes,
         ],
         middleware=[Middleware(RequestContext, metrics=metrics), Middleware(Authenticate)],
         exception_handlers=EXCEPTION_HANDLERS,

@@ -185,8 +185,12 @@ MANUAL_RETRY = _transition(
     data="jsonb_build_object('reason', 'manual retry')",
 )
 
+# No worker can heartbeat while Postgres is down: silence counts only from when Postgres
+# (re)started, so a restart never makes the live workers look lost.
+_UP_FOR_SILENCE = "pg_postmaster_start_time() < now() - make_interval(secs => $1)"
+
 # Running jobs whose worker is gone or silent for longer than $1 seconds.
-_LOST = """WHERE status = 'running' AND NOT EXISTS (
+_LOST = f"""WHERE status = 'running' AND {_UP_FOR_SILENCE} AND NOT EXISTS (
            SELECT 1 FROM workers w
             WHERE w.id = jobs.worker_id AND w.heartbeat_at > now() - make_interval(secs => $1))"""
 
@@ -210,8 +214,8 @@ FAIL_LOST = _transition(
     data="jsonb_build_object('error', error)",
 )
 
-DELETE_SILENT_WORKERS = """
-DELETE FROM workers WHERE heartbeat_at < now() - make_interval(secs => $1)
+DELETE_SILENT_WORKERS = f"""
+DELETE FROM workers WHERE heartbeat_at < now() - make_interval(secs => $1) AND {_UP_FOR_SILENCE}
 """
 
 # A stopping worker hands back what it could not finish; that is not the job's fault,

@@ -23,11 +23,14 @@ INSERT INTO workers (id, hostname, pid, queues, concurrency)
 VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()
 """
-# The heartbeat also collects cancel requests for this worker's running jobs.
+# The heartbeat says whether the worker's row was still there (a reaper removes the rows
+# of workers it took for lost), and collects cancel requests for its running jobs.
 HEARTBEAT = """
-WITH beat AS (UPDATE workers SET heartbeat_at = now() WHERE id = $1)
-SELECT id FROM jobs
-WHERE worker_id = $1 AND status = 'running' AND cancel_requested_at IS NOT NULL
+WITH beat AS (UPDATE workers SET heartbeat_at = now() WHERE id = $1 RETURNING id)
+SELECT EXISTS (SELECT 1 FROM beat) AS registered,
+       ARRAY(SELECT id FROM jobs
+              WHERE worker_id = $1 AND status = 'running' AND cancel_requested_at IS NOT NULL)
+           AS cancel_requested
 """
 DEREGISTER_WORKER = "DELETE FROM workers WHERE id = $1"
 LIST_WORKERS = "SELECT * FROM workers ORDER BY started_at"

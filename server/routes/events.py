@@ -35,6 +35,17 @@ class HeldStream(EventSourceResponse):
             self._release()
 
 
+def held_stream(request: Request, events: AsyncIterator[ServerSentEvent]) -> HeldStream:
+    """An SSE response holding one of the caller's stream slots (429/503 when none is left)."""
+    state = state_of(request)
+    return HeldStream(
+        events,
+        release=state.streams.acquire(tenant_of(request)),
+        ping=state.settings.keepalive_s,
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
 def resume_after(request: Request) -> int:
     """The seq a client has seen: `Last-Event-ID` header, else `?after=`, else 0."""
     for field, raw in (
@@ -82,12 +93,31 @@ async def job_events(request: Request) -> Response:
                 data=serialization.dumps_str(event), event=event["kind"], id=str(event["seq"])
             )
 
-    return HeldStream(
-        stream(),
-        release=state.streams.acquire(tenant),
-        ping=state.settings.keepalive_s,
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    return held_stream(request, stream())
 
 
-routes = [Route("/jobs/{job_id}/events", job_events, methods=["GET"])]
+async def all_events(request: Request) -> Response:
+    """GET /events: live events of every job of the caller's tenant, for dashboards.
+
+    There is no replay here (events have no order across jobs to resume from): after a
+    `resync` event, or a reconnect, a client re-reads `GET /jobs` and follows on.
+    """
+    state = state_of(request)
+    tenant = tenant_of(request)
+
+    async def stream() -> AsyncIterator[ServerSentEvent]:
+        with state.hub.subscribe(None) as subscription:
+            while True:
+                event = await subscription.next()
+                if event is None:
+                    yield ServerSentEvent(data="{}", event="resync")
+                elif event.get("tenant") == tenant:
+                    yield ServerSentEvent(data=serialization.dumps_str(event), event=event["kind"])
+
+    return held_stream(request, stream())
+
+
+routes = [
+    Route("/jobs/{job_id}/events", job_events, methods=["GET"]),
+    Route("/events", all_events, methods=["GET"]),
+]

@@ -1,0 +1,20 @@
+"""`/openapi.json`: the API's own description."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from core.db import registry
+from server.openapi import document
+from server.state import state_of
+
+
+async def openapi(request: Request) -> Response:
+    """GET /openapi.json."""
+    rows = await registry.list_tasks(state_of(request).pool)
+    return JSONResponse(document([row["name"] for row in rows]))
+
+
+routes = [Route("/openapi.json", openapi, methods=["GET"])]
