@@ -399,7 +399,7 @@ def document(task_names: list[str]) -> dict[str, Any]:
                 "get": {
                     "summary": "Live events of every job of the tenant (no replay)",
                     "responses": {
-                        "200": {"description": "SSE of Event.", "content": SSE},
+                        "200": {"description": "SSE of Event.", "content": ALL_SSE},
                         **_errors("401", "429", "503"),
                     },
                 }
