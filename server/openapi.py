@@ -173,7 +173,7 @@ SCHEMAS: dict[str, Any] = {
 }
 
 
-def _sse(kinds: list[str]) -> dict[str, Any]:
+def _sse(kinds: Any) -> dict[str, Any]:
     """A text/event-stream whose events carry an `Event` as JSON in `data`."""
     return {
         "text/event-stream": {
