@@ -28,6 +28,8 @@ BACKEND_ERRORS: tuple[type[BaseException], ...] = (RedisError, *CONNECTION_ERROR
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/"})
 PUBLIC_PREFIXES = ("/static/", "/ui/")
 STREAM_PATH = re.compile(r"^/jobs/([^/]+)/events$")
+ALL_EVENTS_PATH = "/events"
+ALL_JOBS = "*"  # the subject of a token for the tenant's `/events` stream
 
 
 class Unauthorized(TidingsError):
@@ -38,6 +40,14 @@ def tenant_of(request: Request) -> str:
     """The tenant the request acts for (set by `Authenticate`)."""
     tenant: str = request.scope["state"]["tenant"]
     return tenant
+
+
+def stream_subject(path: str) -> str | None:
+    """What a stream token must name to open `path`: a job id, `*` for `/events`, or None."""
+    if path == ALL_EVENTS_PATH:
+        return ALL_JOBS
+    match = STREAM_PATH.match(path)
+    return match.group(1) if match else None
 
 
 def _bearer(scope: Scope) -> str | None:
@@ -94,10 +104,10 @@ class Authenticate:
             if state.rate_limiter.enabled:
                 await state.rate_limiter.check(keys.digest(secret).hex()[:32])
             return tenant
-        stream = STREAM_PATH.match(path)
-        token = Request(scope).query_params.get("token") if stream else None
-        if stream is not None and token:
-            granted = state.tokens.tenant_for(token, stream.group(1))
+        subject = stream_subject(path)
+        token = Request(scope).query_params.get("token") if subject else None
+        if subject is not None and token:
+            granted = state.tokens.tenant_for(token, subject)
             if granted is None:
                 raise Unauthorized("the stream token is invalid, expired, or for another job")
             return granted

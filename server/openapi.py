@@ -269,10 +269,14 @@ def document(task_names: list[str]) -> dict[str, Any]:
                         "200": _json(
                             {
                                 "type": "object",
-                                "required": ["jobs", "next_cursor"],
+                                "required": ["jobs", "next_cursor", "events"],
                                 "properties": {
                                     "jobs": {"type": "array", "items": _ref("Job")},
                                     "next_cursor": NULLABLE_STRING,
+                                    "events": {
+                                        "type": "string",
+                                        "description": "The tenant's /events, with a token.",
+                                    },
                                 },
                             },
                             "One page of jobs.",
@@ -415,6 +419,22 @@ def document(task_names: list[str]) -> dict[str, Any]:
                                 "properties": {"tasks": {"type": "array"}},
                             },
                             "The registry.",
+                        ),
+                        **_errors("401", "429", "503"),
+                    },
+                }
+            },
+            "/queues": {
+                "get": {
+                    "summary": "Depth, age and consumers of each queue",
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["queues"],
+                                "properties": {"queues": {"type": "array"}},
+                            },
+                            "The queues.",
                         ),
                         **_errors("401", "429", "503"),
                     },

@@ -33,7 +33,39 @@ SELECT EXISTS (SELECT 1 FROM beat) AS registered,
            AS cancel_requested
 """
 DEREGISTER_WORKER = "DELETE FROM workers WHERE id = $1"
-LIST_WORKERS = "SELECT * FROM workers ORDER BY started_at"
+LIST_WORKERS = """
+SELECT w.*, (SELECT count(*) FROM jobs j WHERE j.worker_id = w.id AND j.status = 'running')
+           AS running
+FROM workers w ORDER BY w.started_at
+"""
+
+# Per queue, the tenant's waiting and running jobs, and the live consumers of the queue.
+QUEUE_STATS = """
+WITH mine AS (
+    SELECT queue,
+           count(*) FILTER (WHERE status IN ('queued', 'retrying') AND run_at <= now()) AS due,
+           count(*) FILTER (WHERE status IN ('queued', 'retrying') AND run_at > now())
+               AS scheduled,
+           count(*) FILTER (WHERE status = 'running') AS running,
+           extract(epoch FROM now() - min(run_at) FILTER (
+               WHERE status IN ('queued', 'retrying') AND run_at <= now()))::float8
+               AS oldest_due_s
+    FROM jobs
+    WHERE tenant = $1 AND status IN ('queued', 'retrying', 'running')
+    GROUP BY queue
+),
+consumers AS (
+    SELECT unnest(queues) AS queue, count(*) AS workers, sum(concurrency) AS slots
+    FROM workers WHERE heartbeat_at > now() - make_interval(secs => $2)
+    GROUP BY 1
+)
+SELECT coalesce(m.queue, c.queue) AS queue,
+       coalesce(m.due, 0) AS due, coalesce(m.scheduled, 0) AS scheduled,
+       coalesce(m.running, 0) AS running, m.oldest_due_s,
+       coalesce(c.workers, 0) AS workers, coalesce(c.slots, 0) AS slots
+FROM mine m FULL JOIN consumers c ON c.queue = m.queue
+ORDER BY 1
+"""
 
 
 async def upsert_tasks(

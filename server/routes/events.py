@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import anyio
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from core import serialization
 from core.db import events
@@ -22,15 +23,31 @@ from server.streams import replay_then_follow
 
 
 class HeldStream(EventSourceResponse):
-    """An SSE response that gives back its stream slot however it ends."""
+    """An SSE response that gives back its stream slot however it ends.
+
+    When the server shuts down, sse-starlette cancels the stream without finishing the
+    response body: the client sees a cut connection and uvicorn logs an incomplete
+    response. Here the body is finished instead, so the stream ends as cleanly as after
+    a job's last event, and the client reconnects with Last-Event-ID.
+    """
 
     def __init__(self, *args: Any, release: Callable[[], None], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        self._shutting_down = anyio.Event()
+        super().__init__(*args, shutdown_event=self._shutting_down, **kwargs)
         self._release = release
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def send_noting_start(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
         try:
-            await super().__call__(scope, receive, send)
+            await super().__call__(scope, receive, send_noting_start)
+            if started and self.active and self._shutting_down.is_set():
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             self._release()
 

@@ -20,7 +20,7 @@ from core.db import jobs
 from core.errors import Conflict, NotFound, TidingsError, Unprocessable
 from core.model import Status, event_json, job_json, waiting_eta_s
 from core.submission import JobRequest
-from server.auth import tenant_of
+from server.auth import ALL_JOBS, tenant_of
 from server.body import read_json_object
 from server.state import ServerState, state_of
 from server.submission import TaskRows, job_request
@@ -255,8 +255,10 @@ async def list_jobs(request: Request) -> Response:
     )
     page = rows[:limit]
     next_cursor = _encode_cursor(page[-1]) if len(rows) > limit else None
+    events_token = state.tokens.issue(ALL_JOBS, tenant_of(request))
     return JSONResponse(
         {
+            "events": f"{base_url(request)}/events?token={events_token}",
             "jobs": [render(request, row) for row in page],
             "next_cursor": next_cursor,
         }

@@ -8,6 +8,7 @@ from starlette.routing import Route
 
 from core.db import registry
 from core.model import iso
+from server.auth import tenant_of
 from server.state import state_of
 
 
@@ -45,6 +46,7 @@ async def list_workers(request: Request) -> Response:
                     "concurrency": row["concurrency"],
                     "started_at": iso(row["started_at"]),
                     "heartbeat_at": iso(row["heartbeat_at"]),
+                    "running": row["running"],
                 }
                 for row in rows
             ]
@@ -52,7 +54,17 @@ async def list_workers(request: Request) -> Response:
     )
 
 
+async def list_queues(request: Request) -> Response:
+    """GET /queues: the caller's waiting and running jobs per queue, and live consumers."""
+    state = state_of(request)
+    rows = await state.pool.fetch(
+        registry.QUEUE_STATS, tenant_of(request), 3 * state.settings.heartbeat_s
+    )
+    return JSONResponse({"queues": [dict(row.items()) for row in rows]})
+
+
 routes = [
+    Route("/queues", list_queues, methods=["GET"]),
     Route("/tasks", list_tasks, methods=["GET"]),
     Route("/workers", list_workers, methods=["GET"]),
 ]
