@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import sys
 from dataclasses import replace
@@ -18,10 +19,12 @@ STOP_TIMEOUT_S = 15.0
 
 
 def child_env(settings: Settings) -> dict[str, str]:
-    """The environment that points a child process at the same servers."""
+    """The environment that points a child process at the same servers, auth off."""
     env = dict(os.environ)
     env["TIDINGS_DATABASE_URL"] = settings.database_url
     env["TIDINGS_REDIS_URL"] = settings.redis_url
+    env["TIDINGS_AUTH"] = settings.auth
+    env.setdefault("TIDINGS_SECRET", secrets.token_urlsafe(32))
     return env
 
 
@@ -62,7 +65,15 @@ async def _supervise(settings: Settings) -> int:
 
 
 def run_dev(settings: Settings) -> int:
-    """Start what is missing, migrate, run server and worker until Ctrl-C."""
+    """Start what is missing, migrate, run server and worker until Ctrl-C (auth off)."""
+    settings = replace(settings, auth="off")
+    click.secho(
+        "WARNING: development mode: TIDINGS_AUTH=off, every request acts as tenant "
+        "'default'. Never expose this server beyond this machine.",
+        fg="red",
+        bold=True,
+        err=True,
+    )
     if settings.embedded:
         click.secho(f"Using embedded Postgres/Redis under {settings.data_dir}", fg="yellow")
     resolved, servers = start_embedded(settings)
