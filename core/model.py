@@ -85,6 +85,7 @@ def job_json(
         "status": row["status"],
         "attempt": row["attempt"],
         "max_attempts": row["max_attempts"],
+        "seq": row["seq"],
         "timeout_s": row["timeout_s"],
         "progress": progress_json(row) | ({"eta_s": eta_s} if eta_s is not None else {}),
         "result": row["result"],

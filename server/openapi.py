@@ -125,6 +125,7 @@ SCHEMAS: dict[str, Any] = {
             "status": STATUS,
             "attempt": {"type": "integer"},
             "max_attempts": {"type": "integer"},
+            "seq": {"type": "integer", "description": "The job's last event seq."},
             "timeout_s": {"type": "number"},
             "progress": _ref("Progress"),
             "result": {},
@@ -405,6 +406,47 @@ def document(task_names: list[str]) -> dict[str, Any]:
                     "responses": {
                         "200": {"description": "SSE of Event.", "content": ALL_SSE},
                         **_errors("401", "429", "503"),
+                    },
+                }
+            },
+            "/stats": {
+                "get": {
+                    "summary": "The caller's jobs per status (for the dashboard)",
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["counts", "cap"],
+                                "properties": {
+                                    "counts": {
+                                        "type": "object",
+                                        "properties": {
+                                            status: {"type": "integer", "minimum": 0}
+                                            for status in STATUS["enum"]
+                                        },
+                                    },
+                                    "cap": {
+                                        "type": "integer",
+                                        "description": "Counting stops here: a count equal "
+                                        "to it means at least that many.",
+                                    },
+                                },
+                            },
+                            "Counts per status.",
+                        ),
+                        **_errors("401", "429", "503"),
+                    },
+                }
+            },
+            "/": {
+                "get": {
+                    "summary": "The live dashboard (its data comes from this API)",
+                    "security": [],
+                    "responses": {
+                        "200": {
+                            "description": "An HTML page.",
+                            "content": {"text/html": {"schema": {"type": "string"}}},
+                        }
                     },
                 }
             },

@@ -1,0 +1,271 @@
+"""`AsyncClient`: the tidings HTTP API for asyncio code (a FastAPI backend, an agent)."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
+from contextlib import aclosing
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+import httpx
+from httpx_sse import EventSource
+
+from client import errors
+from client.config import DEFAULT_TIMEOUT_S, STREAM_READ_TIMEOUT_S, ClientConfig
+from client.models import Event, Job, JobPage, JobSpec, TaskInfo, WorkerInfo
+from client.reconnect import RETRYABLE, ReconnectPolicy, StreamCursor
+from client.transport import (
+    USER_AGENT,
+    batch_body,
+    check_event_stream,
+    decode,
+    job_page,
+    job_path,
+    list_params,
+    raise_for_status,
+    submission,
+    unreachable,
+)
+
+
+class AsyncClient:
+    """Submit, inspect, cancel and follow jobs on a tidings server.
+
+    `url` and `api_key` default to `TIDINGS_URL` and `TIDINGS_API_KEY` (then
+    http://127.0.0.1:8000, no key). Use it as `async with AsyncClient() as client:`, or
+    call `aclose()`. Errors are `client.errors` types; an unreachable server is
+    `client.errors.ConnectionError`.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        api_key: str | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        stream_read_timeout_s: float = STREAM_READ_TIMEOUT_S,
+        reconnect: ReconnectPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.config = ClientConfig.resolve(url, api_key, environ)
+        self.reconnect = reconnect or ReconnectPolicy()
+        self._stream_timeout = httpx.Timeout(timeout_s, read=stream_read_timeout_s)
+        self._http = httpx.AsyncClient(
+            base_url=self.config.url,
+            headers=self.config.headers(USER_AGENT),
+            timeout=timeout_s,
+            transport=transport,
+        )
+
+    @property
+    def url(self) -> str:
+        return self.config.url
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        try:
+            response = await self._http.request(
+                method, path, json=json, params=params, headers=headers
+            )
+        except httpx.TransportError as exc:
+            raise unreachable(exc, self.url) from None
+        return decode(response)
+
+    # --- jobs ----------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        task: str,
+        /,
+        *,
+        args: Mapping[str, Any] | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        delay_s: float | None = None,
+        run_at: datetime | str | None = None,
+        max_attempts: int | None = None,
+        timeout_s: float | None = None,
+        idempotency_key: str | None = None,
+        **task_args: Any,
+    ) -> Job:
+        """Submit one job; keyword arguments become the task's args.
+
+        An arg named like one of the options (`queue`, `delay_s`, …) must go in `args={...}`:
+        `submit("sleep_steps", steps=3, args={"delay_s": 0.5})`.
+        """
+        spec = submission(
+            task,
+            args,
+            task_args,
+            queue=queue,
+            priority=priority,
+            delay_s=delay_s,
+            run_at=run_at,
+            max_attempts=max_attempts,
+            timeout_s=timeout_s,
+            idempotency_key=idempotency_key,
+        )
+        return Job.from_json(await self._call("POST", "/jobs", json=spec.to_json()))
+
+    async def submit_many(self, jobs: Iterable[JobSpec | Mapping[str, Any]]) -> builtins.list[str]:
+        """Submit several jobs in one transaction: all are created, or none (`Invalid`)."""
+        body = await self._call("POST", "/jobs/batch", json=batch_body(builtins.list(jobs)))
+        return [str(job_id) for job_id in body["ids"]]
+
+    async def get(self, job_id: str) -> Job:
+        """The job as it is now."""
+        return Job.from_json(await self._call("GET", job_path(job_id)))
+
+    async def list(
+        self,
+        *,
+        status: str | None = None,
+        task: str | None = None,
+        queue: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> JobPage:
+        """One page of jobs, newest first; pass `page.next_cursor` as `cursor` for the next."""
+        params = list_params(status, task, queue, limit, cursor)
+        return job_page(await self._call("GET", "/jobs", params=params))
+
+    async def iter_jobs(
+        self,
+        *,
+        status: str | None = None,
+        task: str | None = None,
+        queue: str | None = None,
+        page_size: int = 100,
+    ) -> AsyncIterator[Job]:
+        """Every matching job, newest first, fetching pages as it goes."""
+        cursor: str | None = None
+        while True:
+            page = await self.list(
+                status=status, task=task, queue=queue, limit=page_size, cursor=cursor
+            )
+            for job in page.jobs:
+                yield job
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def cancel(self, job_id: str) -> Job:
+        """Cancel a job: a waiting one at once; a running one is told to stop (status stays
+        running until its worker confirms). A finished job is a `Conflict`."""
+        return Job.from_json(await self._call("POST", job_path(job_id, "/cancel")))
+
+    async def retry(self, job_id: str) -> Job:
+        """Run a failed or cancelled job again, as a new attempt; otherwise `Conflict`."""
+        return Job.from_json(await self._call("POST", job_path(job_id, "/retry")))
+
+    async def history(self, job_id: str, *, after: int = 0) -> builtins.list[Event]:
+        """The job's events so far with seq > `after`, without waiting for more."""
+        body = await self._call("GET", job_path(job_id, "/events"), params={"after": str(after)})
+        return [Event.from_json(item) for item in body["events"]]
+
+    # --- registry ------------------------------------------------------------------------
+
+    async def tasks(self) -> builtins.list[TaskInfo]:
+        """Tasks the workers have registered."""
+        body = await self._call("GET", "/tasks")
+        return [TaskInfo.from_json(item) for item in body["tasks"]]
+
+    async def workers(self) -> builtins.list[WorkerInfo]:
+        """Registered workers and their last heartbeats."""
+        body = await self._call("GET", "/workers")
+        return [WorkerInfo.from_json(item) for item in body["workers"]]
+
+    # --- following a job -----------------------------------------------------------------
+
+    # `timeout=` rather than asyncio.timeout() around the call: the sync Client has the same API.
+    async def wait(self, job_id: str, *, timeout: float | None = None) -> Job:  # noqa: ASYNC109
+        """The job once it has succeeded, failed or been cancelled (no polling: it follows
+        the event stream). Raises `TimeoutError` if that takes longer than `timeout` seconds."""
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    job = await self.get(job_id)
+                    if job.terminal:
+                        return job
+                    async with aclosing(self.stream(job_id)) as events:
+                        async for _ in events:
+                            pass
+        except TimeoutError:
+            raise TimeoutError(f"job {job_id} did not finish within {timeout} s") from None
+
+    async def stream(self, job_id: str, *, after: int = 0) -> AsyncGenerator[Event, None]:
+        """The job's events with seq > `after`, live, each exactly once and in order.
+
+        Ends after the event that finished the job. A broken connection is resumed with
+        `Last-Event-ID` (see `ReconnectPolicy`); if the server cannot be reached to begin
+        with, `ConnectionError` is raised at once.
+        """
+        cursor = StreamCursor(str(job_id), after, self.reconnect)
+        while not cursor.finished:
+            try:
+                async with aclosing(self._connection(cursor)) as events:
+                    async for event in events:
+                        yield event
+                if cursor.finished or cursor.seen_in_connection:
+                    continue
+                # Closed at once with nothing new: either the job ended at or before
+                # `last_seq` (the server has nothing more to say), or the server is stopping.
+                if not (await self.get(cursor.job_id)).terminal:
+                    raise errors.ConnectionError(
+                        "the server closed the event stream early", code="stream_closed"
+                    )
+                missed = await self.history(cursor.job_id, after=cursor.last_seq)
+                for event in missed:
+                    if cursor.take(event) is not None:
+                        yield event
+                if not missed:
+                    return
+            except RETRYABLE as exc:
+                await asyncio.sleep(cursor.failed(exc))
+
+    async def _connection(self, cursor: StreamCursor) -> AsyncGenerator[Event, None]:
+        """The new events of one SSE connection, until the server closes it."""
+        try:
+            async with self._http.stream(
+                "GET",
+                job_path(cursor.job_id, "/events"),
+                headers=cursor.request_headers(),
+                timeout=self._stream_timeout,
+            ) as response:
+                if not response.is_success:
+                    await response.aread()
+                    raise_for_status(response)
+                check_event_stream(response)
+                cursor.opened()
+                async for sse in EventSource(response).aiter_sse():
+                    event = cursor.accept(sse)
+                    if event is not None:
+                        yield event
+        except httpx.TransportError as exc:
+            raise unreachable(exc, self.url) from None

@@ -1,0 +1,250 @@
+"""Following one job from the CLI: a live progress bar on a terminal, one line per event elsewhere.
+
+Events come from `Client.stream`, so a dropped connection is resumed without a gap. Ctrl-C
+stops following (exit 130) and leaves the job running, unless the user asked for the job
+to be cancelled with it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import closing
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, Progress, ProgressColumn, SpinnerColumn, Task, TaskID
+from rich.text import Text
+
+from client import exits
+from client.errors import Conflict
+from client.models import Event, Job
+from client.render import STATUS_STYLES, duration, number, say
+from client.sync import Client
+
+
+def describe(event: Event) -> Text:
+    """One line for one event: its kind, then what it says."""
+    line = Text(f"{event.kind:<9} ", style=STATUS_STYLES.get(event.status or "", ""))
+    data = event.data if isinstance(event.data, dict) else {}
+    if event.kind == "progress":
+        fraction = event.fraction
+        line.append(f"{fraction:>4.0%} " if fraction is not None else "")
+        if event.current is not None:
+            total = f"/{number(event.total)}" if event.total is not None else ""
+            line.append(f"{number(event.current)}{total} ")
+        line.append(event.message or "")
+    elif event.kind == "started":
+        line.append(f"attempt {event.attempt}")
+    elif event.kind == "retrying":
+        line.append(f"attempt {event.attempt} failed: {event.error}")
+        if data.get("retry_at"):
+            line.append(f"; next attempt at {data['retry_at']}")
+    elif event.kind == "succeeded":
+        run_s = data.get("run_s")
+        line.append(f"in {duration(run_s)}" if isinstance(run_s, int | float) else "")
+    elif event.kind == "failed":
+        line.append(str(event.error or event.message or ""))
+    elif event.kind == "queued" and event.task:
+        line.append(f"{event.task} on {event.queue}")
+    elif event.kind == "requeued":
+        line.append(str(data.get("reason") or event.message or ""))
+    else:
+        line.append(event.message or "")
+    return line
+
+
+class EventView(Protocol):
+    def __enter__(self) -> EventView: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    def show(self, event: Event) -> None: ...
+
+
+def remaining_s(event: Event, started_at: datetime | None) -> float | None:
+    """Time left after `event`, from the job's own pace: elapsed * (1 - f) / f.
+
+    Elapsed time comes from the server's timestamps (started -> this event), so a client
+    whose clock is off still shows the right time left.
+    """
+    fraction = event.fraction
+    if not fraction or fraction >= 1 or started_at is None or event.at is None:
+        return None
+    elapsed = (event.at - started_at).total_seconds()
+    return max(0.0, elapsed * (1 - fraction) / fraction)
+
+
+class LineView:
+    """Plain lines, for pipes, logs and CI: nothing is redrawn."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.started_at: datetime | None = None
+
+    def __enter__(self) -> LineView:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        return None
+
+    def show(self, event: Event) -> None:
+        if event.kind == "started":
+            self.started_at = event.at
+        line = describe(event)
+        eta = remaining_s(event, self.started_at) if event.kind == "progress" else None
+        if eta is not None:
+            line.append(f" (eta {duration(eta)})", style="cyan")
+        self.console.print(line, soft_wrap=True)
+
+
+class StatusColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        status = str(task.fields.get("status", ""))
+        return Text(f"{status:<9}", style=STATUS_STYLES.get(status, ""))
+
+
+class CountColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        if task.total is None:
+            return Text("")
+        return Text(f"{task.percentage:>3.0f}% {number(task.completed)}/{number(task.total)}")
+
+
+class EtaColumn(ProgressColumn):
+    """Time left, counting down between progress events."""
+
+    def render(self, task: Task) -> Text:
+        eta_at = task.fields.get("eta_at")
+        if not isinstance(eta_at, float) or task.finished:
+            return Text("")
+        return Text(f"eta {duration(max(0.0, eta_at - time.monotonic()))}", style="cyan")
+
+
+class MessageColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        # Text, not markup: a task's message is shown exactly as the task wrote it.
+        return Text(str(task.fields.get("message") or ""), overflow="ellipsis", no_wrap=True)
+
+
+class BarView:
+    """A live rich progress bar: fraction, count, ETA and the latest message."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress = Progress(
+            SpinnerColumn(),
+            StatusColumn(),
+            BarColumn(),
+            CountColumn(),
+            EtaColumn(),
+            MessageColumn(),
+            console=console,
+        )
+        self.task: TaskID = self.progress.add_task("", total=None, status="queued", message="")
+        self.started_at: datetime | None = None
+
+    def __enter__(self) -> BarView:
+        self.progress.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.progress.stop()
+
+    def show(self, event: Event) -> None:
+        update = self.progress.update
+        if event.status:
+            update(self.task, status=event.status)
+        if event.kind == "started":
+            self.started_at = event.at
+            update(self.task, completed=0, message="", eta_at=None)
+        elif event.kind == "progress":
+            if event.total:
+                update(self.task, total=event.total)
+            update(
+                self.task,
+                completed=event.current or 0,
+                message=event.message or "",
+                eta_at=self._eta_at(event),
+            )
+        elif event.kind == "succeeded":
+            total = self.progress.tasks[0].total
+            update(self.task, completed=total or 1, total=total or 1, eta_at=None)
+        if event.kind not in ("progress", "queued"):
+            self.progress.console.print(describe(event), soft_wrap=True)
+
+    def _eta_at(self, event: Event) -> float | None:
+        """When the job should end, on this machine's monotonic clock."""
+        left = remaining_s(event, self.started_at)
+        return None if left is None else time.monotonic() + left
+
+
+def follow(client: Client, job_id: str, *, err: Console, cancel_on_interrupt: bool) -> int:
+    """Show the job's events until it ends; print its result or error; return the exit code."""
+    view: EventView = BarView(err) if err.is_interactive else LineView(err)
+    try:
+        with view, closing(client.stream(job_id)) as events:
+            for event in events:
+                view.show(event)
+    except KeyboardInterrupt:
+        return interrupted(client, job_id, err, cancel_on_interrupt=cancel_on_interrupt)
+    return outcome(client.get(job_id), err=err)
+
+
+def interrupted(client: Client, job_id: str, err: Console, *, cancel_on_interrupt: bool) -> int:
+    """Ctrl-C while following: leave the job alone, or cancel it if asked to."""
+    if not cancel_on_interrupt:
+        say(
+            err,
+            f"stopped following; job {job_id} keeps running "
+            f"(follow it again with: tidings watch {job_id})",
+        )
+        return exits.INTERRUPTED
+    try:
+        job = client.cancel(job_id)
+    except Conflict as exc:
+        say(err, f"nothing to cancel: {exc.message}")
+        return exits.INTERRUPTED
+    if job.status == "cancelled":
+        say(err, f"cancelled job {job_id}")
+    else:
+        say(err, f"cancel requested; job {job_id} stops within a second")
+    return exits.INTERRUPTED
+
+
+def outcome(job: Job, *, err: Console) -> int:
+    """Print how the job ended (the result as JSON on stdout); 0 if it succeeded, else 1."""
+    if job.status == "succeeded":
+        err.print(Text("✓ succeeded", style="green"), highlight=False)
+        # Plain JSON on stdout, so `tidings submit … --follow > result.json` works.
+        click.echo(json.dumps(job.result, indent=2))
+        return exits.SUCCEEDED
+    if job.status == "failed":
+        line = Text("✗ failed", style="red")
+        line.append(f" after {job.attempt} of {job.max_attempts} attempts")
+        if job.error is not None:
+            line.append(f": {job.error}")
+        err.print(line, soft_wrap=True)
+        if job.error is not None and job.error.traceback:
+            say(err, f"(the traceback: tidings show {job.id})")
+        return exits.JOB_FAILED
+    err.print(Text(f"✗ {job.status}", style=STATUS_STYLES.get(job.status, "")), soft_wrap=True)
+    return exits.JOB_FAILED

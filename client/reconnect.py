@@ -1,0 +1,108 @@
+"""Following a job's SSE stream across dropped connections, without losing or repeating events.
+
+The server numbers each job's events 1, 2, 3, … and resumes a stream after the number
+sent as `Last-Event-ID`. So the client remembers the last seq it handed out, reconnects
+with it after any break, and ignores a seq it has already handed out. Both clients run
+the same `StreamCursor`; they differ only in how they wait.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+
+from httpx_sse import ServerSentEvent
+
+from client import errors
+from client.errors import TidingsError
+from client.models import TERMINAL_KINDS, Event
+
+# Worth another try once a stream was open: the link broke, or the server asked us to wait.
+RETRYABLE = (errors.ConnectionError, errors.Unavailable, errors.TooManyRequests)
+
+
+@dataclass(frozen=True)
+class ReconnectPolicy:
+    """How hard a stream tries to resume after its connection breaks.
+
+    `attempts` consecutive failed reconnects give up (raising the last error); any event
+    received resets the count. Delays grow by `factor` from `first_delay_s` up to
+    `max_delay_s`; each is jittered between half and all of that, so clients cut off
+    together do not all return together.
+    """
+
+    attempts: int = 8
+    first_delay_s: float = 0.2
+    max_delay_s: float = 5.0
+    factor: float = 2.0
+
+    def delay_s(self, failures: int, retry_after_s: float | None = None) -> float:
+        """How long to wait before reconnect number `failures` (1-based)."""
+        ceiling = min(self.max_delay_s, self.first_delay_s * self.factor ** (failures - 1))
+        delay = random.uniform(ceiling / 2, ceiling)
+        if retry_after_s is not None:
+            delay = max(delay, min(retry_after_s, self.max_delay_s))
+        return delay
+
+
+@dataclass
+class StreamCursor:
+    """Where a stream is: the last seq handed out, and how many reconnects failed in a row."""
+
+    job_id: str
+    last_seq: int
+    policy: ReconnectPolicy
+    failures: int = 0
+    connected: bool = False
+    last_kind: str | None = None
+    seen_in_connection: int = 0
+
+    def request_headers(self) -> dict[str, str]:
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
+        if self.last_seq > 0:
+            headers["Last-Event-ID"] = str(self.last_seq)
+        return headers
+
+    def opened(self) -> None:
+        """A connection answered 200 and is streaming."""
+        self.connected = True
+        self.seen_in_connection = 0
+
+    def accept(self, sse: ServerSentEvent) -> Event | None:
+        """The event to hand out, or None for a keep-alive or a seq already handed out."""
+        # httpx-sse reports keep-alive comments as events with empty data once an id was seen.
+        if not sse.data:
+            return None
+        event = Event.from_json(json.loads(sse.data))
+        return self.take(event)
+
+    def take(self, event: Event) -> Event | None:
+        """Record `event` as handed out, unless its seq was handed out already."""
+        if event.seq <= self.last_seq:
+            return None
+        self.last_seq = event.seq
+        self.last_kind = event.kind
+        self.failures = 0
+        self.seen_in_connection += 1
+        return event
+
+    @property
+    def finished(self) -> bool:
+        """The server closed the stream right after a terminal event: the stream is over."""
+        return self.last_kind in TERMINAL_KINDS
+
+    def failed(self, error: TidingsError) -> float:
+        """Count a broken or refused connection; the delay before the next try, or raise."""
+        if not self.connected:
+            # Never connected: the server is not there (or refuses); say so at once.
+            raise error
+        self.failures += 1
+        if self.failures > self.policy.attempts:
+            error.message = (
+                f"gave up resuming the event stream of job {self.job_id} after "
+                f"{self.policy.attempts} attempts: {error.message}"
+            )
+            error.args = (error.message,)
+            raise error
+        return self.policy.delay_s(self.failures, error.retry_after_s)

@@ -1,0 +1,289 @@
+"""`Client`: the tidings HTTP API for ordinary blocking code (scripts, Django views, the CLI).
+
+It mirrors `AsyncClient` method for method; what to send and what answers mean is shared
+through `client.transport` and `client.reconnect`, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import builtins
+import time
+from collections.abc import Generator, Iterable, Iterator, Mapping
+from contextlib import closing
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+import httpx
+from httpx_sse import EventSource
+
+from client import errors
+from client.config import DEFAULT_TIMEOUT_S, STREAM_READ_TIMEOUT_S, ClientConfig
+from client.models import Event, Job, JobPage, JobSpec, TaskInfo, WorkerInfo
+from client.reconnect import RETRYABLE, ReconnectPolicy, StreamCursor
+from client.transport import (
+    USER_AGENT,
+    batch_body,
+    check_event_stream,
+    decode,
+    job_page,
+    job_path,
+    list_params,
+    raise_for_status,
+    submission,
+    unreachable,
+)
+
+
+class Client:
+    """Submit, inspect, cancel and follow jobs on a tidings server, blocking.
+
+    `url` and `api_key` default to `TIDINGS_URL` and `TIDINGS_API_KEY` (then
+    http://127.0.0.1:8000, no key). Use it as `with Client() as client:`, or call `close()`.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        api_key: str | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        stream_read_timeout_s: float = STREAM_READ_TIMEOUT_S,
+        reconnect: ReconnectPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.config = ClientConfig.resolve(url, api_key, environ)
+        self.reconnect = reconnect or ReconnectPolicy()
+        self._timeout_s = timeout_s
+        self._stream_read_timeout_s = stream_read_timeout_s
+        self._http = httpx.Client(
+            base_url=self.config.url,
+            headers=self.config.headers(USER_AGENT),
+            timeout=timeout_s,
+            transport=transport,
+        )
+
+    @property
+    def url(self) -> str:
+        return self.config.url
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+    ) -> Any:
+        try:
+            response = self._http.request(method, path, json=json, params=params)
+        except httpx.TransportError as exc:
+            raise unreachable(exc, self.url) from None
+        return decode(response)
+
+    # --- jobs ----------------------------------------------------------------------------
+
+    def submit(
+        self,
+        task: str,
+        /,
+        *,
+        args: Mapping[str, Any] | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        delay_s: float | None = None,
+        run_at: datetime | str | None = None,
+        max_attempts: int | None = None,
+        timeout_s: float | None = None,
+        idempotency_key: str | None = None,
+        **task_args: Any,
+    ) -> Job:
+        """Submit one job; keyword arguments become the task's args.
+
+        An arg named like one of the options (`queue`, `delay_s`, …) must go in `args={...}`.
+        """
+        spec = submission(
+            task,
+            args,
+            task_args,
+            queue=queue,
+            priority=priority,
+            delay_s=delay_s,
+            run_at=run_at,
+            max_attempts=max_attempts,
+            timeout_s=timeout_s,
+            idempotency_key=idempotency_key,
+        )
+        return Job.from_json(self._call("POST", "/jobs", json=spec.to_json()))
+
+    def submit_many(self, jobs: Iterable[JobSpec | Mapping[str, Any]]) -> builtins.list[str]:
+        """Submit several jobs in one transaction: all are created, or none (`Invalid`)."""
+        body = self._call("POST", "/jobs/batch", json=batch_body(builtins.list(jobs)))
+        return [str(job_id) for job_id in body["ids"]]
+
+    def get(self, job_id: str) -> Job:
+        """The job as it is now."""
+        return Job.from_json(self._call("GET", job_path(job_id)))
+
+    def list(
+        self,
+        *,
+        status: str | None = None,
+        task: str | None = None,
+        queue: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> JobPage:
+        """One page of jobs, newest first; pass `page.next_cursor` as `cursor` for the next."""
+        params = list_params(status, task, queue, limit, cursor)
+        return job_page(self._call("GET", "/jobs", params=params))
+
+    def iter_jobs(
+        self,
+        *,
+        status: str | None = None,
+        task: str | None = None,
+        queue: str | None = None,
+        page_size: int = 100,
+    ) -> Iterator[Job]:
+        """Every matching job, newest first, fetching pages as it goes."""
+        cursor: str | None = None
+        while True:
+            page = self.list(status=status, task=task, queue=queue, limit=page_size, cursor=cursor)
+            yield from page.jobs
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def cancel(self, job_id: str) -> Job:
+        """Cancel a job: a waiting one at once; a running one is told to stop (status stays
+        running until its worker confirms). A finished job is a `Conflict`."""
+        return Job.from_json(self._call("POST", job_path(job_id, "/cancel")))
+
+    def retry(self, job_id: str) -> Job:
+        """Run a failed or cancelled job again, as a new attempt; otherwise `Conflict`."""
+        return Job.from_json(self._call("POST", job_path(job_id, "/retry")))
+
+    def history(self, job_id: str, *, after: int = 0) -> builtins.list[Event]:
+        """The job's events so far with seq > `after`, without waiting for more."""
+        body = self._call("GET", job_path(job_id, "/events"), params={"after": str(after)})
+        return [Event.from_json(item) for item in body["events"]]
+
+    # --- registry ------------------------------------------------------------------------
+
+    def tasks(self) -> builtins.list[TaskInfo]:
+        """Tasks the workers have registered."""
+        return [TaskInfo.from_json(item) for item in self._call("GET", "/tasks")["tasks"]]
+
+    def workers(self) -> builtins.list[WorkerInfo]:
+        """Registered workers and their last heartbeats."""
+        return [WorkerInfo.from_json(item) for item in self._call("GET", "/workers")["workers"]]
+
+    # --- following a job -----------------------------------------------------------------
+
+    def wait(self, job_id: str, *, timeout: float | None = None) -> Job:
+        """The job once it has succeeded, failed or been cancelled (it follows the event
+        stream, no polling). Raises `TimeoutError` after `timeout` seconds.
+
+        The deadline is checked on every event and keep-alive, and no read waits past it
+        while the stream is quiet; a burst of events may delay it by one keep-alive period.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while True:
+                job = self.get(job_id)
+                if job.terminal:
+                    return job
+                with closing(self._stream(job_id, 0, deadline)) as events:
+                    for _ in events:
+                        pass
+        except TimeoutError:
+            raise TimeoutError(f"job {job_id} did not finish within {timeout} s") from None
+
+    def stream(self, job_id: str, *, after: int = 0) -> Generator[Event, None, None]:
+        """The job's events with seq > `after`, live, each exactly once and in order.
+
+        Ends after the event that finished the job. A broken connection is resumed with
+        `Last-Event-ID` (see `ReconnectPolicy`); if the server cannot be reached to begin
+        with, `ConnectionError` is raised at once.
+        """
+        return self._stream(job_id, after, None)
+
+    def _stream(
+        self, job_id: str, after: int, deadline: float | None
+    ) -> Generator[Event, None, None]:
+        cursor = StreamCursor(str(job_id), after, self.reconnect)
+        while not cursor.finished:
+            try:
+                with closing(self._connection(cursor, deadline)) as events:
+                    yield from events
+                if cursor.finished or cursor.seen_in_connection:
+                    continue
+                # Closed at once with nothing new: either the job ended at or before
+                # `last_seq` (the server has nothing more to say), or the server is stopping.
+                if not self.get(cursor.job_id).terminal:
+                    raise errors.ConnectionError(
+                        "the server closed the event stream early", code="stream_closed"
+                    )
+                missed = self.history(cursor.job_id, after=cursor.last_seq)
+                for event in missed:
+                    if cursor.take(event) is not None:
+                        yield event
+                if not missed:
+                    return
+            except RETRYABLE as exc:
+                delay = cursor.failed(exc)
+                time.sleep(_until(deadline, delay))
+
+    def _connection(
+        self, cursor: StreamCursor, deadline: float | None
+    ) -> Generator[Event, None, None]:
+        """The new events of one SSE connection, until the server closes it."""
+        read_timeout = _until(deadline, self._stream_read_timeout_s)
+        if read_timeout <= 0:
+            raise TimeoutError(f"job {cursor.job_id} did not finish in time")
+        try:
+            with self._http.stream(
+                "GET",
+                job_path(cursor.job_id, "/events"),
+                headers=cursor.request_headers(),
+                timeout=httpx.Timeout(self._timeout_s, read=read_timeout),
+            ) as response:
+                if not response.is_success:
+                    response.read()
+                    raise_for_status(response)
+                check_event_stream(response)
+                cursor.opened()
+                for sse in EventSource(response).iter_sse():
+                    event = cursor.accept(sse)
+                    if event is not None:
+                        yield event
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise TimeoutError(f"job {cursor.job_id} did not finish in time")
+        except httpx.TransportError as exc:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {cursor.job_id} did not finish in time") from None
+            raise unreachable(exc, self.url) from None
+
+
+def _until(deadline: float | None, at_most_s: float) -> float:
+    """`at_most_s`, or less if the deadline comes sooner."""
+    if deadline is None:
+        return at_most_s
+    return max(0.0, min(at_most_s, deadline - time.monotonic()))

@@ -1,0 +1,311 @@
+"""The real `tidings` CLI, run as a subprocess against a live server and worker process.
+
+The server checks API keys here (TIDINGS_AUTH=keys), so every run goes through the key
+handling a user's would. Ctrl-C is a real SIGINT sent to the CLI process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+
+import asyncpg
+import pytest
+
+from client import AsyncClient, exits
+from core import keys
+from core.settings import PROJECT_ROOT, Settings
+from tests.support.servers import free_port, spawn
+
+pytestmark = pytest.mark.e2e
+
+WITHIN_S = 20.0
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+@dataclass
+class Live:
+    url: str
+    api_key: str
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture(scope="module")
+def process_settings(settings: Settings) -> Settings:
+    return replace(settings, port=free_port(), log_level="info", auth="keys")
+
+
+@pytest.fixture(scope="module")
+async def live(process_settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[Live]:
+    server = await spawn("server", process_settings)
+    worker = await spawn("worker", process_settings)
+    await asyncio.gather(server.wait_for_line("server.ready"), worker.wait_for_line("worker.ready"))
+    key = await keys.create_key(pool, "default", "cli tests")
+    yield Live(f"http://127.0.0.1:{process_settings.port}", key.secret)
+    assert await worker.stop() == 0, worker.output
+    assert await server.stop() == 0, server.output
+
+
+@pytest.fixture(scope="module")
+async def api(live: Live) -> AsyncIterator[AsyncClient]:
+    """The Python client, to check what the CLI did."""
+    async with AsyncClient(live.url, api_key=live.api_key, timeout_s=WITHIN_S) as client:
+        yield client
+
+
+def cli_env(live: Live, **extra: str) -> dict[str, str]:
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("TIDINGS_", "FORCE_COLOR", "TTY_", "COLUMNS", "NO_COLOR"))
+    }
+    env.update(TIDINGS_URL=live.url, TIDINGS_API_KEY=live.api_key, PYTHONPATH=str(PROJECT_ROOT))
+    env.update(extra)
+    return env
+
+
+@asynccontextmanager
+async def running(live: Live, *args: str, **env: str) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`tidings ARGS…` as a running process; killed if still running when the block ends."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "client.cli",
+        *args,
+        env=cli_env(live, **env),
+        cwd=PROJECT_ROOT,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.communicate()
+
+
+async def tidings(live: Live, *args: str, **env: str) -> Run:
+    """Run `tidings ARGS…` to the end."""
+    async with running(live, *args, **env) as process:
+        out, err = await asyncio.wait_for(process.communicate(), WITHIN_S)
+    assert process.returncode is not None
+    return Run(process.returncode, out.decode(), err.decode())
+
+
+async def read_until(stream: asyncio.StreamReader, needle: str) -> str:
+    """Lines from `stream` up to and including the first that contains `needle`."""
+    seen = ""
+    async with asyncio.timeout(WITHIN_S):
+        while needle not in seen:
+            line = await stream.readline()
+            if not line:
+                raise AssertionError(f"output ended before {needle!r}:\n{seen}")
+            seen += line.decode()
+    return seen
+
+
+def one_line_error(run: Run) -> str:
+    """The run's only stderr line: an error message, not a traceback."""
+    assert "Traceback" not in run.err
+    lines = run.err.strip().splitlines()
+    assert len(lines) == 1, run.err
+    assert lines[0].startswith("error: ")
+    assert run.out == ""
+    return lines[0]
+
+
+# --- submit --follow ------------------------------------------------------------------------
+
+
+async def test_submit_follow_prints_progress_with_an_eta_then_the_result(
+    live: Live, api: AsyncClient
+) -> None:
+    run = await tidings(live, "submit", "sleep_steps", "steps=4", "delay_s=0.05", "--follow")
+
+    assert run.code == 0, run.err
+    job_id, result = run.out.split("\n", 1)
+    assert json.loads(result) == {"steps": 4}
+    for step in range(1, 5):
+        assert f"{step * 25}% {step}/4 step {step} of 4" in run.err
+    assert "(eta " in run.err
+    assert run.err.index("started") < run.err.index("progress") < run.err.index("succeeded")
+    job = await api.get(job_id)
+    assert (job.status, job.args) == ("succeeded", {"steps": 4, "delay_s": 0.05})
+
+
+async def test_on_a_terminal_follow_draws_a_live_progress_bar(live: Live) -> None:
+    run = await tidings(
+        live,
+        "submit",
+        "sleep_steps",
+        "--json",
+        '{"steps": 6, "delay_s": 0.05}',
+        "--follow",
+        TTY_COMPATIBLE="1",
+        TTY_INTERACTIVE="1",
+        COLUMNS="100",
+    )
+
+    assert run.code == 0, run.err
+    screen = ANSI.sub("", run.err)
+    assert "\x1b[" in run.err  # redrawn in place, not printed line by line
+    assert "━" in screen  # the bar
+    assert "100% 6/6" in screen and "step 6 of 6" in screen
+    assert "✓ succeeded" in screen
+    assert json.loads(run.out.split("\n", 1)[1]) == {"steps": 6}
+
+
+async def test_follow_of_a_failing_job_prints_the_error_and_exits_1(live: Live) -> None:
+    run = await tidings(live, "submit", "fail", "message=[bold]broken", "--follow")
+
+    assert run.code == 1
+    assert "✗ failed after 1 of 3 attempts: PermanentError: [bold]broken" in run.err
+    assert "Traceback" not in run.err
+
+
+async def test_ctrl_c_stops_following_and_leaves_the_job_running(
+    live: Live, api: AsyncClient
+) -> None:
+    follow = ("submit", "sleep_steps", "steps=400", "delay_s=0.05", "--follow")
+    async with running(live, *follow) as process:
+        assert process.stdout is not None and process.stderr is not None
+        job_id = (await process.stdout.readline()).decode().strip()
+        await read_until(process.stderr, "step 2 of 400")
+
+        process.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(process.communicate(), WITHIN_S)
+
+    assert process.returncode == 130
+    assert f"stopped following; job {job_id} keeps running" in err.decode()
+    assert "Traceback" not in err.decode()
+    job = await api.get(job_id)
+    assert (job.status, job.cancel_requested_at) == ("running", None)
+    await api.cancel(job_id)
+
+
+async def test_ctrl_c_with_cancel_on_interrupt_cancels_the_job(
+    live: Live, api: AsyncClient
+) -> None:
+    follow = ("submit", "sleep_steps", "steps=400", "delay_s=0.05", "-f", "--cancel-on-interrupt")
+    async with running(live, *follow) as process:
+        assert process.stdout is not None and process.stderr is not None
+        job_id = (await process.stdout.readline()).decode().strip()
+        await read_until(process.stderr, "step 2 of 400")
+
+        process.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(process.communicate(), WITHIN_S)
+
+    assert process.returncode == 130
+    assert f"cancel requested; job {job_id} stops within a second" in err.decode()
+    assert (await api.wait(job_id, timeout=WITHIN_S)).status == "cancelled"
+
+
+# --- jobs, show, watch, cancel, retry, tasks, workers ---------------------------------------
+
+
+async def test_inspect_and_act_on_jobs(live: Live, api: AsyncClient) -> None:
+    queue = f"parked-{uuid.uuid4().hex[:8]}"  # no worker consumes it
+    submitted = await tidings(live, "submit", "noop", "--queue", queue, "--priority", "3")
+    assert submitted.code == 0, submitted.err
+    job_id = submitted.out.strip()
+    assert f"tidings watch {job_id}" in submitted.err
+
+    table, listed, shown = await asyncio.gather(
+        tidings(live, "jobs", "--queue", queue),
+        tidings(live, "jobs", "--queue", queue, "--json"),
+        tidings(live, "show", job_id),
+    )
+    assert table.code == listed.code == shown.code == 0
+    header, row = table.out.strip().splitlines()
+    assert header.split() == ["ID", "TASK", "STATUS", "TRY", "AGE", "QUEUE", "PROGRESS"]
+    cells = row.split()
+    assert (cells[:4], cells[5]) == ([job_id, "noop", "queued", "1/3"], queue)
+    page = json.loads(listed.out)
+    assert [job["id"] for job in page["jobs"]] == [job_id]
+    assert (page["jobs"][0]["priority"], page["next_cursor"]) == (3, None)
+    assert re.search(r"status\s+queued", shown.out)
+    assert re.search(rf"queue\s+{queue} \(priority 3\)", shown.out)
+
+    cancelled = await tidings(live, "cancel", job_id)
+    assert (cancelled.code, cancelled.err.strip()) == (0, f"cancelled job {job_id}")
+    again = await tidings(live, "cancel", job_id)
+    assert again.code == exits.REFUSED
+    assert "only queued, retrying or running jobs can be cancelled (409)" in one_line_error(again)
+
+    retried = await tidings(live, "retry", job_id)
+    assert retried.code == 0
+    assert retried.err.strip() == f"job {job_id} is queued again: attempt 2 of 3"
+    assert (await api.get(job_id)).attempt == 2
+    await api.cancel(job_id)
+
+
+async def test_watch_follows_an_existing_job_to_its_end(live: Live, api: AsyncClient) -> None:
+    job = await api.submit("sleep_steps", steps=3, args={"delay_s": 0.05})
+    watched = await tidings(live, "watch", job.id)
+    assert watched.code == 0, watched.err
+    assert json.loads(watched.out) == {"steps": 3}
+    assert "step 3 of 3" in watched.err
+
+    failed = await api.submit("fail")
+    assert (await tidings(live, "watch", failed.id)).code == 1
+
+
+async def test_tasks_and_workers_are_tables(live: Live) -> None:
+    tasks, workers = await asyncio.gather(tidings(live, "tasks"), tidings(live, "workers"))
+    assert tasks.code == workers.code == 0
+    assert "sleep_steps" in tasks.out and "steps: integer = 10" in tasks.out
+    assert workers.out.splitlines()[0].split()[:2] == ["WORKER", "HOST"]
+    assert len(workers.out.strip().splitlines()) == 2
+
+
+# --- failures: one clear line and an exit status --------------------------------------------
+
+
+async def test_failures_are_one_clear_line_with_a_non_zero_status(live: Live) -> None:
+    missing = str(uuid.uuid4())
+    down = f"http://127.0.0.1:{free_port()}"
+    unknown, unreachable, bad_key, no_key, bad_args, usage = await asyncio.gather(
+        tidings(live, "show", missing),
+        tidings(live, "--url", down, "jobs"),
+        tidings(live, "--api-key", "tdk_0000_wrong", "jobs"),
+        tidings(live, "tasks", TIDINGS_API_KEY=""),
+        tidings(live, "submit", "sleep_steps", "steps=lots"),
+        tidings(live, "submit", "sleep_steps", "not-a-pair"),
+    )
+
+    assert unknown.code == exits.REFUSED
+    assert one_line_error(unknown) == f"error: no job with id '{missing}' (404)"
+
+    assert unreachable.code == exits.UNREACHABLE
+    assert one_line_error(unreachable) == (
+        f"error: cannot reach the tidings server at {down} (connection refused). "
+        "Is the server running? Set --url or TIDINGS_URL."
+    )
+
+    assert bad_key.code == exits.REFUSED
+    assert "refused the request (401): the API key is unknown or revoked" in one_line_error(bad_key)
+    assert "--api-key" in bad_key.err
+    assert no_key.code == exits.REFUSED
+    assert "(401): a valid API key" in one_line_error(no_key)
+
+    assert bad_args.code == exits.REFUSED
+    assert "args.steps" in one_line_error(bad_args) and "(422)" in bad_args.err
+
+    assert usage.code == 2
+    assert "'not-a-pair' is not KEY=VALUE" in usage.err
