@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev server worker migrate test lint format typecheck check bench clean
+.PHONY: help install dev server worker migrate test test-chaos lint format typecheck check bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -31,7 +31,10 @@ migrate: install ## Apply database migrations
 	$(BIN)/tidings migrate
 
 test: install ## Run the test suite (TIDINGS_TEST_*_URL, else embedded servers)
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not chaos"
+
+test-chaos: install ## Kill workers, flush and restart Redis, stop Postgres: nothing is lost
+	$(PY) -m pytest -m chaos
 
 lint: install ## ruff lint and format check
 	$(BIN)/ruff check .

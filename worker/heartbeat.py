@@ -42,14 +42,7 @@ class Heartbeat:
 
     async def start(self) -> None:
         """Register the worker, then beat in the background."""
-        await self._pool.execute(
-            registry.REGISTER_WORKER,
-            self.worker_id,
-            socket.gethostname(),
-            os.getpid(),
-            self._queues,
-            self._concurrency,
-        )
+        await self._register()
         self._task = asyncio.create_task(self._beat(), name="tidings-heartbeat")
 
     def age_s(self) -> float:
@@ -70,10 +63,27 @@ class Heartbeat:
         while True:
             await asyncio.sleep(self._period_s)
             try:
-                rows = await self._pool.fetch(registry.HEARTBEAT, self.worker_id)
+                beat = await self._pool.fetchrow(registry.HEARTBEAT, self.worker_id)
+                assert beat is not None
+                if not beat["registered"]:
+                    # A reaper took this worker for lost while it was stalled or cut off,
+                    # re-queued its jobs and removed its row. Without a row, every job it
+                    # takes from now on would look lost too: register again.
+                    await self._register()
+                    log.warning("worker.rejoined", worker_id=self.worker_id)
                 self.last_beat = time.monotonic()
             except CONNECTION_ERRORS as exc:
                 log.warning("heartbeat.failed", error=repr(exc))
                 continue
-            if rows:
-                self._on_cancel_requested([row["id"] for row in rows])
+            if beat["cancel_requested"]:
+                self._on_cancel_requested(list(beat["cancel_requested"]))
+
+    async def _register(self) -> None:
+        await self._pool.execute(
+            registry.REGISTER_WORKER,
+            self.worker_id,
+            socket.gethostname(),
+            os.getpid(),
+            self._queues,
+            self._concurrency,
+        )

@@ -8,6 +8,10 @@ transaction-scoped advisory lock lets one reaper act at a time.
 
 from __future__ import annotations
 
+import math
+import time
+from collections.abc import Callable
+
 import asyncpg
 import structlog
 from arq.connections import ArqRedis
@@ -15,6 +19,7 @@ from arq.constants import job_key_prefix
 
 from core import queue
 from core.db import jobs
+from core.db.pool import CONNECTION_ERRORS
 from core.model import event_json
 
 log = structlog.get_logger("tidings.maintenance")
@@ -23,24 +28,37 @@ REAPER_LOCK_ID = 0x7469_6469_6E67_72  # any fixed number shared by every worker
 
 
 class Reaper:
-    """Re-queues (or, out of attempts, fails) the running jobs of silent workers."""
+    """Re-queues (or, out of attempts, fails) the running jobs of silent workers.
+
+    A worker is silent only if it could have heartbeated. When this reaper itself could
+    not reach Postgres, the workers it would judge were most likely cut off too, so once
+    it is back it judges nobody until they have had `silence_s` to heartbeat again.
+    """
 
     def __init__(
-        self, pool: asyncpg.Pool, redis: ArqRedis, names: queue.Names, *, silence_s: float
+        self,
+        pool: asyncpg.Pool,
+        redis: ArqRedis,
+        names: queue.Names,
+        *,
+        silence_s: float,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._pool = pool
         self._redis = redis
         self._names = names
         self._silence_s = silence_s
+        self._clock = clock
+        self._lost_contact = False
+        self._judge_from = -math.inf
 
     async def run_once(self) -> int:
         """One pass; returns how many jobs it recovered."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", REAPER_LOCK_ID):
-                return 0
-            requeued = await conn.fetch(jobs.REQUEUE_LOST, self._silence_s)
-            failed = await conn.fetch(jobs.FAIL_LOST, self._silence_s)
-            await conn.execute(jobs.DELETE_SILENT_WORKERS, self._silence_s)
+        try:
+            requeued, failed = await self._reap()
+        except CONNECTION_ERRORS:
+            self._lost_contact = True
+            raise
         for row in requeued:
             log.warning(
                 "job.requeued",
@@ -57,6 +75,21 @@ class Reaper:
             )
         await hand_back(self._redis, self._names, [*requeued, *failed])
         return len(requeued) + len(failed)
+
+    async def _reap(self) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            if self._lost_contact:
+                self._lost_contact = False
+                self._judge_from = self._clock() + self._silence_s
+                log.info("reaper.deferred", after_s=self._silence_s, reason="postgres_was_away")
+            if self._clock() < self._judge_from:
+                return [], []
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", REAPER_LOCK_ID):
+                return [], []
+            requeued = await conn.fetch(jobs.REQUEUE_LOST, self._silence_s)
+            failed = await conn.fetch(jobs.FAIL_LOST, self._silence_s)
+            await conn.execute(jobs.DELETE_SILENT_WORKERS, self._silence_s)
+        return list(requeued), list(failed)
 
 
 async def hand_back(redis: ArqRedis, names: queue.Names, rows: list[asyncpg.Record]) -> None:

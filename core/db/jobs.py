@@ -232,6 +232,16 @@ REQUEUE_OWN = _transition(
 
 GET_JOB = "SELECT * FROM jobs WHERE id = $1 AND tenant = $2"
 
+# Jobs per status for the dashboard. Each count stops at $2 rows, so a long history costs
+# at most $2 entries of the jobs_status index per status, not a scan of the whole table.
+COUNT_BY_STATUS = """
+SELECT s.status,
+       (SELECT count(*) FROM (SELECT 1 FROM jobs j
+                              WHERE j.tenant = $1 AND j.status = s.status LIMIT $2) AS capped)
+           AS count
+FROM unnest($3::text[]) AS s (status)
+"""
+
 # What a waiting job's ETA is estimated from: the task's recent run time, the jobs due
 # ahead of it in its queue, and the live consumers of that queue.
 ETA_INPUTS = """

@@ -31,9 +31,9 @@ class HeldStream(EventSourceResponse):
     a job's last event, and the client reconnects with Last-Event-ID.
     """
 
-    def __init__(self, *args: Any, release: Callable[[], None], **kwargs: Any) -> None:
+    def __init__(self, content: Any, *, release: Callable[[], None], **kwargs: Any) -> None:
         self._shutting_down = anyio.Event()
-        super().__init__(*args, shutdown_event=self._shutting_down, **kwargs)
+        super().__init__(content, shutdown_event=self._shutting_down, **kwargs)
         self._release = release
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -64,7 +64,11 @@ def held_stream(request: Request, events: AsyncIterator[ServerSentEvent]) -> Hel
 
 
 def resume_after(request: Request) -> int:
-    """The seq a client has seen: `Last-Event-ID` header, else `?after=`, else 0."""
+    """The seq a client has seen: `Last-Event-ID` header, else `?after=`, else 0.
+
+    Both are checked when both are sent: a bad `after` is a 422 even though the header wins.
+    """
+    seen: list[int] = []
     for field, raw in (
         ("Last-Event-ID", request.headers.get("last-event-id")),
         ("after", request.query_params.get("after")),
@@ -78,8 +82,8 @@ def resume_after(request: Request) -> int:
                 {"field": field, "reason": f"got {raw!r}"},
                 code="invalid_query",
             )
-        return int(raw)
-    return 0
+        seen.append(int(raw))
+    return seen[0] if seen else 0
 
 
 def wants_json(request: Request) -> bool:

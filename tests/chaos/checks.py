@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import asyncpg
@@ -15,6 +16,17 @@ from tests.support.sse import job_events
 
 Event = tuple[int, str, dict[str, Any]]
 TERMINAL = ("succeeded", "failed", "cancelled")
+POLL_S = 0.05
+
+
+async def poll_until(check: Callable[[], Awaitable[bool]], within_s: float = 30.0) -> None:
+    """Wait until `check()` holds, for facts that only a query can tell (no log or event
+    announces them); each query is a fresh look, so the wait ends as soon as it holds."""
+    async with asyncio.timeout(within_s):
+        while True:
+            if await check():
+                return
+            await asyncio.sleep(POLL_S)
 
 
 async def histories(pool: asyncpg.Pool, job_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[Any]]:

@@ -1,8 +1,8 @@
 """Fixtures of the chaos suite: per-test Redis, database, settings and processes.
 
 Every test gets a Redis of its own (it may flush, kill or restart it) and a fresh
-database cloned from the migrated template in the test Postgres; the one test that
-stops Postgres starts its own with `PostgresServer`. The server and workers run as
+database cloned from the migrated template in the test Postgres; the tests that stop
+Postgres start their own with `PostgresServer`. The server and workers run as
 real processes (`python -m server|worker`) whose log lines the tests wait on.
 """
 
@@ -127,9 +127,10 @@ class Cluster:
         return f"http://127.0.0.1:{self.settings.port}"
 
     async def server(self, **overrides: Any) -> Process:
-        """`python -m server`, once it is ready."""
+        """`python -m server`, once it accepts connections."""
         process = await self.logs.spawn("server", replace(self.settings, **overrides))
-        await process.wait_for_line("server.ready")
+        # Not `server.ready`: that is logged at app startup, before uvicorn binds its port.
+        await process.wait_for_line("Uvicorn running on")
         return process
 
     async def worker(self, **overrides: Any) -> Process:
@@ -158,11 +159,9 @@ class Cluster:
         return "\n".join(parts)
 
     async def close(self) -> None:
+        """Stop every process still running (and finish reading what each wrote)."""
         for process in self.logs.processes:
-            if process.proc.returncode is None:
-                await process.stop()
-            elif process._reader is not None:
-                await process._reader
+            await process.stop()
 
 
 @pytest.fixture

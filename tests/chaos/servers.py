@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import signal
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -151,9 +152,7 @@ class PostgresServer:
 
     def close(self) -> None:
         if self.running:
-            # Synchronous on purpose: this runs in teardown, after the test's loop work.
-            import subprocess
-
+            # Synchronous: the fixture's teardown is not a coroutine.
             subprocess.run(
                 [str(self._pg_ctl), "-D", str(self._pgdata), "-m", "immediate", "-w", "stop"],
                 check=False,
