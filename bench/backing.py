@@ -42,10 +42,22 @@ class Backing:
     #: False when the role could not create a database and the given one is shared.
     fresh_database: bool
 
+    @property
+    def database(self) -> str:
+        """The name of the run's database."""
+        return urlsplit(self.database_url).path.lstrip("/")
+
 
 def with_database(url: str, name: str) -> str:
     """`url` pointing at database `name`."""
     return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+def with_application_name(url: str, name: str) -> str:
+    """`url` whose connections report `name` (asyncpg passes it on as a server setting)."""
+    parts = urlsplit(url)
+    query = f"{parts.query}&application_name={name}" if parts.query else f"application_name={name}"
+    return urlunsplit(parts._replace(query=query))
 
 
 @asynccontextmanager

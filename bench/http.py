@@ -46,7 +46,10 @@ async def iter_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> As
     """The body as it arrives: chunked, Content-Length, or until the connection closes."""
     if headers.get("transfer-encoding", "").lower() == "chunked":
         while True:
-            size = int((await reader.readline()).split(b";")[0], 16)
+            line = await reader.readline()
+            if not line:
+                raise ConnectionError("the server closed the connection mid-body")
+            size = int(line.split(b";")[0], 16)
             if size == 0:
                 await reader.readline()  # the blank line after the last chunk (no trailers)
                 return

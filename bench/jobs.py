@@ -25,6 +25,8 @@ from core.submission import JobRequest, Submitter
 TERMINAL_STATUSES = ["succeeded", "failed", "cancelled"]
 CHUNK = 1_000
 TENANT = "default"
+#: The application_name of the bench's own connections, to leave out of CPU readings.
+APPLICATION_NAME = "tidings-bench"
 
 FINISHED = "SELECT count(*) FROM jobs WHERE id = ANY($1::uuid[]) AND status = ANY($2::text[])"
 
@@ -45,6 +47,8 @@ PROGRESS = """
 SELECT count(*) AS events, extract(epoch FROM max(at) - min(at))::float8 AS span_s
 FROM job_events WHERE job_id = $1 AND kind = 'progress'
 """
+
+OWN_BACKENDS = "SELECT pid FROM pg_stat_activity WHERE application_name = $1"
 
 RUN_TIME = """
 SELECT extract(epoch FROM max(at) FILTER (WHERE kind = 'succeeded')
@@ -109,6 +113,10 @@ class JobClient:
             await queue.publish_events(self._redis, self._names, map(event_json, rows))
             cancelled += len(rows)
         return cancelled
+
+    async def own_backends(self) -> set[int]:
+        """The Postgres backend pids of the bench's own pool."""
+        return {row["pid"] for row in await self._pool.fetch(OWN_BACKENDS, APPLICATION_NAME)}
 
     async def wait_finished(self, ids: Sequence[uuid.UUID], within_s: float) -> None:
         """Wait until every job is terminal."""

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import resource
 import time
+from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,43 +15,43 @@ import redis.asyncio as aioredis
 
 
 class RedisProbe:
-    """Counts what processes do on Redis, without being one of the counted clients.
+    """Counts what one process does on Redis, without being one of the counted clients.
 
-    On a private Redis (embedded, this run's alone) the server-wide INFO commandstats
-    delta is exact. On a shared one, MONITOR counts only the commands of connections that
-    did not exist before the process under test started.
+    On a private Redis (embedded, this run's alone, with only the process under test
+    running) server-wide counters are exact. On a shared Redis reached over TCP, the
+    process's connections are told apart by their local ports, read from /proc.
     """
 
     def __init__(self, redis_url: str, *, private: bool) -> None:
         self._client = aioredis.Redis.from_url(redis_url)
-        self.private = private
+        self._private = private
+        self._tcp = not redis_url.startswith("unix:")
 
     async def close(self) -> None:
         await self._client.aclose()
 
-    async def clients(self) -> list[dict[str, Any]]:
-        """CLIENT LIST, one dict per connection."""
-        result: list[dict[str, Any]] = await self._client.client_list()
-        return result
-
-    async def command_rate(self, window_s: float, known: list[dict[str, Any]]) -> tuple[float, str]:
-        """Commands per second over `window_s` from connections not in `known`, and how counted."""
-        if self.private:
+    async def command_rate(self, window_s: float, pid: int) -> tuple[float, str]:
+        """Commands per second that process `pid` sends over `window_s`, and how counted."""
+        if self._private:
             return await self._commandstats_rate(window_s), "INFO commandstats, private Redis"
-        if _all_unix(known):
+        if not self._tcp:
             rate = await self._commandstats_rate(window_s)
             return rate, "INFO commandstats of a shared Redis: every client counted"
-        known_addrs = {client["addr"] for client in known}
-        return await self._monitor_rate(window_s, known_addrs), "MONITOR, new connections only"
+        return await self._monitor_rate(window_s, pid), "MONITOR, the process's connections"
 
-    async def subscribers(self, known: list[dict[str, Any]]) -> int:
-        """Connections (not in `known`) subscribed to at least one channel or pattern."""
-        old = {client["id"] for client in known}
+    async def subscribers(self, pid: int) -> int:
+        """Connections of process `pid` subscribed to a channel or pattern.
+
+        On a private unix-socket Redis every subscribed connection counts: the bench has
+        none, and only the process under test runs.
+        """
+        ports = tcp_ports(pid) if self._tcp else None
+        clients: list[dict[str, Any]] = await self._client.client_list()
         return sum(
             1
-            for client in await self.clients()
-            if client["id"] not in old
-            and any(int(client.get(kind, 0)) > 0 for kind in ("sub", "psub", "ssub"))
+            for client in clients
+            if any(int(client.get(kind, 0)) > 0 for kind in ("sub", "psub", "ssub"))
+            and (ports is None or _port(client["addr"]) in ports)
         )
 
     async def _commandstats_rate(self, window_s: float) -> float:
@@ -61,8 +64,9 @@ class RedisProbe:
         stats = await self._client.info("commandstats")
         return sum(value["calls"] for name, value in stats.items() if name != "cmdstat_info")
 
-    async def _monitor_rate(self, window_s: float, known_addrs: set[str]) -> float:
-        count = 0
+    async def _monitor_rate(self, window_s: float, pid: int) -> float:
+        ports = tcp_ports(pid)
+        seen: list[int] = []
         deadline = time.monotonic() + window_s
         async with self._client.monitor() as monitor:
             while (left := deadline - time.monotonic()) > 0:
@@ -71,14 +75,32 @@ class RedisProbe:
                         command = await monitor.next_command()
                 except TimeoutError:
                     break
-                addr = f"{command['client_address']}:{command['client_port']}"
-                count += addr not in known_addrs
-        return count / window_s
+                seen.append(int(command["client_port"] or 0))
+        ports |= tcp_ports(pid)  # connections opened during the window count too
+        return sum(port in ports for port in seen) / window_s
 
 
-def _all_unix(clients: list[dict[str, Any]]) -> bool:
-    # Unix-socket clients share one address, so MONITOR cannot tell them apart.
-    return any(client["addr"].startswith("/") for client in clients)
+def _port(addr: str) -> int:
+    return int(addr.rsplit(":", 1)[1])
+
+
+def tcp_ports(pid: int) -> set[int]:
+    """The local ports of the TCP sockets process `pid` holds open."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
 
 
 def rss_bytes(pid: int) -> int:
@@ -95,3 +117,53 @@ def raise_fd_limit() -> int:
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return hard
+
+
+@dataclass(frozen=True)
+class CpuUse:
+    """CPU seconds (user + system) a process and the run's Postgres backends have used.
+
+    Unlike wall time, CPU per job does not depend on what else the machine runs, so it
+    says where time goes even on a busy machine.
+    """
+
+    process_s: float
+    postgres_s: float
+
+    def __sub__(self, other: CpuUse) -> CpuUse:
+        return CpuUse(self.process_s - other.process_s, self.postgres_s - other.postgres_s)
+
+
+def cpu_use(pid: int, database: str, exclude: Collection[int] = ()) -> CpuUse:
+    """CPU used so far by `pid` and by the Postgres backends of `database` on this host.
+
+    `exclude` names backends not to count (the bench's own). Backends that exit between
+    two readings take their CPU with them, so pooled connections are what this measures.
+    """
+    backends = [pid for pid in _backends(database) if pid not in exclude]
+    return CpuUse(_cpu_seconds(pid), sum(_cpu_seconds(p) for p in backends))
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:  # it exited
+        return 0.0
+    # Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _backends(database: str) -> list[int]:
+    # A backend's process title is "postgres: <user> <database> <client> <state>".
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            title = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if title.startswith(b"postgres: ") and f" {database} ".encode() in title:
+            pids.append(int(entry.name))
+    return pids

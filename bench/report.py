@@ -82,6 +82,8 @@ class Row:
 
 def failed_row(scenario: str, error: BaseException) -> Row:
     """The row a scenario leaves when it could not run to the end."""
+    while isinstance(error, BaseExceptionGroup):  # a task group's: its first cause
+        error = error.exceptions[0]
     return Row(scenario, "error", "", None, note=f"{type(error).__name__}: {error}"[:300])
 
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from arq.connections import ArqRedis
 
 from bench import raw_arq
-from bench.backing import Backing, open_backing
+from bench.backing import Backing, open_backing, with_application_name
 from bench.config import BenchConfig
-from bench.jobs import JobClient
-from bench.probes import RedisProbe
+from bench.jobs import APPLICATION_NAME, JobClient
+from bench.probes import CpuUse, RedisProbe, cpu_use
 from bench.report import Row, failed_row
 from bench.services import Services
 from core import queue
@@ -33,6 +33,10 @@ class Bench:
     raw_redis: ArqRedis
     probe: RedisProbe
 
+    async def cpu(self, pid: int) -> CpuUse:
+        """CPU used so far by process `pid` and by the run's Postgres, minus the bench's."""
+        return cpu_use(pid, self.backing.database, await self.jobs.own_backends())
+
 
 Scenario = Callable[[Bench], Awaitable[list[Row]]]
 
@@ -42,7 +46,9 @@ async def open_bench(config: BenchConfig, environ: Mapping[str, str]) -> AsyncIt
     """Backing servers, the bench's connections, and a database that knows the tasks."""
     async with AsyncExitStack() as stack:
         backing = await stack.enter_async_context(open_backing(config, environ))
-        pool = await create_pool(backing.database_url, max_size=10)
+        pool = await create_pool(
+            with_application_name(backing.database_url, APPLICATION_NAME), max_size=10
+        )
         stack.push_async_callback(pool.close)
         redis = await queue.connect(backing.redis_url)
         stack.push_async_callback(redis.aclose)

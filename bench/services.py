@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 from bench import raw_arq
 from bench.backing import Backing
@@ -26,6 +27,7 @@ from core.settings import DEFAULT_TASK_MODULES, PROJECT_ROOT, Settings
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 BENCH_TASK_MODULE = "bench.tasks"
+STREAM_CAPS = ("max_streams", "max_streams_per_tenant")
 
 
 def free_port() -> int:
@@ -112,8 +114,10 @@ class Services:
     @property
     def settings(self) -> Settings:
         """What the tidings server and worker processes run with."""
+        defaults = Settings()
         return replace(
-            Settings(),
+            defaults,
+            **self._lifted_limits(defaults),
             database_url=self._backing.database_url,
             redis_url=self._backing.redis_url,
             namespace=self._backing.namespace,
@@ -124,6 +128,20 @@ class Services:
             log_level="info",
             data_dir=self._config.data_dir,
         )
+
+    def _lifted_limits(self, defaults: Settings) -> dict[str, Any]:
+        """Settings that would refuse the bench's load, set to let it through.
+
+        The bench is the only client, on loopback, and measures capacity: it runs without
+        API keys (so without their per-key rate limit), and with the open-stream caps
+        above the SSE scenario's count. Only settings this version has are touched.
+        """
+        streams = self._config.sse_streams + 1_000
+        wanted: dict[str, Any] = {"auth": "off"}
+        for name in STREAM_CAPS:
+            wanted[name] = max(getattr(defaults, name, 0), streams)
+        known = {item.name for item in fields(defaults)}
+        return {name: value for name, value in wanted.items() if name in known}
 
     @asynccontextmanager
     async def server(self) -> AsyncIterator[RunningServer]:

@@ -9,8 +9,8 @@ from typing import Any
 
 import structlog
 
-from core.db import jobs
-from worker.reporter import Reporter
+from core.model import EventKind
+from worker.reporter import Note, Reporter
 
 
 class Job:
@@ -52,14 +52,23 @@ class Job:
         **data: Any,
     ) -> None:
         """Record progress; returns at once (the write is group-committed in the background)."""
-        await self._reporter.submit(
-            jobs.PROGRESS,
-            (self.id, self.attempt, float(current), _float_or_none(total), message, data or None),
+        await self._reporter.note(
+            Note(
+                self.id,
+                self.attempt,
+                EventKind.PROGRESS,
+                float(current),
+                _float_or_none(total),
+                message,
+                data or None,
+            )
         )
 
     async def log(self, message: str, **data: Any) -> None:
         """Append a `log` event to the job's stream."""
-        await self._reporter.submit(jobs.LOG, (self.id, self.attempt, message, data or None))
+        await self._reporter.note(
+            Note(self.id, self.attempt, EventKind.LOG, message=message, data=data or None)
+        )
 
 
 def _float_or_none(value: float | None) -> float | None:

@@ -1,15 +1,19 @@
 """Group commit of job events: one writer per worker process.
 
-`submit` never waits for the network. The writer flushes at once when idle and batches
+`note` never waits for the network. The writer flushes at once when idle and batches
 whatever arrived while a flush was in flight into one transaction, then publishes the
 committed events in one pipelined round trip. Writes run in arrival order, so each
-job's events keep their order; the database assigns the gapless seq.
+job's events keep their order; the database assigns the gapless seq. Progress and log
+events of one job that arrive together are written by one statement that updates the
+job row once: updating the same row once per event inside one transaction gets slower
+with every update (each leaves a dead row version the next must step over).
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,8 +25,9 @@ from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
 from core import queue
+from core.db import jobs
 from core.db.pool import CONNECTION_ERRORS
-from core.model import event_json
+from core.model import EventKind, event_json
 
 log = structlog.get_logger("tidings.reporter")
 
@@ -31,11 +36,44 @@ MAX_RETRY_DELAY_S = 5.0
 
 @dataclass
 class Write:
-    """One event statement and its parameters; `done` is set for writes a caller awaits."""
+    """A transition a caller awaits: one statement, its parameters and the result."""
 
     statement: str
     args: tuple[Any, ...]
-    done: asyncio.Future[asyncpg.Record | None] | None = None
+    done: asyncio.Future[asyncpg.Record | None]
+
+
+@dataclass
+class Note:
+    """A progress or log event of a running attempt, written without anyone waiting."""
+
+    job_id: uuid.UUID
+    attempt: int
+    kind: EventKind
+    current: float | None = None
+    total: float | None = None
+    message: str | None = None
+    data: dict[str, Any] | None = None
+
+
+def append_args(notes: list[Note]) -> tuple[Any, ...]:
+    """Parameters of `jobs.APPEND_EVENTS` for consecutive notes of one attempt."""
+    progress = [n for n in notes if n.kind == EventKind.PROGRESS]
+    last = progress[-1] if progress else None
+    return (
+        notes[0].job_id,
+        notes[0].attempt,
+        len(notes),
+        last is not None,
+        last.current if last else None,
+        last.total if last else None,
+        last.message if last else None,
+        [str(n.kind) for n in notes],
+        [n.current for n in notes],
+        [n.total for n in notes],
+        [n.message for n in notes],
+        [n.data for n in notes],
+    )
 
 
 class Reporter:
@@ -53,7 +91,7 @@ class Reporter:
         self._pool = pool
         self._redis = redis
         self._names = names
-        self._pending: deque[Write] = deque()
+        self._pending: deque[Write | Note] = deque()
         self._max_pending = max_pending
         self._on_batch = on_batch
         self._wake = asyncio.Event()
@@ -79,13 +117,13 @@ class Reporter:
         """Wait until everything submitted so far is written."""
         await self._idle.wait()
 
-    async def submit(self, statement: str, args: tuple[Any, ...]) -> None:
-        """Queue a write without waiting for it; waits only while the buffer is full."""
+    async def note(self, note: Note) -> None:
+        """Queue an event without waiting for it; waits only while the buffer is full."""
         while len(self._pending) >= self._max_pending:
             # Bound reached: the task pauses until the writer catches up, nothing is dropped.
             self._drained.clear()
             await self._drained.wait()
-        self._pending.append(Write(statement, args))
+        self._pending.append(note)
         self._idle.clear()
         self._wake.set()
 
@@ -110,7 +148,7 @@ class Reporter:
             if self._closing:
                 return
 
-    async def _flush(self, batch: list[Write]) -> None:
+    async def _flush(self, batch: list[Write | Note]) -> None:
         delay = 0.05
         while True:
             try:
@@ -123,14 +161,14 @@ class Reporter:
                 delay = min(delay * 2, MAX_RETRY_DELAY_S)
             except Exception as exc:
                 log.error("reporter.write_failed", error=repr(exc), events=len(batch))
-                for write in batch:
-                    if write.done is not None and not write.done.done():
-                        write.done.set_exception(exc)
+                for item in batch:
+                    if isinstance(item, Write) and not item.done.done():
+                        item.done.set_exception(exc)
                 return
-        rows = [row for write, row in results if row is not None]
+        rows = [row for _, row in results if row is not None]
         self._on_batch(len(rows))
         for write, row in results:
-            if write.done is not None and not write.done.done():
+            if write is not None and not write.done.done():
                 write.done.set_result(row)
         if rows:
             try:
@@ -139,16 +177,20 @@ class Reporter:
                 # Subscribers recover missed events from Postgres; the write already counts.
                 log.warning("reporter.publish_failed", error=repr(exc), events=len(rows))
 
-    async def _commit(self, batch: list[Write]) -> list[tuple[Write, asyncpg.Record | None]]:
-        results: list[tuple[Write, asyncpg.Record | None]] = []
+    async def _commit(self, batch: list[Write | Note]) -> list[tuple[Write | None, Any]]:
+        results: list[tuple[Write | None, Any]] = []
         async with self._pool.acquire() as conn, conn.transaction():
-            runs = itertools.groupby(batch, key=lambda w: (w.statement, w.done is None))
-            for (statement, fire_and_forget), run in runs:
-                writes = list(run)
-                if fire_and_forget and len(writes) > 1:
-                    rows = await conn.fetchmany(statement, [w.args for w in writes])
-                    results.extend((writes[0], row) for row in rows)
+            for is_note, run in itertools.groupby(batch, key=lambda w: isinstance(w, Note)):
+                if is_note:
+                    by_attempt: dict[tuple[uuid.UUID, int], list[Note]] = {}
+                    for note in run:
+                        assert isinstance(note, Note)
+                        by_attempt.setdefault((note.job_id, note.attempt), []).append(note)
+                    for notes in by_attempt.values():
+                        rows = await conn.fetch(jobs.APPEND_EVENTS, *append_args(notes))
+                        results.extend((None, row) for row in rows)
                 else:
-                    for write in writes:
-                        results.append((write, await conn.fetchrow(statement, *write.args)))
+                    for write in run:
+                        assert isinstance(write, Write)
+                        results.append((write, await conn.fetchrow(write.statement, *write.args)))
         return results

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import AbstractAsyncContextManager
-from typing import Any
 
 from bench.report import Row, Target
 from bench.runner import Bench
+from bench.services import Service
 from bench.stats import median
 
 SCENARIO = "3 idle worker"
@@ -41,14 +41,13 @@ async def run(bench: Bench) -> list[Row]:
 
 
 async def idle_rates(
-    bench: Bench, process: AbstractAsyncContextManager[Any]
+    bench: Bench, process: AbstractAsyncContextManager[Service]
 ) -> tuple[list[float], str]:
-    known = await bench.probe.clients()
     rates: list[float] = []
     method = ""
-    async with process:
+    async with process as service:
         await asyncio.sleep(bench.config.idle_settle_s)
         for _ in range(bench.config.reps):
-            rate, method = await bench.probe.command_rate(bench.config.idle_window_s, known)
+            rate, method = await bench.probe.command_rate(bench.config.idle_window_s, service.pid)
             rates.append(rate)
     return rates, method

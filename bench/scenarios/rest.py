@@ -25,15 +25,21 @@ WARMUP_JOBS = 200
 
 async def run(bench: Bench) -> list[Row]:
     config = bench.config
+    rates: list[float] = []
+    server_ms: list[float] = []
+    postgres_ms: list[float] = []
     async with bench.services.server() as server:
         await submit_rate(server, WARMUP_JOBS, config.rest_connections)
-        rates = [
-            await submit_rate(server, config.rest_jobs, config.rest_connections)
-            for _ in range(config.reps)
-        ]
+        for _ in range(config.reps):
+            before = await bench.cpu(server.service.pid)
+            rates.append(await submit_rate(server, config.rest_jobs, config.rest_connections))
+            used = await bench.cpu(server.service.pid) - before
+            server_ms.append(used.process_s * 1000 / config.rest_jobs)
+            postgres_ms.append(used.postgres_s * 1000 / config.rest_jobs)
     note = (
         f"{config.rest_jobs:,} POST /jobs over {config.rest_connections} connections, "
-        f"median of {config.reps}"
+        f"median of {config.reps}; CPU per job: server {median(server_ms):.2f} ms "
+        f"+ Postgres {median(postgres_ms):.2f} ms"
     )
     return [
         Row(
@@ -43,7 +49,7 @@ async def run(bench: Bench) -> list[Row]:
             median(rates),
             target=TARGET,
             note=note,
-            reps={"tidings": rates},
+            reps={"tidings": rates, "server_cpu_ms": server_ms, "postgres_cpu_ms": postgres_ms},
         )
     ]
 

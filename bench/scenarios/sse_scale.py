@@ -48,12 +48,19 @@ class StreamSet:
                 path = f"/jobs/{job_id}/events"
                 stream = await EventStream.open(self._server.host, self._server.port, path)
                 events = stream.events()
-                first = await anext(events)
-                if first.event != "queued":
-                    raise RuntimeError(f"stream of {job_id} began with {first.event}")
+                try:
+                    first = await anext(events)
+                    if first.event != "queued":
+                        raise RuntimeError(f"stream of {job_id} began with {first.event}")
+                except BaseException:
+                    await stream.close()
+                    raise
             self._followers.append(asyncio.create_task(self._follow(job_id, stream, events)))
 
-        await asyncio.gather(*(open_one(job_id) for job_id in job_ids))
+        # A task group: if one stream is refused, the others stop opening.
+        async with asyncio.TaskGroup() as group:
+            for job_id in job_ids:
+                group.create_task(open_one(job_id))
 
     async def _follow(
         self, job_id: uuid.UUID, stream: EventStream, events: AsyncIterator[SseEvent]
@@ -63,6 +70,8 @@ class StreamSet:
                 if event.event == "cancelled":
                     self.received[job_id] = event.received_at
                     return
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return  # counted as not delivered
         finally:
             await stream.close()
 
@@ -81,7 +90,6 @@ async def run(bench: Bench) -> list[Row]:
     count = config.sse_streams
     warmup = min(WARMUP_STREAMS, count // 10)
     job_ids = await bench.jobs.submit_many("noop", count, queue_name=QUEUE)
-    known = await bench.probe.clients()
     async with bench.services.server() as server:
         streams = StreamSet(server)
         try:
@@ -94,7 +102,7 @@ async def run(bench: Bench) -> list[Row]:
                 open_s = time.perf_counter() - opening
             await asyncio.sleep(1.0)
             per_stream_kib = (rss_bytes(server.service.pid) - base_rss) / (count - warmup) / 1024
-            subscribers = await bench.probe.subscribers(known)
+            subscribers = await bench.probe.subscribers(server.service.pid)
             cancelling = time.time()
             cancelled = await bench.jobs.cancel_waiting(job_ids)
             cancel_s = time.time() - cancelling

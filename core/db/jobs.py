@@ -21,8 +21,6 @@ def _transition(
     kind: EventKind,
     *,
     attempt: str = "attempt",
-    current: str = "NULL::float8",
-    total: str = "NULL::float8",
     message: str = "NULL::text",
     data: str = "NULL::jsonb",
 ) -> str:
@@ -31,7 +29,7 @@ WITH job AS ({update} RETURNING *),
 event AS (
     INSERT INTO job_events
         (job_id, seq, kind, status, attempt, progress_current, progress_total, message, data)
-    SELECT id, seq, '{kind}', status, {attempt}, {current}, {total}, {message}, {data} FROM job
+    SELECT id, seq, '{kind}', status, {attempt}, NULL, NULL, {message}, {data} FROM job
     RETURNING *
 )
 SELECT event.*, job.run_at AS job_run_at, job.queue AS job_queue, job.task AS job_task,
@@ -103,23 +101,33 @@ _RUNNING_ATTEMPT = "WHERE id = $1 AND attempt = $2 AND status = 'running'"
 # How long the attempt that just ended ran, for the run-time histogram.
 _RUN_S = "extract(epoch FROM now() - started_at)::float8"
 
-PROGRESS = _transition(
-    f"""UPDATE jobs SET seq = seq + 1, updated_at = now(), progress_current = $3,
-           progress_total = $4, progress_message = $5
-       {_RUNNING_ATTEMPT}""",
-    EventKind.PROGRESS,
-    current="$3",
-    total="$4",
-    message="$5",
-    data="$6",
+# Many progress/log events of one running attempt at once: the job row is updated once
+# (seq moves by the number of events; progress takes the last progress event's values)
+# and the events get seq base+1 … base+n in order. One statement, however many events.
+APPEND_EVENTS = """
+WITH job AS (
+    UPDATE jobs SET seq = seq + $3, updated_at = now(),
+           progress_current = CASE WHEN $4 THEN $5 ELSE progress_current END,
+           progress_total = CASE WHEN $4 THEN $6 ELSE progress_total END,
+           progress_message = CASE WHEN $4 THEN $7 ELSE progress_message END
+     WHERE id = $1 AND attempt = $2 AND status = 'running'
+ RETURNING id, seq - $3 AS base, status, attempt, task, queue, tenant, run_at
+),
+event AS (
+    INSERT INTO job_events
+        (job_id, seq, kind, status, attempt, progress_current, progress_total, message, data)
+    SELECT job.id, job.base + e.n, e.kind, job.status, job.attempt,
+           e.current, e.total, e.message, e.data
+      FROM job,
+           unnest($8::text[], $9::float8[], $10::float8[], $11::text[], $12::jsonb[])
+               WITH ORDINALITY AS e (kind, current, total, message, data, n)
+    RETURNING *
 )
-
-LOG = _transition(
-    f"UPDATE jobs SET seq = seq + 1, updated_at = now() {_RUNNING_ATTEMPT}",
-    EventKind.LOG,
-    message="$3",
-    data="$4",
-)
+SELECT event.*, job.run_at AS job_run_at, job.queue AS job_queue, job.task AS job_task,
+       job.tenant AS job_tenant
+FROM event JOIN job ON job.id = event.job_id
+ORDER BY event.seq
+"""
 
 SUCCEED = _transition(
     f"""UPDATE jobs SET status = 'succeeded', seq = seq + 1, result = $3, error = NULL,
