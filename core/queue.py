@@ -102,12 +102,17 @@ async def enqueue(redis: ArqRedis, names: Names, token: Token) -> bool:
     return job is not None
 
 
-async def enqueue_fresh(redis: ArqRedis, names: Names, tokens: Sequence[Token]) -> None:
+async def enqueue_fresh(
+    redis: ArqRedis,
+    names: Names,
+    tokens: Sequence[Token],
+    events: Iterable[dict[str, Any]] = (),
+) -> None:
     """Put tokens with never-used ids on their queues in one pipelined round trip.
 
     ARQ's `enqueue_job` first checks that the id is free (WATCH, EXISTS, MULTI); a job that
     was just created cannot have a token yet, so the check is skipped here. Workers of a
-    queue with a token due now are woken in the same round trip.
+    queue with a token due now are woken, and `events` published, in the same round trip.
     """
     now_ms = timestamp_ms()
     due_now: set[str] = set()
@@ -129,6 +134,8 @@ async def enqueue_fresh(redis: ArqRedis, names: Names, tokens: Sequence[Token]) 
                 due_now.add(token.queue)
         for queue in due_now:
             pipe.publish(names.wake_channel(queue), b"")
+        for event in events:
+            pipe.publish(names.events_channel, serialization.dumps(event))
         await pipe.execute()
 
 

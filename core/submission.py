@@ -200,9 +200,7 @@ class Submitter:
                 history = await job_events.events_after(self._pool, row["id"], 0)
                 events.extend(event_json(event) for event in history)
         try:
-            if tokens:
-                await queue.enqueue_fresh(self._redis, self._names, tokens)
-            await queue.publish_events(self._redis, self._names, events)
+            await queue.enqueue_fresh(self._redis, self._names, tokens, events)
         except (RedisError, OSError) as exc:
             # The jobs are committed; the reconciler enqueues them when Redis is back.
             log.warning("jobs.enqueue_failed", jobs=len(rows), error=repr(exc))

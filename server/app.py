@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import signal
+import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from typing import Any
@@ -20,6 +21,7 @@ from core.logging import configure_logging
 from core.migrate import migrate_url
 from core.settings import Settings
 from core.submission import Submitter
+from server import dashboard
 from server.alerts import AlertPolicy, FailureAlerts
 from server.auth import Authenticate
 from server.errors import EXCEPTION_HANDLERS
@@ -118,7 +120,7 @@ def create_app(settings: Settings) -> Starlette:
                     message="TIDINGS_AUTH=off: every request acts as tenant 'default'; "
                     "loopback only, never in production",
                 )
-            log.info("server.ready", host=settings.host, port=settings.port)
+            log.info("server.started", host=settings.host, port=settings.port)
             yield
 
     return Starlette(
@@ -129,6 +131,7 @@ def create_app(settings: Settings) -> Starlette:
             *health.routes,
             *metrics_routes.routes,
             *docs.routes,
+            *dashboard.routes,
         ],
         middleware=[Middleware(RequestContext, metrics=metrics), Middleware(Authenticate)],
         exception_handlers=EXCEPTION_HANDLERS,
@@ -142,6 +145,11 @@ class GracefulServer(uvicorn.Server):
     uvicorn re-raises the stop signal after shutting down, so a supervisor would see the
     process as killed; a drained, orderly stop is a success here.
     """
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:  # the port is bound: clients can connect from now on
+            log.info("server.ready", host=self.config.host, port=self.config.port)
 
     @contextmanager
     def capture_signals(self) -> Iterator[None]:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+import asyncpg
 import fastjsonschema
 
+from core.db import registry
 from core.errors import Unprocessable
 
 Validator = Callable[[Any], Any]
@@ -62,10 +65,28 @@ validate_batch: Validator = fastjsonschema.compile(BATCH_SCHEMA)
 
 
 class ArgsValidators:
-    """Compiled args validators, one per task version (name and registry `updated_at`)."""
+    """Compiled args validators, one per task version (name and registry `updated_at`).
 
-    def __init__(self) -> None:
+    It also keeps the registry rows themselves for `rows_ttl_s`, so a submission does not
+    read the `tasks` table every time; a worker that re-registers a task with a new
+    schema is seen within that time.
+    """
+
+    def __init__(self, rows_ttl_s: float = 2.0) -> None:
         self._compiled: dict[str, tuple[datetime, Validator]] = {}
+        self._rows: dict[str, tuple[float, asyncpg.Record]] = {}
+        self._rows_ttl_s = rows_ttl_s
+
+    async def task_row(self, pool: asyncpg.Pool, name: str) -> asyncpg.Record | None:
+        """The task's registry row (cached briefly), or None for an unknown task."""
+        cached = self._rows.get(name)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < self._rows_ttl_s:
+            return cached[1]
+        row = await registry.get_task(pool, name)
+        if row is not None:  # unknown tasks are not cached: a worker may register them now
+            self._rows[name] = (now, row)
+        return row
 
     def for_task(self, name: str, updated_at: datetime, schema: dict[str, Any]) -> Validator:
         """The validator for this version of the task's schema, compiled once."""

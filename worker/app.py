@@ -11,6 +11,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import structlog
+import uvloop
 from arq.worker import func
 from redis.exceptions import RedisError
 
@@ -216,4 +217,4 @@ def main(environ: dict[str, str] | None = None) -> None:
             loop.add_signal_handler(sig, stop.set)
         await run_worker(settings, stop)
 
-    asyncio.run(run())
+    uvloop.run(run())  # the same loop uvicorn picks for the server

@@ -1,0 +1,91 @@
+"""The live dashboard: pages at `/` and `/ui/…`, their assets at `/static/`, and `/stats`.
+
+The pages hold no data, which is why auth lets them through without a key: their JS
+module fetches everything from the API with the user's key (asked for after a 401, kept
+in sessionStorage) and follows the SSE streams through the tokenised URLs the API hands
+out (`links.events`, the list's `events`), so a key never appears in a URL. Scripts and
+styles are files, never inline, as the Content-Security-Policy demands.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from core.db import jobs
+from core.model import Status
+from server.auth import tenant_of
+from server.state import state_of
+
+HERE = Path(__file__).resolve().parent
+STATIC_DIR = HERE / "static"
+# A loader and its compiled-template cache, read-only once built: Starlette's own pattern.
+TEMPLATES = Jinja2Templates(directory=HERE / "templates")
+# Counting stops here: the dashboard shows "10000+" rather than scan a long history.
+COUNT_CAP = 10_000
+
+
+def asset_version() -> str:
+    """Changes whenever an asset does, so a browser never runs a stale cached script."""
+    return format(max(path.stat().st_mtime_ns for path in STATIC_DIR.iterdir()), "x")
+
+
+def render_page(
+    request: Request, template: str, view: str, status_code: int = 200, **context: object
+) -> Response:
+    """A page: the scaffolding of one view, which the JS module fills in."""
+    return TEMPLATES.TemplateResponse(
+        request,
+        template,
+        {
+            "view": view,
+            "root": request.scope.get("root_path", ""),
+            "version": asset_version(),
+            **context,
+        },
+        status_code=status_code,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def jobs_page(request: Request) -> Response:
+    """GET /: the live jobs table, filtered and paged by the query string."""
+    return render_page(request, "jobs.html", "jobs", statuses=list(Status))
+
+
+async def job_page(request: Request) -> Response:
+    """GET /ui/jobs/{id}: one job, its live event log, and Cancel / Retry."""
+    raw = request.path_params["job_id"]
+    try:
+        job_id = str(uuid.UUID(raw))
+    except ValueError:
+        return render_page(request, "missing.html", "missing", status_code=404, job_id=raw)
+    return render_page(request, "job.html", "job", job_id=job_id)
+
+
+async def queues_page(request: Request) -> Response:
+    """GET /ui/queues: depth and age per queue, live workers."""
+    return render_page(request, "queues.html", "queues")
+
+
+async def job_counts(request: Request) -> Response:
+    """GET /stats: the caller's jobs per status, each count stopping at `COUNT_CAP`."""
+    rows = await state_of(request).pool.fetch(
+        jobs.COUNT_BY_STATUS, tenant_of(request), COUNT_CAP, list(Status)
+    )
+    return JSONResponse({"counts": {row["status"]: row["count"] for row in rows}, "cap": COUNT_CAP})
+
+
+routes: list[BaseRoute] = [
+    Route("/", jobs_page, methods=["GET"]),
+    Route("/ui/jobs/{job_id}", job_page, methods=["GET"]),
+    Route("/ui/queues", queues_page, methods=["GET"]),
+    Route("/stats", job_counts, methods=["GET"]),
+    Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
+]

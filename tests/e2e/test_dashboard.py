@@ -1,0 +1,466 @@
+"""The dashboard in a real browser: Debian's Chromium, driven by Playwright, against
+`python -m server` and `python -m worker` processes (so the server can be restarted)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import asyncpg
+import httpx
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from core import keys, queue
+from core.settings import PROJECT_ROOT, Settings
+from tests.support.servers import Process, free_port, spawn
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ARTIFACTS = PROJECT_ROOT / "tests" / "artifacts"
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 360, "height": 780}
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+
+
+@dataclass
+class ServerProcess:
+    """`python -m server` on a fixed port, so it can be stopped and started again."""
+
+    settings: Settings
+    process: Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.settings.port}"
+
+    async def start(self) -> None:
+        self.process = await spawn("server", self.settings)
+        # uvicorn's own line, logged once the port is bound and connections are accepted.
+        await self.process.wait_for_line("Uvicorn running on")
+
+    async def stop(self) -> None:
+        assert self.process is not None
+        assert await self.process.stop() == 0, self.process.output
+        self.process = None
+
+
+@pytest.fixture(scope="module")
+def process_settings(settings: Settings) -> Settings:
+    return replace(settings, port=free_port(), concurrency=5, log_level="info")
+
+
+@pytest.fixture(scope="module")
+async def server(process_settings: Settings) -> AsyncIterator[ServerProcess]:
+    served = ServerProcess(process_settings)
+    await served.start()
+    yield served
+    if served.process is not None:
+        await served.stop()
+
+
+@pytest.fixture(scope="module")
+async def worker(process_settings: Settings, server: ServerProcess) -> AsyncIterator[Process]:
+    process = await spawn("worker", process_settings)
+    await process.wait_for_line("worker.ready")
+    yield process
+    assert await process.stop() == 0, process.output
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Path:
+    """Debian's Chromium (never a downloaded one); the tests that need it skip without it."""
+    if not CHROMIUM.exists():
+        pytest.skip("no Chromium at /usr/bin/chromium (apt-get install -y chromium)")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+async def browser(chromium: Path) -> AsyncIterator[Browser]:
+    expect.set_options(timeout=20_000)
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=str(chromium), args=CHROMIUM_ARGS
+        )
+        yield launched
+        await launched.close()
+
+
+@dataclass
+class Tab:
+    """A page, with what its scripts broke and every URL it requested."""
+
+    page: Page
+    errors: list[str]
+    requests: list[str]
+
+    async def screenshot(self, name: str) -> None:
+        """Save the whole page at desktop width, then at 360 px, to tests/artifacts/."""
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        await self.page.screenshot(path=ARTIFACTS / f"dashboard-{name}.png", full_page=True)
+        await self.page.set_viewport_size(PHONE)
+        # Nothing may stick out sideways at 360 px, not even inside a table's region.
+        overflows = await self.page.evaluate(
+            """() => [document.documentElement, ...document.querySelectorAll('.table-wrap')]
+                .filter((node) => node.scrollWidth > node.clientWidth)
+                .map((node) => node.id || node.className || node.tagName)"""
+        )
+        assert overflows == [], f"{name}: too wide for a 360px screen: {overflows}"
+        await self.page.screenshot(path=ARTIFACTS / f"dashboard-{name}-360.png", full_page=True)
+        await self.page.set_viewport_size(DESKTOP)
+
+    async def mark_document(self) -> None:
+        """Mark this document, so `same_document` tells whether the page was reloaded."""
+        await self.page.evaluate("window.__sameDocument = true")
+
+    async def same_document(self) -> bool:
+        return bool(await self.page.evaluate("window.__sameDocument === true"))
+
+    async def log_seqs(self) -> list[int]:
+        return [int(seq) for seq in await self._log_attr("data-seq")]
+
+    async def log_kinds(self) -> list[str]:
+        return await self._log_attr("data-kind")
+
+    async def _log_attr(self, name: str) -> list[str]:
+        items = self.page.locator("#event-log li")
+        values = await items.evaluate_all(
+            f"(items) => items.map((li) => li.getAttribute('{name}'))"
+        )
+        return [str(value) for value in values]
+
+
+@pytest.fixture
+async def tab(browser: Browser) -> AsyncIterator[Tab]:
+    """A fresh browser context; what any of its pages breaks fails the test."""
+    context = await browser.new_context(viewport=DESKTOP)
+    opened = Tab(await context.new_page(), [], [])
+    context.on("weberror", lambda error: opened.errors.append(f"uncaught: {error.error}"))
+    context.on(
+        "console",
+        lambda message: (
+            opened.errors.append(f"console: {message.text}")
+            if "Content Security Policy" in message.text
+            else None
+        ),
+    )
+    context.on("request", lambda request: opened.requests.append(request.url))
+    yield opened
+    await context.close()
+    assert opened.errors == []
+
+
+async def submit(url: str, task: str, headers: dict[str, str] | None = None, **args: Any) -> str:
+    async with httpx.AsyncClient(base_url=url, timeout=30, headers=headers) as client:
+        response = await client.post("/jobs", json={"task": task, "args": args})
+    assert response.status_code == 202, response.text
+    job_id: str = response.json()["id"]
+    return job_id
+
+
+async def until_seq_past(settings: Settings, pool: asyncpg.Pool, job_id: str, seq: int) -> None:
+    """Wait, on the events channel the worker publishes to, until `job_id` passes `seq`."""
+    redis = await queue.connect(settings.redis_url)
+    try:
+        async with redis.pubsub() as pubsub:
+            await pubsub.subscribe(queue.Names(settings.namespace).events_channel)
+            if await job_seq(pool, job_id) > seq:  # subscribed first, so nothing slips by
+                return
+            async with asyncio.timeout(20):
+                async for message in pubsub.listen():
+                    if message["type"] != "message":
+                        continue
+                    event = json.loads(message["data"])
+                    if event["job_id"] == job_id and event["seq"] > seq:
+                        return
+    finally:
+        await redis.aclose()
+
+
+async def job_seq(pool: asyncpg.Pool, job_id: str) -> int:
+    seq: int = await pool.fetchval("SELECT seq FROM jobs WHERE id = $1", job_id)
+    return seq
+
+
+async def test_the_jobs_table_follows_a_new_job_to_100_percent_with_no_reload_or_polling(
+    tab: Tab, server: ServerProcess, worker: Process, pool: asyncpg.Pool
+) -> None:
+    page = tab.page
+    await page.goto(server.url + "/")
+    await expect(page.locator("#live")).to_have_text("live")
+    await expect(page.locator("#jobs-body")).to_have_attribute("aria-busy", "false")
+    await tab.mark_document()
+    reads_before = len(tab.requests)
+
+    job_id = await submit(server.url, "sleep_steps", steps=10, delay_s=0.1)
+    row = page.locator(f'#jobs-body tr[data-job-id="{job_id}"]')
+    await expect(row).to_be_visible()
+    await expect(row.locator(".status")).to_have_text("running")
+    await expect(row.locator(".percent")).to_have_text("100%")
+    await expect(row.locator("progress")).to_have_attribute("value", "1")
+    await expect(row.locator(".status")).to_have_text("succeeded")
+
+    assert await tab.same_document(), "the page was reloaded"
+    # No polling: while the job ran, nothing but event-driven count refreshes was read.
+    paths = {urlsplit(url).path for url in tab.requests[reads_before:]}
+    assert paths <= {"/stats"}, paths
+    succeeded = await pool.fetchval("SELECT count(*) FROM jobs WHERE status = 'succeeded'")
+    await expect(page.locator('[data-count="succeeded"]')).to_have_text(str(succeeded))
+    await expect(page.locator('#counts a[data-status="succeeded"]')).to_be_visible()
+    await tab.screenshot("jobs")
+
+
+async def test_failed_jobs_are_one_click_away_and_a_retry_from_the_job_page_runs_again(
+    tab: Tab, server: ServerProcess, worker: Process, pool: asyncpg.Pool
+) -> None:
+    page = tab.page
+    await page.goto(server.url + "/")
+    await page.locator('#counts a[data-status="failed"]').click()
+    await expect(page.locator("h1")).to_have_text("Failed jobs (dead letter)")
+    await expect(page.locator("#live")).to_have_text("live")
+    await expect(page.locator("#jobs-body")).to_have_attribute("aria-busy", "false")
+
+    hostile = '<img src=x onerror="window.__injected = true">boom'
+    job_id = await submit(server.url, "fail", message=hostile)
+    # It was queued, then failed: it joins the dead-letter view live, once failed.
+    row = page.locator(f'#jobs-body tr[data-job-id="{job_id}"]')
+    await expect(row.locator(".status")).to_have_text("failed")
+    await row.locator("a").click()
+
+    await expect(page.locator("#job-status")).to_have_text("failed")
+    await expect(page.locator("#error-message")).to_have_text(hostile)
+    await expect(page.locator("#error-traceback")).to_contain_text("PermanentError")
+    assert await page.locator("#error-section img").count() == 0
+    await expect(page.locator("#cancel-job")).to_be_hidden()
+    await tab.screenshot("job-failed")
+
+    await page.locator("#retry-job").click()
+    await expect(page.locator("#action-outcome")).to_have_text("Retried: attempt 2 is queued.")
+    await expect(page.locator("#event-log li")).to_have_count(6)
+    await expect(page.locator("#job-status")).to_have_text("failed")
+    await expect(page.locator("#job-attempt")).to_have_text("2 of 3")
+    await expect(page.locator("#retry-job")).to_be_visible()
+    assert await job_seq(pool, job_id) == 6
+    assert await tab.log_seqs() == list(range(1, 7))
+    assert await tab.log_kinds() == ["queued", "started", "failed"] * 2
+    assert not await page.evaluate("window.__injected === true")
+
+
+async def test_a_running_job_is_cancelled_from_its_page_with_the_keyboard(
+    tab: Tab, server: ServerProcess, worker: Process, pool: asyncpg.Pool
+) -> None:
+    page = tab.page
+    job_id = await submit(server.url, "sleep_steps", steps=200, delay_s=0.05)
+    await page.goto(f"{server.url}/ui/jobs/{job_id}")
+    await expect(page.locator("#job-status")).to_have_text("running")
+    await expect(page.locator("#event-log li[data-kind=progress]").nth(2)).to_be_attached()
+    await expect(page.locator("#retry-job")).to_be_hidden()
+    await tab.screenshot("job-running")
+
+    await page.locator("#cancel-job").focus()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#job-status")).to_have_text("cancelled")
+    await expect(page.locator("#action-outcome")).to_have_text("Cancelled.")
+    await expect(page.locator("#cancel-job")).to_be_hidden()
+    await expect(page.locator("#retry-job")).to_be_visible()
+    await expect(page.locator("#live")).to_have_text("finished")
+    assert await pool.fetchval("SELECT status FROM jobs WHERE id = $1", job_id) == "cancelled"
+    seqs = await tab.log_seqs()
+    assert seqs == list(range(1, await job_seq(pool, job_id) + 1))
+    assert (await tab.log_kinds())[-1] == "cancelled"
+
+
+async def test_the_job_page_resumes_across_a_server_restart_without_losing_or_repeating(
+    tab: Tab, server: ServerProcess, worker: Process, pool: asyncpg.Pool
+) -> None:
+    page = tab.page
+    steps = 40
+    job_id = await submit(server.url, "sleep_steps", steps=steps, delay_s=0.15)
+    # The jobs table, in a second tab, follows the restart too (its list is read again).
+    table = await page.context.new_page()
+    await table.goto(server.url + "/")
+    row = table.locator(f'#jobs-body tr[data-job-id="{job_id}"]')
+    await page.goto(f"{server.url}/ui/jobs/{job_id}")
+    await expect(page.locator("#event-log li[data-kind=progress]").nth(2)).to_be_attached()
+    await expect(row.locator(".status")).to_have_text("running")
+    await expect(table.locator("#live")).to_have_text("live")
+    await tab.mark_document()
+
+    await server.stop()
+    await expect(page.locator("#live")).to_have_text("reconnecting…")
+    await expect(table.locator("#live")).to_have_text("reconnecting…")
+    # The job goes on with no server up: its next events exist only in Postgres (and in
+    # publishes nobody relays). Start the new server once a few such events were made.
+    shown = len(await tab.log_seqs())
+    await until_seq_past(server.settings, pool, job_id, shown + 2)
+    await server.start()
+
+    await expect(page.locator("#job-status")).to_have_text("succeeded")
+    await expect(page.locator("#job-percent")).to_have_text("100%")
+    await expect(page.locator("#live")).to_have_text("finished")
+    await expect(page.locator("#job-result")).to_contain_text(f'"steps": {steps}')
+    assert await tab.same_document(), "the page was reloaded"
+    assert await tab.log_seqs() == list(range(1, await job_seq(pool, job_id) + 1))
+    assert await tab.log_kinds() == ["queued", "started", *["progress"] * steps, "succeeded"]
+    await expect(row.locator(".status")).to_have_text("succeeded")
+    await expect(row.locator(".percent")).to_have_text("100%")
+    await tab.screenshot("job-succeeded")
+
+
+async def test_queues_and_workers_show_depth_slots_and_heartbeats_live(
+    tab: Tab, server: ServerProcess, worker: Process
+) -> None:
+    page = tab.page
+    await page.goto(f"{server.url}/ui/queues")
+    workers = page.locator("#workers-body tr")
+    await expect(workers).to_have_count(1)
+    await expect(workers.locator('[data-field="concurrency"]')).to_have_text("5")
+    await expect(workers.locator('[data-field="heartbeat"]')).to_have_text(
+        # The heartbeat is every 0.5 s here: a live worker's is never more than a second old.
+        re.compile(r"^[01] s ago$")
+    )
+    queue = page.locator('#queues-body tr[data-queue="default"]')
+    await expect(queue.locator('[data-field="workers"]')).to_have_text("1")
+    await expect(queue.locator('[data-field="slots"]')).to_have_text("5")
+    await expect(page.locator("#live")).to_have_text("live")
+    await tab.mark_document()
+
+    job_id = await submit(server.url, "sleep_steps", steps=100, delay_s=0.05)
+    await expect(queue.locator('[data-field="running"]')).to_have_text("1")
+    await expect(workers.locator('[data-field="running"]')).to_have_text("1")
+    await tab.screenshot("queues")
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        assert (await client.post(f"/jobs/{job_id}/cancel")).status_code == 202
+    await expect(queue.locator('[data-field="running"]')).to_have_text("0")
+    await expect(workers.locator('[data-field="running"]')).to_have_text("0")
+    assert await tab.same_document(), "the page was reloaded"
+
+
+async def test_with_api_keys_the_page_asks_for_a_key_and_never_puts_it_in_a_url(
+    tab: Tab,
+    process_settings: Settings,
+    server: ServerProcess,
+    worker: Process,
+    pool: asyncpg.Pool,
+) -> None:
+    guarded = ServerProcess(
+        replace(process_settings, auth="keys", port=free_port(), secret="dashboard-secret")
+    )
+    await guarded.start()
+    try:
+        key = await keys.create_key(pool, "acme", "dashboard test")
+        page = tab.page
+        await page.goto(guarded.url + "/")
+        await expect(page.locator("#key-panel")).to_be_visible()
+        await expect(page.locator("#key-input")).to_be_focused()
+        await tab.screenshot("key")
+
+        await page.locator("#key-input").fill("tdk_not_a_key")
+        await page.keyboard.press("Enter")
+        await expect(page.locator("#key-error")).to_have_text(
+            "That key was not accepted. Check it and try again."
+        )
+        await page.locator("#key-input").fill(key.secret)
+        await page.locator("#key-form button").click()
+        await expect(page.locator("#key-panel")).to_be_hidden()
+        await expect(page.locator("#live")).to_have_text("live")
+        # Only acme's jobs: the other tests' jobs belong to the tenant `default`.
+        await expect(page.locator("#jobs-empty")).to_be_visible()
+        await expect(page.locator('[data-count=""]')).to_have_text("0")
+
+        bearer = {"Authorization": f"Bearer {key.secret}"}
+        job_id = await submit(guarded.url, "sleep_steps", bearer, steps=3, delay_s=0.05)
+        row = page.locator(f'#jobs-body tr[data-job-id="{job_id}"]')
+        await expect(row.locator(".status")).to_have_text("succeeded")
+        await row.locator("a").click()
+        await expect(page.locator("#job-status")).to_have_text("succeeded")
+        await expect(page.locator("#event-log li")).to_have_count(6)
+        assert await tab.log_seqs() == list(range(1, 7))
+
+        assert not [url for url in tab.requests if key.secret in url]
+        streams = [urlsplit(url) for url in tab.requests if "/events" in url]
+        assert {parts.path for parts in streams} == {"/events", f"/jobs/{job_id}/events"}
+        assert all(parse_qs(parts.query).get("token") for parts in streams)
+    finally:
+        await guarded.stop()
+
+
+async def test_filters_and_cursor_paging_through_the_jobs_table(
+    tab: Tab, server: ServerProcess
+) -> None:
+    # A queue no worker reads, so the jobs stay put while the pages are read.
+    jobs = [{"task": "noop", "queue": "parked"} for _ in range(55)]
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        response = await client.post("/jobs/batch", json={"jobs": jobs})
+    assert response.status_code == 202, response.text
+    page = tab.page
+    await page.goto(server.url + "/")
+    await page.locator("#filter-queue").fill("parked")
+    await page.locator("#filter-status").select_option("queued")
+    await page.locator("#filter-queue").press("Enter")
+    await expect(page).to_have_url(f"{server.url}/?status=queued&queue=parked")
+    await expect(page.locator("#jobs-caption")).to_contain_text("Jobs: queued, queue parked")
+    rows = page.locator("#jobs-body tr")
+    await expect(rows).to_have_count(50)
+    first_page = set(await rows.evaluate_all("(rows) => rows.map((tr) => tr.dataset.jobId)"))
+
+    await page.locator("#page-next").click()
+    await expect(rows).to_have_count(5)
+    await expect(page.locator("#page-next")).to_be_hidden()
+    second_page = set(await rows.evaluate_all("(rows) => rows.map((tr) => tr.dataset.jobId)"))
+    assert first_page | second_page == set(response.json()["ids"])
+    assert not first_page & second_page
+
+    await page.locator("#page-first").click()
+    await expect(rows).to_have_count(50)
+    await page.locator("#filter-task").fill("sleep_steps")
+    await page.locator("#filters button").click()
+    await expect(page.locator("#jobs-empty")).to_be_visible()
+
+
+async def test_pages_are_scaffolding_with_no_inline_script_or_style(server: ServerProcess) -> None:
+    job_id = str(uuid.uuid4())
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        pages = {path: await client.get(path) for path in ("/", "/ui/queues", f"/ui/jobs/{job_id}")}
+        missing = await client.get("/ui/jobs/not-a-job")
+        script = await client.get("/static/dashboard.js")
+        style = await client.get("/static/dashboard.css")
+        stats = (await client.get("/stats")).json()
+    for path, response in pages.items():
+        assert response.status_code == 200, path
+        assert response.headers["content-type"].startswith("text/html")
+        assert "script-src 'self'" in response.headers["content-security-policy"]
+        # Scripts and styles are files: the policy would block anything inline.
+        assert re.findall(r"<script(?![^>]*\bsrc=)", response.text) == [], path
+        assert " style=" not in response.text and "<style" not in response.text, path
+    assert f'data-job-id="{job_id}"' in pages[f"/ui/jobs/{job_id}"].text
+    assert missing.status_code == 404
+    assert "not-a-job" in missing.text and 'data-job-id="' not in missing.text
+    assert script.headers["content-type"].startswith(("text/javascript", "application/javascript"))
+    assert style.headers["content-type"].startswith("text/css")
+    assert set(stats["counts"]) == {
+        "queued",
+        "running",
+        "retrying",
+        "succeeded",
+        "failed",
+        "cancelled",
+    }
+    assert stats["cap"] == 10_000
