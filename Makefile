@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev server worker migrate test test-chaos lint format typecheck check bench clean
+.PHONY: help install dev server worker migrate test test-chaos check-alerts lint format typecheck check bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -35,6 +35,10 @@ test: install ## Run the test suite (TIDINGS_TEST_*_URL, else embedded servers)
 
 test-chaos: install ## Kill workers, flush and restart Redis, stop Postgres: nothing is lost
 	$(PY) -m pytest -m chaos
+
+check-alerts: ## Validate deploy/prometheus/alerts.yml with promtool (if installed)
+	@if command -v promtool >/dev/null 2>&1; then promtool check rules deploy/prometheus/alerts.yml; \
+	else echo "promtool not installed: alert rules are checked by the test suite only"; fi
 
 lint: install ## ruff lint and format check
 	$(BIN)/ruff check .
