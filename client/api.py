@@ -8,27 +8,19 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from contextlib import aclosing
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from httpx_sse import EventSource
 
-from client import errors
+from client import calls
+from client.calls import Call, job_path
 from client.config import DEFAULT_TIMEOUT_S, STREAM_READ_TIMEOUT_S, ClientConfig
 from client.models import Event, Job, JobPage, JobSpec, TaskInfo, WorkerInfo
 from client.reconnect import RETRYABLE, ReconnectPolicy, StreamCursor
-from client.transport import (
-    USER_AGENT,
-    batch_body,
-    check_event_stream,
-    decode,
-    job_page,
-    job_path,
-    list_params,
-    raise_for_status,
-    submission,
-    unreachable,
-)
+from client.transport import USER_AGENT, check_event_stream, decode, unreachable
+
+T = TypeVar("T")
 
 
 class AsyncClient:
@@ -80,22 +72,14 @@ class AsyncClient:
     ) -> None:
         await self.aclose()
 
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Any = None,
-        params: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> Any:
+    async def _send(self, call: Call[T]) -> T:
         try:
             response = await self._http.request(
-                method, path, json=json, params=params, headers=headers
+                call.method, call.path, json=call.json, params=call.params
             )
         except httpx.TransportError as exc:
             raise unreachable(exc, self.url) from None
-        return decode(response)
+        return call.read(decode(response))
 
     # --- jobs ----------------------------------------------------------------------------
 
@@ -119,10 +103,9 @@ class AsyncClient:
         An arg named like one of the options (`queue`, `delay_s`, …) must go in `args={...}`:
         `submit("sleep_steps", steps=3, args={"delay_s": 0.5})`.
         """
-        spec = submission(
+        spec = JobSpec(
             task,
-            args,
-            task_args,
+            calls.merged_args(args, task_args),
             queue=queue,
             priority=priority,
             delay_s=delay_s,
@@ -131,16 +114,15 @@ class AsyncClient:
             timeout_s=timeout_s,
             idempotency_key=idempotency_key,
         )
-        return Job.from_json(await self._call("POST", "/jobs", json=spec.to_json()))
+        return await self._send(calls.submit(spec))
 
     async def submit_many(self, jobs: Iterable[JobSpec | Mapping[str, Any]]) -> builtins.list[str]:
         """Submit several jobs in one transaction: all are created, or none (`Invalid`)."""
-        body = await self._call("POST", "/jobs/batch", json=batch_body(builtins.list(jobs)))
-        return [str(job_id) for job_id in body["ids"]]
+        return await self._send(calls.submit_many(jobs))
 
     async def get(self, job_id: str) -> Job:
         """The job as it is now."""
-        return Job.from_json(await self._call("GET", job_path(job_id)))
+        return await self._send(calls.get(job_id))
 
     async def list(
         self,
@@ -152,8 +134,7 @@ class AsyncClient:
         cursor: str | None = None,
     ) -> JobPage:
         """One page of jobs, newest first; pass `page.next_cursor` as `cursor` for the next."""
-        params = list_params(status, task, queue, limit, cursor)
-        return job_page(await self._call("GET", "/jobs", params=params))
+        return await self._send(calls.list_jobs(status, task, queue, limit, cursor))
 
     async def iter_jobs(
         self,
@@ -178,28 +159,25 @@ class AsyncClient:
     async def cancel(self, job_id: str) -> Job:
         """Cancel a job: a waiting one at once; a running one is told to stop (status stays
         running until its worker confirms). A finished job is a `Conflict`."""
-        return Job.from_json(await self._call("POST", job_path(job_id, "/cancel")))
+        return await self._send(calls.cancel(job_id))
 
     async def retry(self, job_id: str) -> Job:
         """Run a failed or cancelled job again, as a new attempt; otherwise `Conflict`."""
-        return Job.from_json(await self._call("POST", job_path(job_id, "/retry")))
+        return await self._send(calls.retry(job_id))
 
     async def history(self, job_id: str, *, after: int = 0) -> builtins.list[Event]:
         """The job's events so far with seq > `after`, without waiting for more."""
-        body = await self._call("GET", job_path(job_id, "/events"), params={"after": str(after)})
-        return [Event.from_json(item) for item in body["events"]]
+        return await self._send(calls.history(job_id, after))
 
     # --- registry ------------------------------------------------------------------------
 
     async def tasks(self) -> builtins.list[TaskInfo]:
         """Tasks the workers have registered."""
-        body = await self._call("GET", "/tasks")
-        return [TaskInfo.from_json(item) for item in body["tasks"]]
+        return await self._send(calls.tasks())
 
     async def workers(self) -> builtins.list[WorkerInfo]:
         """Registered workers and their last heartbeats."""
-        body = await self._call("GET", "/workers")
-        return [WorkerInfo.from_json(item) for item in body["workers"]]
+        return await self._send(calls.workers())
 
     # --- following a job -----------------------------------------------------------------
 
@@ -232,18 +210,14 @@ class AsyncClient:
                 async with aclosing(self._connection(cursor)) as events:
                     async for event in events:
                         yield event
-                if cursor.finished or cursor.seen_in_connection:
+                if not cursor.closed_quietly:
                     continue
                 # Closed at once with nothing new: either the job ended at or before
                 # `last_seq` (the server has nothing more to say), or the server is stopping.
-                if not (await self.get(cursor.job_id)).terminal:
-                    raise errors.ConnectionError(
-                        "the server closed the event stream early", code="stream_closed"
-                    )
+                cursor.check_ended(await self.get(cursor.job_id))
                 missed = await self.history(cursor.job_id, after=cursor.last_seq)
-                for event in missed:
-                    if cursor.take(event) is not None:
-                        yield event
+                for event in cursor.catch_up(missed):
+                    yield event
                 if not missed:
                     return
             except RETRYABLE as exc:
@@ -260,7 +234,6 @@ class AsyncClient:
             ) as response:
                 if not response.is_success:
                     await response.aread()
-                    raise_for_status(response)
                 check_event_stream(response)
                 cursor.opened()
                 async for sse in EventSource(response).aiter_sse():

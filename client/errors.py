@@ -2,7 +2,7 @@
 
 Every HTTP error body is `{error: {code, message, details?}}`; the status picks the class, so
 callers write `except NotFound` rather than comparing numbers. Nothing here imports httpx:
-the transport is wrapped at the boundary (`client.http`).
+the transport is wrapped at the boundary (`client.transport`).
 """
 
 from __future__ import annotations
@@ -33,18 +33,16 @@ class TidingsError(Exception):
     @property
     def field(self) -> str | None:
         """The request field the server blamed (422 details name one), if any."""
-        if isinstance(self.details, dict) and isinstance(self.details.get("field"), str):
-            field: str = self.details["field"]
-            return field
-        return None
+        return self._detail("field")
 
     @property
     def reason(self) -> str | None:
         """The server's reason for blaming `field`, if it gave one."""
-        if isinstance(self.details, dict) and isinstance(self.details.get("reason"), str):
-            reason: str = self.details["reason"]
-            return reason
-        return None
+        return self._detail("reason")
+
+    def _detail(self, key: str) -> str | None:
+        value = self.details.get(key) if isinstance(self.details, dict) else None
+        return value if isinstance(value, str) else None
 
     def __repr__(self) -> str:
         name = type(self).__name__

@@ -12,7 +12,7 @@ import time
 from contextlib import closing
 from datetime import datetime
 from types import TracebackType
-from typing import Protocol
+from typing import Self
 
 import click
 from rich.console import Console
@@ -57,17 +57,33 @@ def describe(event: Event) -> Text:
     return line
 
 
-class EventView(Protocol):
-    def __enter__(self) -> EventView: ...
+class EventView:
+    """Where followed events are shown, between `with view:` entering and leaving."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.started_at: datetime | None = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
 
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None: ...
+    ) -> None:
+        self.stop()
 
-    def show(self, event: Event) -> None: ...
+    def start(self) -> None:
+        """Take over the terminal, if the view draws one."""
+
+    def stop(self) -> None:
+        """Give the terminal back."""
+
+    def show(self, event: Event) -> None:
+        raise NotImplementedError
 
 
 def remaining_s(event: Event, started_at: datetime | None) -> float | None:
@@ -83,23 +99,8 @@ def remaining_s(event: Event, started_at: datetime | None) -> float | None:
     return max(0.0, elapsed * (1 - fraction) / fraction)
 
 
-class LineView:
+class LineView(EventView):
     """Plain lines, for pipes, logs and CI: nothing is redrawn."""
-
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self.started_at: datetime | None = None
-
-    def __enter__(self) -> LineView:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        return None
 
     def show(self, event: Event) -> None:
         if event.kind == "started":
@@ -140,11 +141,11 @@ class MessageColumn(ProgressColumn):
         return Text(str(task.fields.get("message") or ""), overflow="ellipsis", no_wrap=True)
 
 
-class BarView:
+class BarView(EventView):
     """A live rich progress bar: fraction, count, ETA and the latest message."""
 
     def __init__(self, console: Console) -> None:
-        self.console = console
+        super().__init__(console)
         self.progress = Progress(
             SpinnerColumn(),
             StatusColumn(),
@@ -155,18 +156,11 @@ class BarView:
             console=console,
         )
         self.task: TaskID = self.progress.add_task("", total=None, status="queued", message="")
-        self.started_at: datetime | None = None
 
-    def __enter__(self) -> BarView:
+    def start(self) -> None:
         self.progress.start()
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def stop(self) -> None:
         self.progress.stop()
 
     def show(self, event: Event) -> None:

@@ -16,7 +16,7 @@ from httpx_sse import ServerSentEvent
 
 from client import errors
 from client.errors import TidingsError
-from client.models import TERMINAL_KINDS, Event
+from client.models import TERMINAL_KINDS, Event, Job
 
 # Worth another try once a stream was open: the link broke, or the server asked us to wait.
 RETRYABLE = (errors.ConnectionError, errors.Unavailable, errors.TooManyRequests)
@@ -86,6 +86,22 @@ class StreamCursor:
         self.failures = 0
         self.seen_in_connection += 1
         return event
+
+    @property
+    def closed_quietly(self) -> bool:
+        """The last connection ended with nothing new and no terminal event: look closer."""
+        return not (self.finished or self.seen_in_connection)
+
+    def check_ended(self, job: Job) -> None:
+        """After a quiet close the job should have ended; if not, the server is stopping."""
+        if not job.terminal:
+            raise errors.ConnectionError(
+                "the server closed the event stream early", code="stream_closed"
+            )
+
+    def catch_up(self, missed: list[Event]) -> list[Event]:
+        """The events of `missed` (history after `last_seq`) not handed out yet, taken."""
+        return [event for event in missed if self.take(event) is not None]
 
     @property
     def finished(self) -> bool:

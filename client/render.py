@@ -95,10 +95,15 @@ def run_time(job: Job) -> float | None:
     return (end - job.started_at).total_seconds()
 
 
+def listing(*columns: Column) -> Table:
+    """A borderless table with bold headings, the look of every CLI listing."""
+    return Table(*columns, box=None, header_style="bold", pad_edge=False)
+
+
 def jobs_table(jobs: Iterable[Job]) -> Table:
     """`tidings jobs`: one row per job, newest first."""
     # Rows never wrap: the id is whole (it is what `show` takes), the rest is cut short.
-    table = Table(
+    table = listing(
         Column("ID", no_wrap=True, min_width=36),
         Column("TASK", no_wrap=True, overflow="ellipsis", min_width=8),
         Column("STATUS", no_wrap=True, min_width=9),
@@ -106,9 +111,6 @@ def jobs_table(jobs: Iterable[Job]) -> Table:
         Column("AGE", no_wrap=True, min_width=5),
         Column("QUEUE", no_wrap=True, overflow="ellipsis"),
         Column("PROGRESS", no_wrap=True, overflow="ellipsis"),
-        box=None,
-        header_style="bold",
-        pad_edge=False,
     )
     for job in jobs:
         table.add_row(
@@ -189,16 +191,13 @@ def task_args(schema: dict[str, Any]) -> Text:
 
 def tasks_table(tasks: Iterable[TaskInfo]) -> Table:
     """`tidings tasks`: what the workers offer."""
-    table = Table(
+    table = listing(
         Column("TASK", no_wrap=True),
         Column("QUEUE"),
         Column("ARGS"),
         Column("TIMEOUT", justify="right"),
         Column("ATTEMPTS", justify="right"),
         Column("DESCRIPTION"),
-        box=None,
-        header_style="bold",
-        pad_edge=False,
     )
     for task in tasks:
         table.add_row(
@@ -214,7 +213,7 @@ def tasks_table(tasks: Iterable[TaskInfo]) -> Table:
 
 def workers_table(workers: Iterable[WorkerInfo]) -> Table:
     """`tidings workers`: who is alive, and when each was last heard from."""
-    table = Table(
+    table = listing(
         Column("WORKER", no_wrap=True),
         Column("HOST"),
         Column("PID", justify="right"),
@@ -222,9 +221,6 @@ def workers_table(workers: Iterable[WorkerInfo]) -> Table:
         Column("CONCURRENCY", justify="right"),
         Column("HEARTBEAT", no_wrap=True),
         Column("STARTED", no_wrap=True),
-        box=None,
-        header_style="bold",
-        pad_edge=False,
     )
     for worker in workers:
         table.add_row(

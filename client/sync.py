@@ -1,7 +1,8 @@
 """`Client`: the tidings HTTP API for ordinary blocking code (scripts, Django views, the CLI).
 
 It mirrors `AsyncClient` method for method; what to send and what answers mean is shared
-through `client.transport` and `client.reconnect`, so the two cannot drift apart.
+through `client.calls`, `client.transport` and `client.reconnect`, so the two cannot drift
+apart.
 """
 
 from __future__ import annotations
@@ -12,27 +13,19 @@ from collections.abc import Generator, Iterable, Iterator, Mapping
 from contextlib import closing
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from httpx_sse import EventSource
 
-from client import errors
+from client import calls
+from client.calls import Call, job_path
 from client.config import DEFAULT_TIMEOUT_S, STREAM_READ_TIMEOUT_S, ClientConfig
 from client.models import Event, Job, JobPage, JobSpec, TaskInfo, WorkerInfo
 from client.reconnect import RETRYABLE, ReconnectPolicy, StreamCursor
-from client.transport import (
-    USER_AGENT,
-    batch_body,
-    check_event_stream,
-    decode,
-    job_page,
-    job_path,
-    list_params,
-    raise_for_status,
-    submission,
-    unreachable,
-)
+from client.transport import USER_AGENT, check_event_stream, decode, unreachable
+
+T = TypeVar("T")
 
 
 class Client:
@@ -83,19 +76,14 @@ class Client:
     ) -> None:
         self.close()
 
-    def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Any = None,
-        params: Mapping[str, str] | None = None,
-    ) -> Any:
+    def _send(self, call: Call[T]) -> T:
         try:
-            response = self._http.request(method, path, json=json, params=params)
+            response = self._http.request(
+                call.method, call.path, json=call.json, params=call.params
+            )
         except httpx.TransportError as exc:
             raise unreachable(exc, self.url) from None
-        return decode(response)
+        return call.read(decode(response))
 
     # --- jobs ----------------------------------------------------------------------------
 
@@ -118,10 +106,9 @@ class Client:
 
         An arg named like one of the options (`queue`, `delay_s`, …) must go in `args={...}`.
         """
-        spec = submission(
+        spec = JobSpec(
             task,
-            args,
-            task_args,
+            calls.merged_args(args, task_args),
             queue=queue,
             priority=priority,
             delay_s=delay_s,
@@ -130,16 +117,15 @@ class Client:
             timeout_s=timeout_s,
             idempotency_key=idempotency_key,
         )
-        return Job.from_json(self._call("POST", "/jobs", json=spec.to_json()))
+        return self._send(calls.submit(spec))
 
     def submit_many(self, jobs: Iterable[JobSpec | Mapping[str, Any]]) -> builtins.list[str]:
         """Submit several jobs in one transaction: all are created, or none (`Invalid`)."""
-        body = self._call("POST", "/jobs/batch", json=batch_body(builtins.list(jobs)))
-        return [str(job_id) for job_id in body["ids"]]
+        return self._send(calls.submit_many(jobs))
 
     def get(self, job_id: str) -> Job:
         """The job as it is now."""
-        return Job.from_json(self._call("GET", job_path(job_id)))
+        return self._send(calls.get(job_id))
 
     def list(
         self,
@@ -151,8 +137,7 @@ class Client:
         cursor: str | None = None,
     ) -> JobPage:
         """One page of jobs, newest first; pass `page.next_cursor` as `cursor` for the next."""
-        params = list_params(status, task, queue, limit, cursor)
-        return job_page(self._call("GET", "/jobs", params=params))
+        return self._send(calls.list_jobs(status, task, queue, limit, cursor))
 
     def iter_jobs(
         self,
@@ -174,26 +159,25 @@ class Client:
     def cancel(self, job_id: str) -> Job:
         """Cancel a job: a waiting one at once; a running one is told to stop (status stays
         running until its worker confirms). A finished job is a `Conflict`."""
-        return Job.from_json(self._call("POST", job_path(job_id, "/cancel")))
+        return self._send(calls.cancel(job_id))
 
     def retry(self, job_id: str) -> Job:
         """Run a failed or cancelled job again, as a new attempt; otherwise `Conflict`."""
-        return Job.from_json(self._call("POST", job_path(job_id, "/retry")))
+        return self._send(calls.retry(job_id))
 
     def history(self, job_id: str, *, after: int = 0) -> builtins.list[Event]:
         """The job's events so far with seq > `after`, without waiting for more."""
-        body = self._call("GET", job_path(job_id, "/events"), params={"after": str(after)})
-        return [Event.from_json(item) for item in body["events"]]
+        return self._send(calls.history(job_id, after))
 
     # --- registry ------------------------------------------------------------------------
 
     def tasks(self) -> builtins.list[TaskInfo]:
         """Tasks the workers have registered."""
-        return [TaskInfo.from_json(item) for item in self._call("GET", "/tasks")["tasks"]]
+        return self._send(calls.tasks())
 
     def workers(self) -> builtins.list[WorkerInfo]:
         """Registered workers and their last heartbeats."""
-        return [WorkerInfo.from_json(item) for item in self._call("GET", "/workers")["workers"]]
+        return self._send(calls.workers())
 
     # --- following a job -----------------------------------------------------------------
 
@@ -233,18 +217,13 @@ class Client:
             try:
                 with closing(self._connection(cursor, deadline)) as events:
                     yield from events
-                if cursor.finished or cursor.seen_in_connection:
+                if not cursor.closed_quietly:
                     continue
                 # Closed at once with nothing new: either the job ended at or before
                 # `last_seq` (the server has nothing more to say), or the server is stopping.
-                if not self.get(cursor.job_id).terminal:
-                    raise errors.ConnectionError(
-                        "the server closed the event stream early", code="stream_closed"
-                    )
+                cursor.check_ended(self.get(cursor.job_id))
                 missed = self.history(cursor.job_id, after=cursor.last_seq)
-                for event in missed:
-                    if cursor.take(event) is not None:
-                        yield event
+                yield from cursor.catch_up(missed)
                 if not missed:
                     return
             except RETRYABLE as exc:
@@ -267,7 +246,6 @@ class Client:
             ) as response:
                 if not response.is_success:
                     response.read()
-                    raise_for_status(response)
                 check_event_stream(response)
                 cursor.opened()
                 for sse in EventSource(response).iter_sse():

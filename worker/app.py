@@ -192,15 +192,8 @@ async def hand_back_unfinished(runtime: Runtime) -> None:
         # Postgres is away: the reaper re-queues these jobs once this worker is silent.
         log.warning("worker.hand_back_failed", error=repr(exc))
         return
-    for row in rows:
-        log.warning(
-            "job.requeued",
-            job_id=str(row["job_id"]),
-            attempt=row["attempt"],
-            reason="worker_shutdown",
-        )
     try:
-        await hand_back(runtime.redis, runtime.names, list(rows))
+        await hand_back(runtime.redis, runtime.names, list(rows), "worker_shutdown")
     except (RedisError, OSError) as exc:
         log.warning("worker.hand_back_failed", jobs=len(rows), error=repr(exc))
 

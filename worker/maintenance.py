@@ -59,21 +59,7 @@ class Reaper:
         except CONNECTION_ERRORS:
             self._lost_contact = True
             raise
-        for row in requeued:
-            log.warning(
-                "job.requeued",
-                job_id=str(row["job_id"]),
-                attempt=row["attempt"],
-                reason="worker_lost",
-            )
-        for row in failed:
-            log.warning(
-                "job.failed",
-                job_id=str(row["job_id"]),
-                attempt=row["attempt"],
-                error_type="WorkerLost",
-            )
-        await hand_back(self._redis, self._names, [*requeued, *failed])
+        await hand_back(self._redis, self._names, [*requeued, *failed], "worker_lost")
         return len(requeued) + len(failed)
 
     async def _reap(self) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
@@ -92,8 +78,22 @@ class Reaper:
         return list(requeued), list(failed)
 
 
-async def hand_back(redis: ArqRedis, names: queue.Names, rows: list[asyncpg.Record]) -> None:
-    """Publish recovery events and give each re-queued job a token."""
+async def hand_back(
+    redis: ArqRedis, names: queue.Names, rows: list[asyncpg.Record], reason: str
+) -> None:
+    """Log and publish recovery events, and give each re-queued job a token."""
+    for row in rows:
+        if row["status"] == "queued":
+            log.warning(
+                "job.requeued", job_id=str(row["job_id"]), attempt=row["attempt"], reason=reason
+            )
+        else:
+            log.warning(
+                "job.failed",
+                job_id=str(row["job_id"]),
+                attempt=row["attempt"],
+                error_type="WorkerLost",
+            )
     if not rows:
         return
     tokens = [
@@ -101,9 +101,7 @@ async def hand_back(redis: ArqRedis, names: queue.Names, rows: list[asyncpg.Reco
         for row in rows
         if row["status"] == "queued"
     ]
-    if tokens:
-        await queue.enqueue_fresh(redis, names, tokens)
-    await queue.publish_events(redis, names, [event_json(row) for row in rows])
+    await queue.enqueue_fresh(redis, names, tokens, [event_json(row) for row in rows])
 
 
 class Reconciler:
