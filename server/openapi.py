@@ -53,7 +53,7 @@ ERRORS: dict[str, dict[str, Any]] = {
     "401": _error("A valid API key (or stream token) is required.", ("WWW-Authenticate",)),
     "404": _error("No such job (for this tenant)."),
     "409": _error("Illegal transition, or an idempotency key reused with another body."),
-    "413": _error("The body is larger than the limit."),
+    "413": _error("The body, or a job's args, is larger than its limit."),
     "422": _error("Unknown task, args or fields that fail validation; names the field."),
     "429": _error("Rate or stream limit reached.", ("Retry-After",)),
     "503": _error("Postgres or Redis is unreachable, or this server is full.", ("Retry-After",)),

@@ -7,8 +7,8 @@ from typing import Any
 
 import asyncpg
 
-from core.db import registry
-from core.errors import Unprocessable
+from core import serialization
+from core.errors import PayloadTooLarge, Unprocessable
 from core.submission import JobRequest
 from server.validation import ArgsValidators, check, validate_submission
 
@@ -43,12 +43,35 @@ def parse_run_at(body: dict[str, Any]) -> datetime | None:
     return run_at
 
 
+def check_args_size(args: dict[str, Any], max_bytes: int) -> None:
+    """413 when the args encode to more than `max_bytes`; 422 when they cannot be encoded.
+
+    orjson parses nesting up to 1024 levels deep but encodes only 254 (and the args are
+    encoded again to hash and store them), so deeper args are refused here, not a 500 later.
+    """
+    try:
+        size = len(serialization.dumps(args))
+    except TypeError:  # orjson.JSONEncodeError: "Recursion limit reached"
+        raise Unprocessable(
+            "args nest too deeply to be stored",
+            {"field": "args", "reason": "more than 254 levels of nesting"},
+            code="invalid_args",
+        ) from None
+    if size > max_bytes:
+        raise PayloadTooLarge(
+            f"args are larger than {max_bytes} bytes",
+            {"field": "args", "reason": f"{size} bytes as JSON"},
+            code="args_too_large",
+        )
+
+
 async def job_request(
     pool: asyncpg.Pool,
     validators: ArgsValidators,
     body: dict[str, Any],
     *,
     tenant: str,
+    max_args_bytes: int,
     header_key: str | None = None,
     tasks: TaskRows | None = None,
 ) -> JobRequest:
@@ -57,7 +80,7 @@ async def job_request(
     tasks = {} if tasks is None else tasks
     name = body["task"]
     if name not in tasks:
-        tasks[name] = await registry.get_task(pool, name)
+        tasks[name] = await validators.task_row(pool, name)
     task = tasks[name]
     if task is None:
         raise Unprocessable(
@@ -68,6 +91,7 @@ async def job_request(
     args = body.get("args", {})
     validator = validators.for_task(task["name"], task["updated_at"], task["args_schema"])
     check(validator, args, root="args", message=f"args do not match task {name!r}")
+    check_args_size(args, max_args_bytes)
     defaults = task["defaults"]
     cache_ttl_s = defaults.get("cache_ttl_s") if body.get("cache", True) else None
     return JobRequest(

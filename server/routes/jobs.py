@@ -67,6 +67,7 @@ async def submit_job(request: Request) -> Response:
         state.validators,
         body,
         tenant=tenant_of(request),
+        max_args_bytes=state.settings.max_args_bytes,
         header_key=request.headers.get("idempotency-key"),
     )
     submitted = await state.submitter.submit(job)
@@ -92,7 +93,12 @@ async def submit_batch(request: Request) -> Response:
         try:
             requests.append(
                 await job_request(
-                    state.pool, state.validators, item, tenant=tenant_of(request), tasks=tasks
+                    state.pool,
+                    state.validators,
+                    item,
+                    tenant=tenant_of(request),
+                    max_args_bytes=state.settings.max_args_bytes,
+                    tasks=tasks,
                 )
             )
         except TidingsError as exc:
