@@ -71,7 +71,7 @@ def arq_job_id(job_id: uuid.UUID | str, attempt: int) -> str:
 
 
 def arq_serializer(value: Any) -> bytes:
-    """ARQ's job payload serializer: JSON, never pickle."""
+    """ARQ's job payload serializer: JSON, so nothing read back from Redis can run code."""
     return serialization.dumps(value)
 
 

@@ -7,6 +7,7 @@ with backoff, while jobs already running carry on (their state lives in Postgres
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
@@ -73,10 +74,13 @@ class Consumers:
     async def _supervise(self, worker: PushWorker) -> None:
         delay = 0.1
         while True:
+            started = time.monotonic()
             try:
                 await worker.async_run()
                 return
             except (RedisError, OSError) as exc:
+                if time.monotonic() - started > MAX_RESTART_DELAY_S:
+                    delay = 0.1  # it ran fine for a while: this is a new outage
                 log.warning(
                     "consumer.restarting", queue=worker.queue_name, error=repr(exc), delay_s=delay
                 )
