@@ -30,6 +30,7 @@ from core import keys
 from core.model import TERMINAL_KINDS
 from core.settings import Settings, SettingsError
 from server.tokens import StreamTokens
+from tests.support.api import stream_kinds, submit
 from tests.support.servers import ServerHandle, WorkerHandle, start_server
 from tests.support.sse import job_events
 from worker import Job, task
@@ -103,19 +104,11 @@ async def anonymous(server: ServerHandle) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-async def submit(client: httpx.AsyncClient, task: str, **fields: Any) -> dict[str, Any]:
-    response = await client.post("/jobs", json={"task": task, **fields})
-    assert response.status_code == 202, response.text
-    job: dict[str, Any] = response.json()
-    return job
-
-
 async def run_to_end(client: httpx.AsyncClient, task: str, **fields: Any) -> dict[str, Any]:
     """Submit a job and follow its stream to the terminal event; returns the job JSON."""
     job = await submit(client, task, **fields)
     async with asyncio.timeout(WITHIN_S):
-        async with aconnect_sse(client, "GET", f"/jobs/{job['id']}/events") as source:
-            kinds = [kind async for _, kind, _ in job_events(source)]
+        kinds = await stream_kinds(client, job["id"])
     assert kinds[-1] in TERMINAL_KINDS
     response = await client.get(f"/jobs/{job['id']}")
     assert response.status_code == 200

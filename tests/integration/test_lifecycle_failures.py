@@ -27,6 +27,7 @@ from httpx_sse import aconnect_sse
 from core import queue
 from core.db import jobs
 from core.settings import Settings
+from tests.support.api import get_job, history, submit
 from tests.support.servers import ServerHandle, WorkerHandle, start_worker
 from tests.support.sse import job_events
 
@@ -79,29 +80,6 @@ async def channel_only_worker(
 
 
 # --- helpers --------------------------------------------------------------------------------
-
-
-async def submit(client: httpx.AsyncClient, task: str, **fields: Any) -> dict[str, Any]:
-    """Submit a job; its JSON."""
-    response = await client.post("/jobs", json={"task": task, **fields})
-    assert response.status_code == 202, response.text
-    job: dict[str, Any] = response.json()
-    return job
-
-
-async def get_job(client: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
-    response = await client.get(f"/jobs/{job_id}")
-    assert response.status_code == 200, response.text
-    job: dict[str, Any] = response.json()
-    return job
-
-
-async def history(client: httpx.AsyncClient, job_id: str) -> list[dict[str, Any]]:
-    """Every event of the job, from the JSON history."""
-    response = await client.get(f"/jobs/{job_id}/events", headers={"accept": "application/json"})
-    assert response.status_code == 200, response.text
-    events: list[dict[str, Any]] = response.json()["events"]
-    return events
 
 
 class Stream:

@@ -12,7 +12,6 @@ import httpx
 import pytest
 import structlog
 import yaml
-from httpx_sse import aconnect_sse
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -20,6 +19,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from core.settings import PROJECT_ROOT, Settings
+from tests.support.api import stream_kinds
 from tests.support.servers import (
     ServerHandle,
     WorkerHandle,
@@ -28,7 +28,6 @@ from tests.support.servers import (
     start_server,
     start_worker,
 )
-from tests.support.sse import job_events
 
 ALERTS = PROJECT_ROOT / "deploy" / "prometheus" / "alerts.yml"
 
@@ -65,8 +64,7 @@ async def run_to_end(client: httpx.AsyncClient, body: dict[str, object]) -> list
     submitted = await client.post("/jobs", json=body)
     assert submitted.status_code == 202
     job_id = submitted.json()["id"]
-    async with aconnect_sse(client, "GET", f"/jobs/{job_id}/events") as source:
-        return [kind async for _, kind, _ in job_events(source)]
+    return await stream_kinds(client, job_id)
 
 
 async def test_server_metrics_move_as_jobs_run(

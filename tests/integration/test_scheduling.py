@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,6 +26,7 @@ from core.model import TERMINAL_STATUSES
 from core.settings import Settings
 from core.submission import JobRequest, Submitter
 from tests.support import scheduling_tasks
+from tests.support.api import get_job, history, submit, until
 from tests.support.scheduling_tasks import LIMITED_QUEUE, OTHER_QUEUE, gates, lifecycle
 from tests.support.servers import ServerHandle, WorkerHandle, start_worker
 from worker.registry import SPEC_ATTRIBUTE, TaskSpec
@@ -59,30 +60,6 @@ async def redis(settings: Settings) -> AsyncIterator[ArqRedis]:
 # --- helpers --------------------------------------------------------------------------------
 
 
-async def until(check: Callable[[], Awaitable[Any]]) -> Any:
-    """Await `check()` until it returns something truthy, for at most WITHIN_S."""
-    async with asyncio.timeout(WITHIN_S):
-        # Polling is the point: the condition lives behind the API or in the database.
-        while not (value := await check()):  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-    return value
-
-
-async def post(client: httpx.AsyncClient, task: str, **fields: Any) -> dict[str, Any]:
-    """Submit a job that must be accepted as new (202); its JSON."""
-    response = await client.post("/jobs", json={"task": task, **fields})
-    assert response.status_code == 202, response.text
-    job: dict[str, Any] = response.json()
-    return job
-
-
-async def get_job(client: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
-    response = await client.get(f"/jobs/{job_id}")
-    assert response.status_code == 200, response.text
-    job: dict[str, Any] = response.json()
-    return job
-
-
 async def finished(client: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
     """The job's JSON once it is terminal."""
 
@@ -90,7 +67,7 @@ async def finished(client: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
         job = await get_job(client, job_id)
         return job if job["status"] in TERMINAL_STATUSES else None
 
-    job: dict[str, Any] = await until(terminal)
+    job: dict[str, Any] = await until(terminal, WITHIN_S)
     return job
 
 
@@ -99,16 +76,8 @@ async def with_status(client: httpx.AsyncClient, job_id: str, status: str) -> di
         job = await get_job(client, job_id)
         return job if job["status"] == status else None
 
-    job: dict[str, Any] = await until(reached)
+    job: dict[str, Any] = await until(reached, WITHIN_S)
     return job
-
-
-async def history(client: httpx.AsyncClient, job_id: str) -> list[dict[str, Any]]:
-    """The job's events, as the JSON history endpoint returns them."""
-    response = await client.get(f"/jobs/{job_id}/events", headers={"accept": "application/json"})
-    assert response.status_code == 200, response.text
-    events: list[dict[str, Any]] = response.json()["events"]
-    return events
 
 
 async def kinds(client: httpx.AsyncClient, job_id: str) -> list[str]:
@@ -125,7 +94,7 @@ async def all_succeeded(pool: asyncpg.Pool, ids: Sequence[str]) -> None:
         )
         return bool(count == len(uuids))
 
-    await until(done)
+    await until(done, WITHIN_S)
 
 
 async def job_count(pool: asyncpg.Pool) -> int:
@@ -158,7 +127,7 @@ def gate_name() -> str:
 async def test_a_delayed_job_stays_queued_until_its_time_then_runs(
     client: httpx.AsyncClient, pool: asyncpg.Pool
 ) -> None:
-    job = await post(client, "noop", delay_s=1.0)
+    job = await submit(client, "noop", delay_s=1.0)
     run_at = datetime.fromisoformat(job["run_at"])
     created_at = datetime.fromisoformat(job["created_at"])
     assert job["status"] == "queued"
@@ -180,7 +149,7 @@ async def test_a_delayed_job_stays_queued_until_its_time_then_runs(
             assert row["status"] == "queued"
         return not row["early"]
 
-    await until(due)
+    await until(due, WITHIN_S)
     assert early_snapshots > 0
     assert (await finished(client, job["id"]))["status"] == "succeeded"
     events = await history(client, job["id"])
@@ -192,8 +161,8 @@ async def test_a_delayed_job_does_not_hold_up_a_due_job_submitted_after_it(
     client: httpx.AsyncClient,
 ) -> None:
     # Higher priority, but not due: priority orders due jobs only.
-    delayed = await post(client, "noop", delay_s=1.0, priority=10)
-    due = await post(client, "noop")
+    delayed = await submit(client, "noop", delay_s=1.0, priority=10)
+    due = await submit(client, "noop")
     assert (await finished(client, due["id"]))["status"] == "succeeded"
     due_started = moment((await get_job(client, due["id"]))["started_at"])
     later = await finished(client, delayed["id"])
@@ -203,7 +172,7 @@ async def test_a_delayed_job_does_not_hold_up_a_due_job_submitted_after_it(
 
 async def test_run_at_in_the_past_runs_now(client: httpx.AsyncClient) -> None:
     past = datetime.now(UTC) - timedelta(hours=1)
-    job = await post(client, "noop", run_at=past.isoformat())
+    job = await submit(client, "noop", run_at=past.isoformat())
     assert datetime.fromisoformat(job["run_at"]) == past
     done = await finished(client, job["id"])
     assert done["status"] == "succeeded"
@@ -211,7 +180,7 @@ async def test_run_at_in_the_past_runs_now(client: httpx.AsyncClient) -> None:
 
 
 async def test_run_at_with_another_offset_is_stored_in_utc(client: httpx.AsyncClient) -> None:
-    job = await post(client, "noop", run_at="2031-01-01T02:00:00+02:00", queue=PARKED)
+    job = await submit(client, "noop", run_at="2031-01-01T02:00:00+02:00", queue=PARKED)
     assert job["run_at"] == "2031-01-01T00:00:00+00:00"
     assert job["status"] == "queued"
 
@@ -247,7 +216,7 @@ async def test_a_higher_priority_job_submitted_last_runs_before_the_waiting_ones
     one_slot = replace(settings, concurrency=1, queues=("prio",))
     async with start_worker(one_slot):
         name = gate_name()
-        blocker = await post(client, "gate", args={"name": name}, queue="prio")
+        blocker = await submit(client, "gate", args={"name": name}, queue="prio")
         await with_status(client, blocker["id"], "running")
         # The only slot is busy: everything below waits, and is claimed once it frees.
         response = await client.post(
@@ -255,7 +224,7 @@ async def test_a_higher_priority_job_submitted_last_runs_before_the_waiting_ones
         )
         assert response.status_code == 202, response.text
         normal = response.json()["ids"]
-        urgent = await post(client, "noop", queue="prio", priority=5)
+        urgent = await submit(client, "noop", queue="prio", priority=5)
         assert (await get_job(client, normal[-1]))["status"] == "queued"
         gates.open(name)
         await all_succeeded(pool, [blocker["id"], *normal, urgent["id"]])
@@ -279,16 +248,16 @@ async def test_a_higher_priority_job_submitted_last_runs_before_the_waiting_ones
 async def test_a_task_of_another_queue_runs_only_on_a_worker_of_that_queue(
     client: httpx.AsyncClient, settings: Settings, pool: asyncpg.Pool
 ) -> None:
-    declared = await post(client, "elsewhere")
-    moved = await post(client, "elsewhere", queue="default")
-    sent_over = await post(client, "noop", queue=OTHER_QUEUE)
+    declared = await submit(client, "elsewhere")
+    moved = await submit(client, "elsewhere", queue="default")
+    sent_over = await submit(client, "noop", queue=OTHER_QUEUE)
     assert (declared["queue"], moved["queue"], sent_over["queue"]) == (
         OTHER_QUEUE,
         "default",
         OTHER_QUEUE,
     )
     # The default worker takes jobs submitted after the "other" ones, but not those.
-    marker = await post(client, "noop")
+    marker = await submit(client, "noop")
     assert (await finished(client, marker["id"]))["status"] == "succeeded"
     done = await finished(client, moved["id"])
     assert (done["status"], done["result"]) == ("succeeded", {"queue": "default"})
@@ -603,7 +572,7 @@ async def test_idempotency_keys_belong_to_a_tenant(
     )
     assert theirs is not None and theirs.created
     # The same key, with a different body, is no conflict for this tenant: a new job.
-    ours = await post(client, "add", args={"a": 5, "b": 5}, idempotency_key=key, cache=False)
+    ours = await submit(client, "add", args={"a": 5, "b": 5}, idempotency_key=key, cache=False)
     assert ours["id"] != str(theirs.row["id"])
     again = await client.post(
         "/jobs",
@@ -673,7 +642,7 @@ async def test_a_batch_that_fails_at_insert_persists_nothing(
     client: httpx.AsyncClient, pool: asyncpg.Pool
 ) -> None:
     key = f"key-{uuid.uuid4().hex}"
-    await post(client, "noop", idempotency_key=key, queue=PARKED)
+    await submit(client, "noop", idempotency_key=key, queue=PARKED)
     before = await job_count(pool)
     jobs = [{"task": "noop", "queue": PARKED}] * 5 + [
         {"task": "noop", "queue": PARKED, "idempotency_key": key}
@@ -775,9 +744,9 @@ async def test_a_concurrency_limit_holds_across_two_workers(
         )
         return [str(row["id"]) for row in rows] if len(rows) == limit else []
 
-    holding = await until(running)
+    holding = await until(running, WITHIN_S)
     # Every other token has been delivered, and its claim refused by the limit.
-    await until(lambda: _equals(pending_tokens(redis, settings, ids), limit))
+    await until(lambda: _equals(pending_tokens(redis, settings, ids), limit), WITHIN_S)
     waiting = [i for i in ids if i not in holding]
     rows = await pool.fetch(
         "SELECT status, attempt, seq FROM jobs WHERE id = ANY($1)", [uuid.UUID(i) for i in waiting]
@@ -816,12 +785,12 @@ async def _equals(value: Awaitable[int], expected: int) -> bool:
 async def test_an_identical_submission_is_served_from_the_result_cache(
     client: httpx.AsyncClient,
 ) -> None:
-    first = await post(client, "add", args={"a": 20, "b": 22})
+    first = await submit(client, "add", args={"a": 20, "b": 22})
     assert first["status"] == "queued"
     assert (await finished(client, first["id"]))["result"] == {"sum": 42}
 
     # The same args in another key order: a new job, born succeeded.
-    hit = await post(client, "add", args={"b": 22, "a": 20})
+    hit = await submit(client, "add", args={"b": 22, "a": 20})
     assert hit["id"] != first["id"]
     assert (hit["status"], hit["result"], hit["cached_from"]) == (
         "succeeded",
@@ -834,7 +803,7 @@ async def test_an_identical_submission_is_served_from_the_result_cache(
     assert await get_job(client, hit["id"]) == hit
 
     # A later hit still names the job that computed the result, not an earlier hit.
-    again = await post(client, "add", args={"a": 20, "b": 22})
+    again = await submit(client, "add", args={"a": 20, "b": 22})
     assert (again["status"], again["cached_from"]) == ("succeeded", first["id"])
 
 
@@ -843,10 +812,10 @@ async def test_a_cache_hit_does_not_extend_the_ttl_of_the_result(
 ) -> None:
     ttl_s = spec_of(scheduling_tasks.add).cache_ttl_s
     assert ttl_s == 3600
-    first = await post(client, "add", args={"a": 31, "b": -1})
+    first = await submit(client, "add", args={"a": 31, "b": -1})
     assert first["status"] == "queued"
     await finished(client, first["id"])
-    hit = await post(client, "add", args={"a": 31, "b": -1})
+    hit = await submit(client, "add", args={"a": 31, "b": -1})
     assert hit["cached_from"] == first["id"]
     # The computing run falls out of the TTL (its clock moved back); the hit just served
     # is recent, but it computed nothing: the next submission must run the task again.
@@ -855,16 +824,16 @@ async def test_a_cache_hit_does_not_extend_the_ttl_of_the_result(
         uuid.UUID(first["id"]),
         ttl_s + 1,
     )
-    fresh = await post(client, "add", args={"a": 31, "b": -1})
+    fresh = await submit(client, "add", args={"a": 31, "b": -1})
     assert (fresh["status"], fresh["cached_from"]) == ("queued", None)
     assert (await finished(client, fresh["id"]))["result"] == {"sum": 30}
     assert await kinds(client, fresh["id"]) == RAN
 
 
 async def test_cache_false_runs_the_task_again(client: httpx.AsyncClient) -> None:
-    first = await post(client, "add", args={"a": 7, "b": 8})
+    first = await submit(client, "add", args={"a": 7, "b": 8})
     await finished(client, first["id"])
-    rerun = await post(client, "add", args={"a": 7, "b": 8}, cache=False)
+    rerun = await submit(client, "add", args={"a": 7, "b": 8}, cache=False)
     assert (rerun["status"], rerun["cached_from"]) == ("queued", None)
     done = await finished(client, rerun["id"])
     assert (done["status"], done["result"], done["cached_from"]) == ("succeeded", {"sum": 15}, None)
@@ -872,9 +841,9 @@ async def test_cache_false_runs_the_task_again(client: httpx.AsyncClient) -> Non
 
 
 async def test_different_args_miss_the_cache(client: httpx.AsyncClient) -> None:
-    first = await post(client, "add", args={"a": 100, "b": 1})
+    first = await submit(client, "add", args={"a": 100, "b": 1})
     await finished(client, first["id"])
-    other = await post(client, "add", args={"a": 100, "b": 2})
+    other = await submit(client, "add", args={"a": 100, "b": 2})
     assert (other["status"], other["cached_from"]) == ("queued", None)
     done = await finished(client, other["id"])
     assert (done["result"], done["cached_from"]) == ({"sum": 102}, None)
@@ -892,7 +861,7 @@ async def test_startup_hooks_give_tasks_resources_and_shutdown_hooks_run_at_stop
         assert len(lifecycle.started) == started + 1
         resources = lifecycle.started[-1]
         greeter = resources["greeter"]
-        job = await post(client, "greet", args={"name": "ada"}, queue="hooks")
+        job = await submit(client, "greet", args={"name": "ada"}, queue="hooks")
         done = await finished(client, job["id"])
         assert done["status"] == "succeeded"
         assert done["result"] == {"greeting": "hello, ada", "session": greeter.session}
@@ -910,13 +879,13 @@ async def test_log_and_progress_events_carry_their_data_and_a_running_job_has_an
     client: httpx.AsyncClient,
 ) -> None:
     name = gate_name()
-    job = await post(client, "report_progress", args={"gate": name})
+    job = await submit(client, "report_progress", args={"gate": name})
 
     async def halfway() -> dict[str, Any] | None:
         current = await get_job(client, job["id"])
         return current if current["progress"]["current"] == 1 else None
 
-    running = await until(halfway)
+    running = await until(halfway, WITHIN_S)
     gates.open(name)
     assert running["status"] == "running"
     progress = running["progress"]
@@ -943,16 +912,16 @@ async def test_a_waiting_job_eta_comes_from_recent_runs_and_its_place_in_the_que
 ) -> None:
     async with start_worker(replace(settings, concurrency=1, queues=("eta",))):
         name = gate_name()
-        blocker = await post(client, "gate", args={"name": name}, queue="eta")
+        blocker = await submit(client, "gate", args={"name": name}, queue="eta")
         await with_status(client, blocker["id"], "running")
-        waiting = [await post(client, "measured", queue="eta") for _ in range(3)]
+        waiting = [await submit(client, "measured", queue="eta") for _ in range(3)]
         for job in waiting:
             current = await get_job(client, job["id"])
             assert current["status"] == "queued"
             assert current["progress"]["eta_s"] is None  # no run of `measured` yet
 
         # One run elsewhere gives the task a history.
-        sample = await post(client, "measured", args={"hold_s": 0.05})
+        sample = await submit(client, "measured", args={"hold_s": 0.05})
         assert (await finished(client, sample["id"]))["status"] == "succeeded"
         row = await pool.fetchrow(
             "SELECT finished_at - started_at AS took FROM jobs WHERE id = $1",

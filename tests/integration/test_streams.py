@@ -7,7 +7,7 @@ job is a bounded loop on the HTTP API, never a fixed sleep.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -15,6 +15,7 @@ import pytest
 from httpx_sse import aconnect_sse
 
 from core.model import TERMINAL_STATUSES
+from tests.support.api import until
 from tests.support.servers import ServerHandle, WorkerHandle
 from tests.support.sse import job_events
 
@@ -83,15 +84,6 @@ async def history(client: httpx.AsyncClient, job_id: str, after: int | None = No
     return events
 
 
-async def until(check: Callable[[], Awaitable[Any]]) -> Any:
-    """Await `check()` until it returns something truthy, for at most WITHIN_S."""
-    async with asyncio.timeout(WITHIN_S):
-        # Polling is the point: the condition lives behind the HTTP API, not in an Event.
-        while not (value := await check()):  # noqa: ASYNC110
-            await asyncio.sleep(0.005)
-    return value
-
-
 async def finished_job(client: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
     """The job's JSON once it has reached a terminal status."""
 
@@ -99,7 +91,7 @@ async def finished_job(client: httpx.AsyncClient, job_id: str) -> dict[str, Any]
         job: dict[str, Any] = (await client.get(f"/jobs/{job_id}")).json()
         return job if job["status"] in TERMINAL_STATUSES else None
 
-    job: dict[str, Any] = await until(terminal)
+    job: dict[str, Any] = await until(terminal, WITHIN_S, every_s=0.005)
     return job
 
 
@@ -138,7 +130,7 @@ async def test_a_subscriber_joining_mid_job_gets_history_then_live_without_gap_o
 ) -> None:
     steps = 15
     job_id = await sleep_steps(client, steps=steps, delay_s=0.02)
-    await until(lambda: _has_progress(client, job_id))
+    await until(lambda: _has_progress(client, job_id), WITHIN_S, every_s=0.005)
     seen: list[Event] = []
     status_when_subscribed = None
     async with (
