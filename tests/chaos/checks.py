@@ -103,3 +103,19 @@ async def read_stream(
             events.append(event)
             on_event(event)
     return events
+
+
+async def stream_under_way(
+    client: httpx.AsyncClient, job_id: str, into: list[Event], *, progress: float = 3
+) -> asyncio.Task[list[Event]]:
+    """Start reading the job's stream into `into`; return once `progress` is reported."""
+    under_way = asyncio.Event()
+
+    def on_event(event: Event) -> None:
+        if event[1] == "progress" and event[2]["current"] >= progress:
+            under_way.set()
+
+    stream = asyncio.create_task(read_stream(client, job_id, on_event=on_event, into=into))
+    async with asyncio.timeout(30):
+        await under_way.wait()
+    return stream

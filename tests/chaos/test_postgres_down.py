@@ -27,6 +27,7 @@ from tests.chaos.checks import (
     poll_until,
     progress_of,
     read_stream,
+    stream_under_way,
 )
 from tests.chaos.conftest import Cluster
 from tests.chaos.servers import PostgresServer, RedisServer
@@ -73,15 +74,7 @@ async def test_postgres_stopped_for_12_s_costs_no_event_and_no_rerun(
         assert (await client.get("/readyz")).status_code == 200
 
         events: list[Event] = []
-        under_way = asyncio.Event()
-
-        def on_event(event: Event) -> None:
-            if event[1] == "progress" and event[2]["current"] >= 3:
-                under_way.set()
-
-        stream = asyncio.create_task(read_stream(client, job_id, on_event=on_event, into=events))
-        async with asyncio.timeout(30):
-            await under_way.wait()
+        stream = await stream_under_way(client, job_id, events)
         # An idle worker too: its reaper, like the busy worker's own, must not take the
         # busy worker for lost when Postgres comes back before that one heartbeats.
         idle = await cluster.worker()

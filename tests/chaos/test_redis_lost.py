@@ -21,6 +21,7 @@ from tests.chaos.checks import (
     assert_gapless,
     progress_of,
     read_stream,
+    stream_under_way,
 )
 from tests.chaos.conftest import Cluster, log_records, register_tasks
 from tests.chaos.servers import RedisServer
@@ -102,15 +103,7 @@ async def test_redis_restarted_empty_under_a_running_worker_server_and_open_stre
         assert response.status_code == 202, response.text
         job_id = response.json()["id"]
         events: list[Event] = []
-        under_way = asyncio.Event()
-
-        def on_event(event: Event) -> None:
-            if event[1] == "progress" and event[2]["current"] >= 3:
-                under_way.set()
-
-        stream = asyncio.create_task(read_stream(client, job_id, on_event=on_event, into=events))
-        async with asyncio.timeout(30):
-            await under_way.wait()
+        stream = await stream_under_way(client, job_id, events)
 
         await redis_server.kill()
         # Both processes notice, keep running, and retry; the job's progress events are
