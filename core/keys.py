@@ -32,7 +32,8 @@ def digest(secret: str) -> bytes:
 async def create_key(conn: asyncpg.Connection | asyncpg.Pool, tenant: str, name: str) -> NewKey:
     """Create a key for `tenant`; the caller shows `secret` once and forgets it."""
     lookup = secrets.token_hex(4)
-    secret = f"{KEY_PREFIX}_{lookup}_{secrets.token_urlsafe(32)}"
+    # Hex keeps the three parts separable by "_" and the key selectable by a double click.
+    secret = f"{KEY_PREFIX}_{lookup}_{secrets.token_hex(32)}"
     key_id = uuid.uuid4()
     await conn.execute(
         statements.INSERT_KEY, key_id, tenant, name, f"{KEY_PREFIX}_{lookup}", digest(secret)

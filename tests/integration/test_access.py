@@ -252,7 +252,7 @@ async def test_public_paths_need_no_key(anonymous: httpx.AsyncClient, path: str)
 
 def malformed_headers(key: str) -> dict[str, dict[str, str | bytes]]:
     """Authorization headers that must not authenticate, though some hold the real key."""
-    lookup = key.rsplit("_", 1)[0]
+    lookup = "_".join(key.split("_")[:2])
     flipped = key[:-3] + ("A" if key[-3] != "A" else "B") + key[-2:]
     return {
         "scheme-only": {"authorization": "Bearer"},
@@ -319,7 +319,7 @@ async def test_keys_are_stored_only_as_digests(pool: asyncpg.Pool, alice_key: ke
     assert bytes(row["digest"]) == keys.digest(alice_key.secret)
     stored = " ".join(str(value) for value in row.values())
     assert alice_key.secret not in stored
-    assert alice_key.secret.rsplit("_", 1)[1] not in stored
+    assert alice_key.secret.split("_", 2)[2] not in stored
 
 
 # --- tenants --------------------------------------------------------------------------------
@@ -788,7 +788,7 @@ async def test_errors_and_logs_never_contain_keys_or_tokens(
     other_token = token_of(failed_job["links"]["events"])
     secrets = [alice_key.secret, revoked.secret, unknown, token, tampered, other_token]
     # The random part alone, in case something logs a key cut at the prefix.
-    secrets += [alice_key.secret.rsplit("_", 1)[1], token.split(".")[1]]
+    secrets += [alice_key.secret.split("_", 2)[2], token.split(".")[1]]
 
     capture = structlog.testing.LogCapture()
     previous = structlog.get_config()
