@@ -122,3 +122,31 @@ def event_json(row: Row) -> dict[str, Any]:
         "data": row["data"],
         "at": iso(row["at"]),
     }
+
+
+def run_events(run: dict[str, Any]) -> list[dict[str, Any]]:
+    """Expand a run: consecutive events of one attempt written together, sent compactly.
+
+    A run carries the fields its events share once, `first_seq`, and `events` as
+    [kind, current, total, message, data] items; each becomes an `event_json` event.
+    """
+    job_id, task, queue, tenant = run["job_id"], run["task"], run["queue"], run["tenant"]
+    status, attempt, at, first = run["status"], run["attempt"], run["at"], run["first_seq"]
+    return [
+        {
+            "job_id": job_id,
+            "task": task,
+            "queue": queue,
+            "tenant": tenant,
+            "seq": first + offset,
+            "kind": kind,
+            "status": status,
+            "attempt": attempt,
+            "current": current,
+            "total": total,
+            "message": message,
+            "data": data,
+            "at": at,
+        }
+        for offset, (kind, current, total, message, data) in enumerate(run["events"])
+    ]

@@ -15,11 +15,14 @@ from arq.connections import ArqRedis, create_pool
 from arq.constants import expires_extra_ms, job_key_prefix
 from arq.jobs import serialize_job
 from arq.utils import timestamp_ms, to_unix_ms
+from redis.asyncio.client import Pipeline
 
 from core import serialization
+from core.model import run_events
 from core.redis_url import arq_settings as redis_url_settings
 
 RUN_FUNCTION = "tidings.run"
+EVENTS_PER_MESSAGE = 1_000
 
 
 @dataclass(frozen=True)
@@ -134,8 +137,7 @@ async def enqueue_fresh(
                 due_now.add(token.queue)
         for queue in due_now:
             pipe.publish(names.wake_channel(queue), b"")
-        for event in events:
-            pipe.publish(names.events_channel, serialization.dumps(event))
+        add_events(pipe, names, events)
         await pipe.execute()
 
 
@@ -154,6 +156,29 @@ def _token_job_id(token: Token) -> str | None:
 async def publish_events(redis: ArqRedis, names: Names, events: Iterable[dict[str, Any]]) -> None:
     """Tell subscribers about committed events, in one pipelined round trip."""
     async with redis.pipeline(transaction=False) as pipe:
-        for event in events:
-            pipe.publish(names.events_channel, serialization.dumps(event))
+        add_events(pipe, names, events)
         await pipe.execute()
+
+
+def add_events(pipe: Pipeline, names: Names, events: Iterable[dict[str, Any]]) -> None:
+    """Queue PUBLISHes of `events` on `pipe`: each message is a JSON array, in order.
+
+    An entry is an event, or a run of one attempt's events (`core.model.run_events`).
+    A batch goes out as one message (up to `EVENTS_PER_MESSAGE` entries), so a worker's
+    flush of thousands of progress events costs one PUBLISH, not thousands.
+    """
+    batch = list(events)
+    for start in range(0, len(batch), EVENTS_PER_MESSAGE):
+        chunk = batch[start : start + EVENTS_PER_MESSAGE]
+        pipe.publish(names.events_channel, serialization.dumps(chunk))
+
+
+def decode_events(message: bytes) -> list[dict[str, Any]]:
+    """The events of one message on the events channel, runs expanded (see `add_events`)."""
+    events: list[dict[str, Any]] = []
+    for entry in serialization.loads(message):
+        if "events" in entry:
+            events.extend(run_events(entry))
+        else:
+            events.append(entry)
+    return events

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from core import serialization
+from core.queue import decode_events
 from core.subscriber import follow_channels
 
 
@@ -127,9 +127,9 @@ class Hub:
         )
 
     def _on_message(self, data: bytes) -> None:
-        event = serialization.loads(data)
-        self._on_event(event)
-        self.dispatch(event)
+        for event in decode_events(data):
+            self._on_event(event)
+            self.dispatch(event)
 
     def _on_disconnected(self) -> None:
         self.connected.clear()

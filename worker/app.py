@@ -73,6 +73,8 @@ def arq_worker(
         keep_result=0,
         poll_delay=settings.poll_delay_s,
         fallback_s=settings.poll_delay_s,
+        runtime=runtime,
+        queue=queue_name,
         handle_signals=False,
         job_serializer=queue.arq_serializer,
         job_deserializer=queue.arq_deserializer,

@@ -10,7 +10,11 @@ from typing import Any
 import structlog
 
 from core.model import EventKind
-from worker.reporter import Note, Reporter
+from worker.reporter import Reporter
+
+# Plain strings, not enum members: the garbage collector can ignore a tuple of these.
+PROGRESS = EventKind.PROGRESS.value
+LOG = EventKind.LOG.value
 
 
 class Job:
@@ -52,23 +56,14 @@ class Job:
         **data: Any,
     ) -> None:
         """Record progress; returns at once (the write is group-committed in the background)."""
-        await self._reporter.note(
-            Note(
-                self.id,
-                self.attempt,
-                EventKind.PROGRESS,
-                float(current),
-                _float_or_none(total),
-                message,
-                data or None,
-            )
-        )
+        item = (PROGRESS, float(current), _float_or_none(total), message, data or None)
+        if not self._reporter.note(self.id, self.attempt, item):
+            await self._reporter.room()
 
     async def log(self, message: str, **data: Any) -> None:
         """Append a `log` event to the job's stream."""
-        await self._reporter.note(
-            Note(self.id, self.attempt, EventKind.LOG, message=message, data=data or None)
-        )
+        if not self._reporter.note(self.id, self.attempt, (LOG, None, None, message, data or None)):
+            await self._reporter.room()
 
 
 def _float_or_none(value: float | None) -> float | None:

@@ -1,30 +1,97 @@
-"""Push pickup: an ARQ consumer that sleeps until work arrives instead of polling hard.
+"""Push pickup: an ARQ consumer that sleeps until work arrives and takes tokens in batches.
 
-ARQ's loop polls the queue every `poll_delay`. This subclass replaces only that loop:
-after each pass it waits for a wake-up (a token due now was enqueued, or one of its own
-jobs finished and freed a slot) or for the next deferred token to come due, and falls
-back to a slow poll in case a wake-up was lost.
+ARQ's loop polls the queue every `poll_delay` and starts each job with four round trips
+(WATCH, EXISTS, ZSCORE, then MULTI/PSETEX/EXEC), reads it with a fifth and cleans up
+with a sixth. This subclass keeps ARQ's queue format and keys but replaces that loop:
+one script per pass removes the tokens of finished jobs, takes every due token it has
+room for (marking each in progress, as ARQ does) and says when the next deferred one is
+due; the jobs behind the taken tokens are claimed in Postgres in one statement. Between
+passes it waits for a wake-up (a token due now was enqueued, or one of its jobs ended)
+or for the next deferred token, with a slow fallback poll in case a wake-up was lost.
 """
 
 from __future__ import annotations
 
 import asyncio
+import uuid
+from collections.abc import Coroutine
 from contextlib import suppress
+from dataclasses import dataclass
 from typing import Any
 
+import structlog
 from arq.connections import create_pool
+from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
+from arq.jobs import DeserializationError, deserialize_job_raw
 from arq.utils import timestamp_ms
 from arq.worker import Worker
+
+from core.db.pool import CONNECTION_ERRORS
+from worker.runtime import Runtime
+
+log = structlog.get_logger("tidings.pickup")
+
+# How long a pass waits before trying again after Postgres refused a claim.
+CLAIM_RETRY_S = 1.0
+
+# KEYS[1]: the queue. ARGV: now (ms), in-progress TTL (ms), free slots, read limit, the
+# job / in-progress / retry key prefixes, the number of finished tokens, then their ids.
+# Returns the next deferred token's due time ('' if none) and [id, payload, id, …] taken.
+TAKE_TOKENS = """
+local queue = KEYS[1]
+local now, ttl = tonumber(ARGV[1]), ARGV[2]
+local free, read_limit = tonumber(ARGV[3]), tonumber(ARGV[4])
+local job_prefix, progress_prefix, retry_prefix = ARGV[5], ARGV[6], ARGV[7]
+local finished = tonumber(ARGV[8])
+for i = 9, 8 + finished do
+    local id = ARGV[i]
+    redis.call('del', progress_prefix .. id, job_prefix .. id, retry_prefix .. id)
+    redis.call('zrem', queue, id)
+end
+local taken = {}
+if free > 0 then
+    local due = redis.call('zrangebyscore', queue, '-inf', now, 'LIMIT', 0, read_limit)
+    for _, id in ipairs(due) do
+        if redis.call('exists', progress_prefix .. id) == 0 then
+            local payload = redis.call('get', job_prefix .. id)
+            if payload then
+                redis.call('psetex', progress_prefix .. id, ttl, '1')
+                taken[#taken + 1] = id
+                taken[#taken + 1] = payload
+                if #taken >= 2 * free then break end
+            else
+                redis.call('zrem', queue, id)  -- its payload expired: ARQ drops it too
+            end
+        end
+    end
+end
+local upcoming = redis.call('zrangebyscore', queue, '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+return {upcoming[2] or '', taken}
+"""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A token taken from the queue: its ARQ id and the job and attempt it names."""
+
+    arq_id: str
+    job_id: uuid.UUID | None
+    attempt: int
 
 
 class PushWorker(Worker):
     """An ARQ worker whose poll loop is driven by wake-ups, with `fallback_s` as a floor."""
 
-    def __init__(self, *args: Any, fallback_s: float, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, fallback_s: float, runtime: Runtime, queue: str, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.fallback_s = fallback_s
+        self.runtime = runtime
+        self.queue = queue
         self.woken = asyncio.Event()
-        self._started_last_pass = 0
+        self._finished: list[str] = []
+        self._take: Any = None
 
     def wake(self) -> None:
         """Poll now."""
@@ -40,35 +107,111 @@ class PushWorker(Worker):
                 expires_extra_ms=self.expires_extra_ms,
             )
         self.ctx["redis"] = self.pool
+        self._take = self.pool.register_script(TAKE_TOKENS)
         while True:
             self.woken.clear()
-            self._started_last_pass = 0
-            await self._poll_iteration()
-            if self._started_last_pass:
-                continue  # a full read may have left more due tokens behind
+            started, wait_s = await self._pass()
+            if started:
+                continue  # it took all it had room for, or all that was due: look again
             with suppress(TimeoutError):
-                async with asyncio.timeout(await self._idle_wait_s()):
+                async with asyncio.timeout(wait_s):
                     await self.woken.wait()
 
-    async def start_jobs(self, job_ids: list[bytes]) -> None:
-        # Tokens stay in the queue while they run; skipping the ones running here saves
-        # ARQ three round trips each to find that out.
-        fresh = [job_id for job_id in job_ids if job_id.decode() not in self.tasks]
-        before = len(self.tasks)
-        await super().start_jobs(fresh)
-        self._started_last_pass = len(self.tasks) - before
+    async def close(self) -> None:
+        """Stop what still runs, remove the tokens of jobs that ended, then close."""
+        running = [task for task in self.tasks.values() if not task.done()]
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        self.tasks.clear()  # ARQ's close would re-raise their cancellations
+        if self._finished and self._pool is not None:
+            finished, self._finished = self._finished, []
+            await self._take_tokens(finished, free=0)
+        await super().close()
 
-    def _release_sem_dec_counter_on_complete(self) -> None:
-        super()._release_sem_dec_counter_on_complete()
-        self.woken.set()  # a slot is free: take the next due token, if any
+    async def _pass(self) -> tuple[int, float]:
+        """Take and start what is due; returns how many started and how long to wait."""
+        finished, self._finished = self._finished, []
+        free = self.max_jobs - self.job_counter
+        deliveries, next_due_ms = await self._take_tokens(finished, free)
+        started = await self._start(deliveries) if deliveries else 0
+        for key, task in list(self.tasks.items()):
+            if task.done():
+                del self.tasks[key]
+        await self.heart_beat()
+        if next_due_ms is None:
+            return started, self.fallback_s
+        return started, max(0.0, min(self.fallback_s, (next_due_ms - timestamp_ms()) / 1000))
 
-    async def _idle_wait_s(self) -> float:
-        """Until the next deferred token is due, at most `fallback_s`."""
+    async def _take_tokens(
+        self, finished: list[str], free: int
+    ) -> tuple[list[Delivery], float | None]:
         now = timestamp_ms()
-        upcoming = await self.pool.zrangebyscore(
-            self.queue_name, min=f"({now}", max="+inf", start=0, num=1, withscores=True
+        next_due, taken = await self._take(
+            keys=[self.queue_name],
+            args=[
+                now,
+                int(self.in_progress_timeout_s * 1000),
+                free,
+                self.queue_read_limit,
+                job_key_prefix,
+                in_progress_key_prefix,
+                retry_key_prefix,
+                len(finished),
+                *finished,
+            ],
         )
-        if not upcoming:
-            return self.fallback_s
-        next_due_ms: float = upcoming[0][1]
-        return max(0.0, min(self.fallback_s, (next_due_ms - now) / 1000))
+        deliveries = []
+        for arq_id, payload in zip(taken[::2], taken[1::2], strict=True):
+            delivery = self._delivery(arq_id.decode(), payload)
+            if delivery is None:
+                self._finished.append(arq_id.decode())  # removed with the next pass
+            else:
+                deliveries.append(delivery)
+        return deliveries, float(next_due) if next_due else None
+
+    def _delivery(self, arq_id: str, payload: bytes) -> Delivery | None:
+        try:
+            _, args, _, _, _ = deserialize_job_raw(payload, deserializer=self.job_deserializer)
+            job_id, attempt = args
+            return Delivery(arq_id, uuid.UUID(job_id) if job_id else None, int(attempt))
+        except (DeserializationError, ValueError, TypeError) as exc:
+            # Not a token tidings wrote; ARQ itself would fail and drop it too.
+            log.warning("token.unreadable", token=arq_id, error=repr(exc))
+            return None
+
+    async def _start(self, deliveries: list[Delivery]) -> int:
+        """Claim jobs for the taken tokens in one statement and run each in its own task."""
+        try:
+            rows = await self.runtime.claim(self.queue, len(deliveries))
+        except CONNECTION_ERRORS as exc:
+            # Postgres is away: put the tokens back as they were and try again shortly.
+            log.warning("claim.failed", queue=self.queue, error=repr(exc), tokens=len(deliveries))
+            await self.pool.delete(*(in_progress_key_prefix + d.arq_id for d in deliveries))
+            await asyncio.sleep(CLAIM_RETRY_S)
+            return 0
+        for index, delivery in enumerate(deliveries):
+            if index < len(rows):
+                work = self.runtime.run_claimed(rows[index])
+            else:  # more tokens than due jobs: a token's own job may still be waiting
+                work = self.runtime.keep_token_alive(self.queue, delivery.job_id, delivery.attempt)
+            self._run(delivery.arq_id, work)
+        return len(deliveries)
+
+    def _run(self, arq_id: str, work: Coroutine[Any, Any, None]) -> None:
+        self.job_counter += 1
+        task = asyncio.create_task(self._guarded(arq_id, work), name=f"token-{arq_id}")
+        self.tasks[arq_id] = task
+
+    async def _guarded(self, arq_id: str, work: Coroutine[Any, Any, None]) -> None:
+        try:
+            await work
+        except Exception:
+            # The runtime records every outcome itself and the reporter retries through
+            # outages, so this is a bug: say so loudly, and still free the slot.
+            log.exception("token.failed", token=arq_id)
+        finally:
+            self._finished.append(arq_id)
+            self.job_counter -= 1
+            self.jobs_complete += 1
+            self.woken.set()  # a slot is free and a token is to be removed: pass again

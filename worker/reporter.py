@@ -2,11 +2,13 @@
 
 `note` never waits for the network. The writer flushes at once when idle and batches
 whatever arrived while a flush was in flight into one transaction, then publishes the
-committed events in one pipelined round trip. Writes run in arrival order, so each
-job's events keep their order; the database assigns the gapless seq. Progress and log
-events of one job that arrive together are written by one statement that updates the
-job row once: updating the same row once per event inside one transaction gets slower
-with every update (each leaves a dead row version the next must step over).
+committed events in one pipelined round trip, along with events committed elsewhere
+and handed over to be published in order (a claim's `started`). Writes run in arrival
+order, so each job's events keep their order; the database assigns the gapless seq.
+Progress and log events of one job that arrive together are written by one statement
+that updates the job row once: updating the same row once per event inside one
+transaction gets slower with every update (each leaves a dead row version the next
+must step over).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import asyncio
 import itertools
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +29,7 @@ from redis.exceptions import RedisError
 from core import queue
 from core.db import jobs
 from core.db.pool import CONNECTION_ERRORS
-from core.model import EventKind, event_json
+from core.model import EventKind, event_json, iso
 
 log = structlog.get_logger("tidings.reporter")
 
@@ -43,37 +45,68 @@ class Write:
     done: asyncio.Future[asyncpg.Record | None]
 
 
-@dataclass
-class Note:
-    """A progress or log event of a running attempt, written without anyone waiting."""
+# What a note says: kind, current, total, message, data. A plain tuple of plain values: a
+# task may make a hundred thousand of them, the garbage collector need not track them,
+# and they go to Postgres and Redis as one JSON array as they are.
+NoteItem = tuple[str, float | None, float | None, str | None, dict[str, Any] | None]
+
+
+@dataclass(slots=True)
+class Notes:
+    """Consecutive progress or log events of one running attempt, written without waiting."""
 
     job_id: uuid.UUID
     attempt: int
-    kind: EventKind
-    current: float | None = None
-    total: float | None = None
-    message: str | None = None
-    data: dict[str, Any] | None = None
+    items: list[NoteItem]
 
 
-def append_args(notes: list[Note]) -> tuple[Any, ...]:
-    """Parameters of `jobs.APPEND_EVENTS` for consecutive notes of one attempt."""
-    progress = [n for n in notes if n.kind == EventKind.PROGRESS]
-    last = progress[-1] if progress else None
+@dataclass
+class Announcement:
+    """An event already committed elsewhere (a claim's `started`), published in order."""
+
+    event: dict[str, Any]
+
+
+Pending = Write | Notes | Announcement
+
+
+def append_args(job_id: uuid.UUID, attempt: int, items: list[NoteItem]) -> tuple[Any, ...]:
+    """Parameters of `jobs.APPEND_EVENTS` for consecutive events of one attempt."""
+    last = next((item for item in reversed(items) if item[0] == EventKind.PROGRESS), None)
     return (
-        notes[0].job_id,
-        notes[0].attempt,
-        len(notes),
+        job_id,
+        attempt,
+        len(items),
         last is not None,
-        last.current if last else None,
-        last.total if last else None,
-        last.message if last else None,
-        [str(n.kind) for n in notes],
-        [n.current for n in notes],
-        [n.total for n in notes],
-        [n.message for n in notes],
-        [n.data for n in notes],
+        last[1] if last else None,
+        last[2] if last else None,
+        last[3] if last else None,
+        items,
     )
+
+
+def by_attempt(run: Iterable[Pending]) -> dict[tuple[uuid.UUID, int], list[NoteItem]]:
+    """Consecutive notes grouped by job attempt, each group in arrival order."""
+    groups: dict[tuple[uuid.UUID, int], list[NoteItem]] = {}
+    for notes in run:
+        assert isinstance(notes, Notes)
+        groups.setdefault((notes.job_id, notes.attempt), []).extend(notes.items)
+    return groups
+
+
+def note_run(head: asyncpg.Record, items: list[NoteItem]) -> dict[str, Any]:
+    """The events `jobs.APPEND_EVENTS` just wrote, as one run (see `core.model.run_events`)."""
+    return {
+        "job_id": str(head["id"]),
+        "task": head["task"],
+        "queue": head["queue"],
+        "tenant": head["tenant"],
+        "status": head["status"],
+        "attempt": head["attempt"],
+        "at": iso(head["at"]),
+        "first_seq": head["base"] + 1,
+        "events": items,
+    }
 
 
 class Reporter:
@@ -85,18 +118,19 @@ class Reporter:
         redis: ArqRedis,
         names: queue.Names,
         *,
-        max_pending: int = 10_000,
+        max_pending: int = 100_000,
         on_batch: Callable[[int], None] = lambda events: None,
     ) -> None:
         self._pool = pool
         self._redis = redis
         self._names = names
-        self._pending: deque[Write | Note] = deque()
+        self._pending: deque[Pending] = deque()
+        self._pending_notes = 0
         self._max_pending = max_pending
         self._on_batch = on_batch
         self._wake = asyncio.Event()
-        self._drained = asyncio.Event()
-        self._drained.set()
+        self._room = asyncio.Event()
+        self._room.set()
         self._idle = asyncio.Event()
         self._idle.set()
         self._closing = False
@@ -117,13 +151,35 @@ class Reporter:
         """Wait until everything submitted so far is written."""
         await self._idle.wait()
 
-    async def note(self, note: Note) -> None:
-        """Queue an event without waiting for it; waits only while the buffer is full."""
-        while len(self._pending) >= self._max_pending:
-            # Bound reached: the task pauses until the writer catches up, nothing is dropped.
-            self._drained.clear()
-            await self._drained.wait()
-        self._pending.append(note)
+    def note(self, job_id: uuid.UUID, attempt: int, item: NoteItem) -> bool:
+        """Queue an event without waiting for it; False means the buffer is now full.
+
+        Nothing is dropped: past `max_pending` notes the caller awaits `room()` before
+        its next note, so a task outrunning Postgres slows to its pace.
+        """
+        pending = self._pending
+        last = pending[-1] if pending else None
+        # Identity, not equality: a `Job` passes the same objects every time, and a miss
+        # only starts a new run (runs of one attempt are merged when written).
+        if type(last) is Notes and last.job_id is job_id and last.attempt is attempt:
+            last.items.append(item)
+        else:
+            pending.append(Notes(job_id, attempt, [item]))
+            self._idle.clear()
+            self._wake.set()
+        self._pending_notes += 1
+        if self._pending_notes < self._max_pending:
+            return True
+        self._room.clear()
+        return False
+
+    async def room(self) -> None:
+        """Wait until the writer has taken the notes that filled the buffer."""
+        await self._room.wait()
+
+    def announce(self, event: dict[str, Any]) -> None:
+        """Publish a committed event with the next batch, after everything queued before it."""
+        self._pending.append(Announcement(event))
         self._idle.clear()
         self._wake.set()
 
@@ -142,17 +198,18 @@ class Reporter:
             while self._pending:
                 batch = list(self._pending)
                 self._pending.clear()
-                self._drained.set()
+                self._pending_notes = 0
+                self._room.set()
                 await self._flush(batch)
             self._idle.set()
             if self._closing:
                 return
 
-    async def _flush(self, batch: list[Write | Note]) -> None:
+    async def _flush(self, batch: list[Pending]) -> None:
         delay = 0.05
         while True:
             try:
-                results = await self._commit(batch)
+                written, events, stored = await self._commit(batch)
                 break
             except CONNECTION_ERRORS as exc:
                 # Postgres is away: keep the batch and try again; later writes queue behind it.
@@ -165,32 +222,47 @@ class Reporter:
                     if isinstance(item, Write) and not item.done.done():
                         item.done.set_exception(exc)
                 return
-        rows = [row for _, row in results if row is not None]
-        self._on_batch(len(rows))
-        for write, row in results:
-            if write is not None and not write.done.done():
+        self._on_batch(stored)
+        for write, row in written:
+            if not write.done.done():
                 write.done.set_result(row)
-        if rows:
+        if events:
             try:
-                await queue.publish_events(self._redis, self._names, map(event_json, rows))
+                await queue.publish_events(self._redis, self._names, events)
             except (RedisError, OSError) as exc:
                 # Subscribers recover missed events from Postgres; the write already counts.
-                log.warning("reporter.publish_failed", error=repr(exc), events=len(rows))
+                log.warning("reporter.publish_failed", error=repr(exc), events=len(events))
 
-    async def _commit(self, batch: list[Write | Note]) -> list[tuple[Write | None, Any]]:
-        results: list[tuple[Write | None, Any]] = []
+    async def _commit(
+        self, batch: list[Pending]
+    ) -> tuple[list[tuple[Write, asyncpg.Record | None]], list[dict[str, Any]], int]:
+        """Write the batch in one transaction.
+
+        Returns each write's row, every event to publish in order (runs and announcements
+        included), and how many events this commit stored.
+        """
+        if all(isinstance(item, Announcement) for item in batch):
+            return [], [item.event for item in batch if isinstance(item, Announcement)], 0
+        written: list[tuple[Write, asyncpg.Record | None]] = []
+        events: list[dict[str, Any]] = []
+        stored = 0
         async with self._pool.acquire() as conn, conn.transaction():
-            for is_note, run in itertools.groupby(batch, key=lambda w: isinstance(w, Note)):
-                if is_note:
-                    by_attempt: dict[tuple[uuid.UUID, int], list[Note]] = {}
-                    for note in run:
-                        assert isinstance(note, Note)
-                        by_attempt.setdefault((note.job_id, note.attempt), []).append(note)
-                    for notes in by_attempt.values():
-                        rows = await conn.fetch(jobs.APPEND_EVENTS, *append_args(notes))
-                        results.extend((None, row) for row in rows)
+            for kind, run in itertools.groupby(batch, key=type):
+                if kind is Announcement:
+                    events.extend(item.event for item in run if isinstance(item, Announcement))
+                elif kind is Notes:
+                    for (job_id, attempt), items in by_attempt(run).items():
+                        args = append_args(job_id, attempt, items)
+                        head = await conn.fetchrow(jobs.APPEND_EVENTS, *args)
+                        if head is not None:  # else the attempt ended: it may add no events
+                            events.append(note_run(head, items))
+                            stored += len(items)
                 else:
                     for write in run:
                         assert isinstance(write, Write)
-                        results.append((write, await conn.fetchrow(write.statement, *write.args)))
-        return results
+                        row = await conn.fetchrow(write.statement, *write.args)
+                        written.append((write, row))
+                        if row is not None:
+                            events.append(event_json(row))
+                            stored += 1
+        return written, events, stored

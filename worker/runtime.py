@@ -70,15 +70,25 @@ class Runtime:
     cancelling: set[uuid.UUID] = field(default_factory=set)
     on_outcome: Callable[[str, str, str], None] = lambda task, queue, outcome: None
 
+    async def claim(self, queue_name: str, count: int) -> list[asyncpg.Record]:
+        """Claim up to `count` of the best due jobs of `queue_name`, in one statement."""
+        limits = self.registry.concurrency_limits
+        rows: list[asyncpg.Record] = await self.pool.fetch(
+            jobs.CLAIM_JOBS, queue_name, self.worker_id, limits, count
+        )
+        return rows
+
     async def execute(self, queue_name: str, token_job: uuid.UUID | None, attempt: int) -> None:
         """Claim the best due job of `queue_name` and run it to its next state."""
-        limits = self.registry.concurrency_limits
-        claimed = await self.pool.fetchrow(jobs.CLAIM_NEXT, queue_name, self.worker_id, limits)
-        if claimed is None:
-            await self._keep_token_alive(queue_name, token_job, attempt)
-            return
-        row = claimed
-        await self._publish(event_json(claimed))
+        claimed = await self.claim(queue_name, 1)
+        if claimed:
+            await self.run_claimed(claimed[0])
+        else:
+            await self.keep_token_alive(queue_name, token_job, attempt)
+
+    async def run_claimed(self, row: asyncpg.Record) -> None:
+        """Announce a claimed job's `started` event, run the task, record how it ended."""
+        self.reporter.announce(event_json(row))
         bound = log.bind(
             job_id=str(row["id"]),
             task=row["task"],
@@ -191,7 +201,7 @@ class Runtime:
             # A slot of a limited task is free: wake a consumer for whatever waited on it.
             await self._enqueue(queue.Token(None, 0, row["queue"]), fresh=True)
 
-    async def _keep_token_alive(
+    async def keep_token_alive(
         self, queue_name: str, token_job: uuid.UUID | None, attempt: int
     ) -> None:
         """Nothing was claimable; if this token's own job still waits, try again later."""
@@ -215,12 +225,6 @@ class Runtime:
         except (RedisError, OSError) as exc:
             # The job waits in Postgres; the reconciler gives it a token again.
             log.warning("token.enqueue_failed", job_id=str(token.job_id), error=repr(exc))
-
-    async def _publish(self, event: dict[str, Any]) -> None:
-        try:
-            await queue.publish_events(self.redis, self.names, [event])
-        except (RedisError, OSError) as exc:
-            log.warning("publish.failed", error=repr(exc))
 
 
 def task_kwargs(spec: TaskSpec, args: dict[str, Any]) -> dict[str, Any]:

@@ -87,14 +87,14 @@ ORDER BY finished_at DESC
 LIMIT 1
 """
 
-# The claimed job's `started` event, plus what the worker needs to run it.
-CLAIM_NEXT = """
+# Each claimed job's `started` event, plus what the worker needs to run it: up to $4 jobs.
+CLAIM_JOBS = """
 SELECT (c.claimed_event).*,
        (c.claimed_job).id, (c.claimed_job).task, (c.claimed_job).args,
        (c.claimed_job).queue, (c.claimed_job).timeout_s, (c.claimed_job).max_attempts,
        (c.claimed_job).task AS job_task, (c.claimed_job).queue AS job_queue,
        (c.claimed_job).tenant AS job_tenant
-FROM claim_next_job($1, $2, $3) AS c
+FROM claim_jobs($1, $2, $3, $4) AS c
 """
 
 _RUNNING_ATTEMPT = "WHERE id = $1 AND attempt = $2 AND status = 'running'"
@@ -103,7 +103,10 @@ _RUN_S = "extract(epoch FROM now() - started_at)::float8"
 
 # Many progress/log events of one running attempt at once: the job row is updated once
 # (seq moves by the number of events; progress takes the last progress event's values)
-# and the events get seq base+1 … base+n in order. One statement, however many events.
+# and the events get seq base+1 … base+n in order. The events come as one JSON array of
+# [kind, current, total, message, data] items. One statement, however many events;
+# it returns one row (no row: the attempt is no longer running), from which the writer
+# rebuilds the events it just wrote (they share one `at`) instead of reading them back.
 APPEND_EVENTS = """
 WITH job AS (
     UPDATE jobs SET seq = seq + $3, updated_at = now(),
@@ -111,22 +114,17 @@ WITH job AS (
            progress_total = CASE WHEN $4 THEN $6 ELSE progress_total END,
            progress_message = CASE WHEN $4 THEN $7 ELSE progress_message END
      WHERE id = $1 AND attempt = $2 AND status = 'running'
- RETURNING id, seq - $3 AS base, status, attempt, task, queue, tenant, run_at
+ RETURNING id, seq - $3 AS base, status, attempt, task, queue, tenant, clock_timestamp() AS at
 ),
 event AS (
     INSERT INTO job_events
-        (job_id, seq, kind, status, attempt, progress_current, progress_total, message, data)
-    SELECT job.id, job.base + e.n, e.kind, job.status, job.attempt,
-           e.current, e.total, e.message, e.data
-      FROM job,
-           unnest($8::text[], $9::float8[], $10::float8[], $11::text[], $12::jsonb[])
-               WITH ORDINALITY AS e (kind, current, total, message, data, n)
-    RETURNING *
+        (job_id, seq, kind, status, attempt, progress_current, progress_total, message, data, at)
+    SELECT job.id, job.base + e.n, e.item ->> 0, job.status, job.attempt,
+           (e.item ->> 1)::float8, (e.item ->> 2)::float8, e.item ->> 3,
+           NULLIF(e.item -> 4, 'null'::jsonb), job.at
+      FROM job, jsonb_array_elements($8::jsonb) WITH ORDINALITY AS e (item, n)
 )
-SELECT event.*, job.run_at AS job_run_at, job.queue AS job_queue, job.task AS job_task,
-       job.tenant AS job_tenant
-FROM event JOIN job ON job.id = event.job_id
-ORDER BY event.seq
+SELECT * FROM job
 """
 
 SUCCEED = _transition(

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -187,9 +186,9 @@ async def until_seq_past(settings: Settings, pool: asyncpg.Pool, job_id: str, se
                 async for message in pubsub.listen():
                     if message["type"] != "message":
                         continue
-                    event = json.loads(message["data"])
-                    if event["job_id"] == job_id and event["seq"] > seq:
-                        return
+                    for event in queue.decode_events(message["data"]):
+                        if event["job_id"] == job_id and event["seq"] > seq:
+                            return
     finally:
         await redis.aclose()
 
