@@ -124,7 +124,7 @@ class PushWorker(Worker):
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
         self.tasks.clear()  # ARQ's close would re-raise their cancellations
-        if self._finished and self._pool is not None:
+        if self._finished and self._take is not None:
             finished, self._finished = self._finished, []
             await self._take_tokens(finished, free=0)
         await super().close()
@@ -206,6 +206,10 @@ class PushWorker(Worker):
     async def _guarded(self, arq_id: str, work: Coroutine[Any, Any, None]) -> None:
         try:
             await work
+        except CONNECTION_ERRORS as exc:
+            # Only a token's own bookkeeping reads Postgres outside the reporter; its job
+            # still waits there, and the reconciler gives it a token again.
+            log.warning("token.dropped", token=arq_id, error=repr(exc))
         except Exception:
             # The runtime records every outcome itself and the reporter retries through
             # outages, so this is a bug: say so loudly, and still free the slot.
