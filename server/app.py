@@ -21,6 +21,7 @@ from core.logging import configure_logging
 from core.migrate import migrate_url
 from core.settings import Settings
 from core.submission import Submitter
+from core.submit_batcher import SubmitBatcher
 from server import dashboard
 from server.alerts import AlertPolicy, FailureAlerts
 from server.auth import Authenticate
@@ -99,6 +100,9 @@ def create_app(settings: Settings) -> Starlette:
             await hub.start()
             stack.push_async_callback(hub.stop)
             submitter = Submitter(pool, redis, names, on_created=metrics.count_submitted)
+            batcher = SubmitBatcher(submitter, pool)
+            batcher.start()
+            stack.push_async_callback(batcher.close)
             app.state.tidings = ServerState(
                 settings=settings,
                 pool=pool,
@@ -107,6 +111,7 @@ def create_app(settings: Settings) -> Starlette:
                 hub=hub,
                 validators=ArgsValidators(),
                 submitter=submitter,
+                batcher=batcher,
                 metrics=metrics,
                 tokens=StreamTokens(stream_secret(settings), settings.stream_token_ttl_s),
                 streams=StreamLimits(settings.max_streams, settings.max_streams_per_tenant),
@@ -173,6 +178,7 @@ def main(environ: dict[str, str] | None = None) -> None:
             port=settings.port,
             log_config=None,
             access_log=False,
+            server_header=False,  # names the software to every client; says nothing useful
         )
         GracefulServer(config).run()
     finally:

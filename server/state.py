@@ -11,6 +11,7 @@ from starlette.requests import Request
 from core.queue import Names
 from core.settings import Settings
 from core.submission import Submitter
+from core.submit_batcher import SubmitBatcher
 from server.hub import Hub
 from server.limits import RateLimiter, StreamLimits
 from server.metrics import ServerMetrics
@@ -27,6 +28,7 @@ class ServerState:
     hub: Hub
     validators: ArgsValidators
     submitter: Submitter
+    batcher: SubmitBatcher
     metrics: ServerMetrics
     tokens: StreamTokens
     streams: StreamLimits
