@@ -1,13 +1,12 @@
 """Group commit of submissions: concurrent submits share one statement and one Redis trip.
 
 Alone, each submission costs a Postgres round trip and a Redis pipeline of its own, and
-at a few thousand a second that per-request I/O is most of a server's CPU. The batcher
-flushes at once when idle and batches whatever arrived while a flush was in flight (as
-the worker's reporter does for events): one `INSERT_JOBS` writes every job with its
-`queued` event, and only after it commits does one pipeline enqueue and publish them all.
-Each caller awaits its own row. A submission that the shared statement cannot take (the
-statement fails for a reason other than an unreachable Postgres) is retried alone, so it
-fails by itself and the others still commit.
+at a few thousand a second that per-request I/O is most of a server's CPU. Batched (see
+`core.batching`), one `INSERT_JOBS` writes every job of the batch with its `queued`
+event, and only after it commits does one pipeline enqueue and publish them all; each
+caller awaits its own row. A batch the statement refuses for a reason other than an
+unreachable Postgres is retried one job at a time, so a bad submission fails alone and
+the others still commit.
 
 Submissions that read before they write (result-cache hits) or name a cron slot keep the
 `Submitter`'s one-at-a-time path.
@@ -15,15 +14,14 @@ Submissions that read before they write (result-cache hits) or name a cron slot 
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import asyncpg
 import structlog
 
+from core.batching import Batcher
 from core.db import jobs
 from core.db.pool import CONNECTION_ERRORS
 from core.submission import JobRequest, Submitted, Submitter
@@ -33,16 +31,15 @@ log = structlog.get_logger("tidings.submission")
 # Parameters of `INSERT_JOBS` come from the first eleven of `JobRequest.insert_args`.
 INSERT_JOBS_COLUMNS = 11
 
+Outcome = asyncpg.Record | None | BaseException
 
-@dataclass
+
+@dataclass(frozen=True)
 class Pending:
-    """One submission waiting for its batch: the id it will get and its caller's future."""
+    """One submission in a batch, with the id its job will get."""
 
     request: JobRequest
     job_id: uuid.UUID = field(default_factory=uuid.uuid4)
-    done: asyncio.Future[asyncpg.Record | None] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
 
 
 def insert_jobs_args(batch: list[Pending]) -> list[list[object]]:
@@ -64,75 +61,45 @@ class SubmitBatcher:
     ) -> None:
         self._submitter = submitter
         self._pool = pool
-        self._max_batch = max_batch
-        self._on_batch = on_batch
-        self._pending: deque[Pending] = deque()
-        self._wake = asyncio.Event()
-        self._closing = False
-        self._task: asyncio.Task[None] | None = None
+        self._batcher: Batcher[Pending, asyncpg.Record | None] = Batcher(
+            self._insert, name="tidings-submit-batcher", max_batch=max_batch, on_batch=on_batch
+        )
 
     def start(self) -> None:
-        """Start the flushing task."""
-        self._task = asyncio.create_task(self._run(), name="tidings-submit-batcher")
+        """Start batching."""
+        self._batcher.start()
 
     async def close(self) -> None:
-        """Write everything submitted so far, then stop."""
-        self._closing = True
-        self._wake.set()
-        if self._task is not None:
-            await self._task
+        """Write everything submitted so far, then stop batching."""
+        await self._batcher.close()
 
     async def submit(self, request: JobRequest) -> Submitted | None:
         """Create the job, or return the one its idempotency key names (as `Submitter.submit`)."""
-        running = self._task is not None and not self._task.done() and not self._closing
-        if not running or request.cache_ttl_s or request.schedule_key is not None:
+        one_at_a_time = request.cache_ttl_s or request.schedule_key is not None
+        if one_at_a_time or not self._batcher.running:
             return await self._submitter.submit(request)
-        pending = Pending(request)
-        self._pending.append(pending)
-        self._wake.set()
-        row = await pending.done
+        row = await self._batcher.call(Pending(request))
         if row is None:  # its idempotency key was taken, maybe by an earlier row of the batch
             return Submitted(await self._submitter.existing(request), created=False)
         return Submitted(row, created=True)
 
-    async def _run(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._pending:
-                count = min(len(self._pending), self._max_batch)
-                batch = [self._pending.popleft() for _ in range(count)]
-                self._on_batch(len(batch))
-                try:
-                    await self._flush(batch)
-                except Exception as exc:  # a bug must fail these callers, not every later one
-                    log.exception("submissions.flush_crashed", jobs=len(batch))
-                    _fail(batch, exc)
-            if self._closing:
-                return
-
-    async def _flush(self, batch: list[Pending]) -> None:
+    async def _insert(self, batch: list[Pending]) -> list[Outcome]:
         try:
             rows = await self._pool.fetch(jobs.INSERT_JOBS, *insert_jobs_args(batch))
-        except CONNECTION_ERRORS as exc:
-            _fail(batch, exc)  # Postgres is away: each caller answers 503
-            return
+        except CONNECTION_ERRORS:
+            raise  # Postgres is away: every caller answers 503, none is retried
         except Exception as exc:
             if len(batch) == 1:
-                _fail(batch, exc)
-                return
-            log.warning("submissions.batch_failed", jobs=len(batch), error=repr(exc))
-            for item in batch:  # find the one that cannot be written; the rest still are
-                await self._flush([item])
-            return
+                raise
+            log.warning("submissions.batch_refused", jobs=len(batch), error=repr(exc))
+            return [await self._insert_alone(item) for item in batch]
         await self._submitter.announce(rows)
         by_id = {row["id"]: row for row in rows}
-        for item in batch:
-            if not item.done.done():  # its caller may have gone away
-                item.done.set_result(by_id.get(item.job_id))
+        return [by_id.get(item.job_id) for item in batch]
 
-
-def _fail(batch: list[Pending], exc: BaseException) -> None:
-    for item in batch:
-        if not item.done.done():
-            item.done.set_exception(exc)
+    async def _insert_alone(self, item: Pending) -> Outcome:
+        try:
+            [outcome] = await self._insert([item])
+        except Exception as exc:
+            return exc
+        return outcome

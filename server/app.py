@@ -27,6 +27,7 @@ from server.alerts import AlertPolicy, FailureAlerts
 from server.auth import Authenticate
 from server.errors import EXCEPTION_HANDLERS
 from server.hub import Hub
+from server.key_lookup import KeyLookup
 from server.limits import RateLimiter, StreamLimits
 from server.metrics import ServerMetrics
 from server.middleware import RequestContext
@@ -103,6 +104,14 @@ def create_app(settings: Settings) -> Starlette:
             batcher = SubmitBatcher(submitter, pool)
             batcher.start()
             stack.push_async_callback(batcher.close)
+            key_lookup = KeyLookup(pool)
+            key_lookup.start()
+            stack.push_async_callback(key_lookup.close)
+            rate_limiter = RateLimiter(
+                redis, settings.namespace, settings.rate_limit_per_s, settings.rate_limit_burst
+            )
+            rate_limiter.start()
+            stack.push_async_callback(rate_limiter.close)
             app.state.tidings = ServerState(
                 settings=settings,
                 pool=pool,
@@ -112,12 +121,11 @@ def create_app(settings: Settings) -> Starlette:
                 validators=ArgsValidators(),
                 submitter=submitter,
                 batcher=batcher,
+                key_lookup=key_lookup,
                 metrics=metrics,
                 tokens=StreamTokens(stream_secret(settings), settings.stream_token_ttl_s),
                 streams=StreamLimits(settings.max_streams, settings.max_streams_per_tenant),
-                rate_limiter=RateLimiter(
-                    redis, settings.namespace, settings.rate_limit_per_s, settings.rate_limit_burst
-                ),
+                rate_limiter=rate_limiter,
             )
             if settings.auth == "off":
                 log.warning(

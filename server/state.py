@@ -13,6 +13,7 @@ from core.settings import Settings
 from core.submission import Submitter
 from core.submit_batcher import SubmitBatcher
 from server.hub import Hub
+from server.key_lookup import KeyLookup
 from server.limits import RateLimiter, StreamLimits
 from server.metrics import ServerMetrics
 from server.tokens import StreamTokens
@@ -29,6 +30,7 @@ class ServerState:
     validators: ArgsValidators
     submitter: Submitter
     batcher: SubmitBatcher
+    key_lookup: KeyLookup
     metrics: ServerMetrics
     tokens: StreamTokens
     streams: StreamLimits
