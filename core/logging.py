@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+from typing import Any
 
+import orjson
 import structlog
 
 from core.settings import Settings
+
+
+def json_text(value: Any, **options: Any) -> str:
+    """structlog's JSON serializer: orjson, several times faster than `json` per line.
+
+    What orjson cannot encode (integers past 64 bits, very deep nesting) goes to `json`.
+    """
+    try:
+        return orjson.dumps(
+            value, default=options.get("default"), option=orjson.OPT_NON_STR_KEYS
+        ).decode()
+    except TypeError:
+        return json.dumps(value, **options)
 
 
 def configure_logging(settings: Settings) -> None:
@@ -17,7 +33,7 @@ def configure_logging(settings: Settings) -> None:
         settings.log_format == "auto" and not sys.stderr.isatty()
     )
     renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer()
+        structlog.processors.JSONRenderer(serializer=json_text)
         if as_json
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )

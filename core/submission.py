@@ -126,10 +126,10 @@ class Submitter:
             if row is None:
                 row = await self._pool.fetchrow(jobs.INSERT_JOB, *request.insert_args(uuid.uuid4()))
         except asyncpg.UniqueViolationError:
-            return Submitted(await self._existing(request), created=False)
+            return Submitted(await self.existing(request), created=False)
         if row is None:
             return None
-        await self._announce([row])
+        await self.announce([row])
         return Submitted(row, created=True)
 
     async def submit_many(self, requests: Sequence[JobRequest]) -> list[asyncpg.Record]:
@@ -145,7 +145,7 @@ class Submitter:
                 {"reason": exc.detail},
                 code="idempotency_conflict",
             ) from None
-        await self._announce(rows)
+        await self.announce(rows)
         return rows
 
     async def _cached(self, request: JobRequest) -> asyncpg.Record | None:
@@ -165,7 +165,8 @@ class Submitter:
         )
         return row
 
-    async def _existing(self, request: JobRequest) -> asyncpg.Record:
+    async def existing(self, request: JobRequest) -> asyncpg.Record:
+        """The job the request's idempotency key names; 409 if it was for another body."""
         existing = await self._pool.fetchrow(
             jobs.GET_BY_IDEMPOTENCY_KEY, request.tenant, request.idempotency_key
         )
@@ -179,7 +180,8 @@ class Submitter:
             )
         return existing
 
-    async def _announce(self, rows: Sequence[asyncpg.Record]) -> None:
+    async def announce(self, rows: Sequence[asyncpg.Record]) -> None:
+        """Count and log committed jobs, then enqueue and publish them in one round trip."""
         for row in rows:
             self._on_created(row)
             log.info(

@@ -21,11 +21,13 @@ from core.logging import configure_logging
 from core.migrate import migrate_url
 from core.settings import Settings
 from core.submission import Submitter
+from core.submit_batcher import SubmitBatcher
 from server import dashboard
 from server.alerts import AlertPolicy, FailureAlerts
 from server.auth import Authenticate
 from server.errors import EXCEPTION_HANDLERS
 from server.hub import Hub
+from server.key_lookup import KeyLookup
 from server.limits import RateLimiter, StreamLimits
 from server.metrics import ServerMetrics
 from server.middleware import RequestContext
@@ -99,6 +101,17 @@ def create_app(settings: Settings) -> Starlette:
             await hub.start()
             stack.push_async_callback(hub.stop)
             submitter = Submitter(pool, redis, names, on_created=metrics.count_submitted)
+            batcher = SubmitBatcher(submitter, pool)
+            batcher.start()
+            stack.push_async_callback(batcher.close)
+            key_lookup = KeyLookup(pool)
+            key_lookup.start()
+            stack.push_async_callback(key_lookup.close)
+            rate_limiter = RateLimiter(
+                redis, settings.namespace, settings.rate_limit_per_s, settings.rate_limit_burst
+            )
+            rate_limiter.start()
+            stack.push_async_callback(rate_limiter.close)
             app.state.tidings = ServerState(
                 settings=settings,
                 pool=pool,
@@ -107,12 +120,12 @@ def create_app(settings: Settings) -> Starlette:
                 hub=hub,
                 validators=ArgsValidators(),
                 submitter=submitter,
+                batcher=batcher,
+                key_lookup=key_lookup,
                 metrics=metrics,
                 tokens=StreamTokens(stream_secret(settings), settings.stream_token_ttl_s),
                 streams=StreamLimits(settings.max_streams, settings.max_streams_per_tenant),
-                rate_limiter=RateLimiter(
-                    redis, settings.namespace, settings.rate_limit_per_s, settings.rate_limit_burst
-                ),
+                rate_limiter=rate_limiter,
             )
             if settings.auth == "off":
                 log.warning(
@@ -173,6 +186,7 @@ def main(environ: dict[str, str] | None = None) -> None:
             port=settings.port,
             log_config=None,
             access_log=False,
+            server_header=False,  # names the software to every client; says nothing useful
         )
         GracefulServer(config).run()
     finally:

@@ -98,7 +98,7 @@ class Authenticate:
         """The caller's tenant; raises 401 without valid credentials, 429 past the rate."""
         secret = _bearer(scope)
         if secret is not None:
-            tenant = await keys.tenant_of(state.pool, secret)
+            tenant = await state.key_lookup.tenant_of(secret)
             if tenant is None:
                 raise Unauthorized("the API key is unknown or revoked")
             if state.rate_limiter.enabled:

@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
@@ -21,6 +21,7 @@ from starlette.templating import Jinja2Templates
 from core.db import jobs
 from core.model import Status
 from server.auth import tenant_of
+from server.responses import JSONResponse
 from server.state import state_of
 
 HERE = Path(__file__).resolve().parent

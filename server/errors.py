@@ -8,10 +8,11 @@ import structlog
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from core.db.pool import CONNECTION_ERRORS
 from core.errors import TidingsError, Unavailable
+from server.responses import JSONResponse
 
 log = structlog.get_logger("tidings.server")
 

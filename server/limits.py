@@ -14,22 +14,23 @@ from collections.abc import Callable
 
 from arq.connections import ArqRedis
 
+from core.batching import Batcher
 from core.errors import TidingsError
 
-# KEYS[1] bucket; ARGV: rate per second, burst, now (seconds). Returns {allowed, wait_s}.
+# KEYS[1] bucket; ARGV: rate per second, burst, now (seconds), tokens wanted.
+# Takes as many of the wanted tokens as the bucket holds; returns {taken, tokens left}.
 TOKEN_BUCKET = """
 local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
 local rate, burst, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local wanted = tonumber(ARGV[4])
 local tokens = tonumber(state[1]) or burst
 local at = tonumber(state[2]) or now
 tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
-local allowed, wait = 0, (1 - tokens) / rate
-if tokens >= 1 then
-    tokens, allowed, wait = tokens - 1, 1, 0
-end
+local taken = math.min(wanted, math.floor(tokens))
+tokens = tokens - taken
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
 redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
-return {allowed, tostring(wait)}
+return {taken, tostring(tokens)}
 """
 
 
@@ -51,27 +52,80 @@ class ServerBusy(TidingsError):
 
 
 class RateLimiter:
-    """A shared token bucket per key: `rate_per_s` sustained, `burst` at once."""
+    """A shared token bucket per key: `rate_per_s` sustained, `burst` at once.
 
-    def __init__(self, redis: ArqRedis, namespace: str, rate_per_s: float, burst: int) -> None:
+    Checks that arrive together are batched (`core.batching`): one script call per key
+    takes that key's tokens for all of them, in arrival order, in one round trip.
+    """
+
+    def __init__(
+        self,
+        redis: ArqRedis,
+        namespace: str,
+        rate_per_s: float,
+        burst: int,
+        *,
+        on_batch: Callable[[int], None] = lambda size: None,
+    ) -> None:
         self._redis = redis
         self._namespace = namespace
         self._rate = rate_per_s
         self._burst = burst
         self._script = redis.register_script(TOKEN_BUCKET)
+        self._batcher: Batcher[str, float | None] = Batcher(
+            self._take, name="tidings-rate-limiter", on_batch=on_batch
+        )
 
     @property
     def enabled(self) -> bool:
         return self._rate > 0
 
+    def start(self) -> None:
+        """Start batching checks."""
+        self._batcher.start()
+
+    async def close(self) -> None:
+        """Answer every check made so far, then stop batching."""
+        await self._batcher.close()
+
     async def check(self, caller: str) -> None:
         """Take one token for `caller`, or raise `TooManyRequests` with the wait."""
-        key = f"{self._namespace}:rate:{caller}"
-        allowed, wait_s = await self._script(
-            keys=[key], args=[self._rate, self._burst, time.time()]
-        )
-        if not int(allowed):
-            raise TooManyRequests("request rate limit exceeded", float(wait_s))
+        if self._batcher.running:
+            wait_s = await self._batcher.call(caller)
+        else:
+            [wait_s] = await self._take([caller])
+        if wait_s is not None:
+            raise TooManyRequests("request rate limit exceeded", wait_s)
+
+    async def _take(self, callers: list[str]) -> list[float | None]:
+        """Per check: None if it got a token, else the seconds until one is free for it."""
+        wanted = Counter(callers)
+        now = time.time()
+        calls = [
+            ([f"{self._namespace}:rate:{caller}"], [self._rate, self._burst, now, count])
+            for caller, count in wanted.items()
+        ]
+        if len(calls) == 1:  # the usual case; a pipeline would first ask for the script
+            [(keys, args)] = calls
+            replies = [await self._script(keys=keys, args=args)]
+        else:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for keys, args in calls:
+                    await self._script(keys=keys, args=args, client=pipe)
+                replies = await pipe.execute()
+        buckets = {
+            caller: (int(taken), float(left))
+            for caller, (taken, left) in zip(wanted, replies, strict=True)
+        }
+        seen: Counter[str] = Counter()
+        outcomes: list[float | None] = []
+        for caller in callers:
+            taken, left = buckets[caller]
+            seen[caller] += 1
+            # The n-th refused check of a key waits until n more tokens have accrued.
+            refused = seen[caller] - taken
+            outcomes.append(None if refused <= 0 else (refused - left) / self._rate)
+        return outcomes
 
 
 class StreamLimits:

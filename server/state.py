@@ -11,7 +11,9 @@ from starlette.requests import Request
 from core.queue import Names
 from core.settings import Settings
 from core.submission import Submitter
+from core.submit_batcher import SubmitBatcher
 from server.hub import Hub
+from server.key_lookup import KeyLookup
 from server.limits import RateLimiter, StreamLimits
 from server.metrics import ServerMetrics
 from server.tokens import StreamTokens
@@ -27,6 +29,8 @@ class ServerState:
     hub: Hub
     validators: ArgsValidators
     submitter: Submitter
+    batcher: SubmitBatcher
+    key_lookup: KeyLookup
     metrics: ServerMetrics
     tokens: StreamTokens
     streams: StreamLimits

@@ -56,4 +56,4 @@ class StreamTokens:
         return tenant if isinstance(tenant, str) else None
 
     def _sign(self, payload: bytes) -> bytes:
-        return hmac.new(self.secret, payload, hashlib.sha256).digest()
+        return hmac.digest(self.secret, payload, hashlib.sha256)

@@ -54,6 +54,31 @@ event AS (
 SELECT job.*, event.at AS event_at FROM job, event
 """
 
+# Many plain submissions in one statement (the server's group commit): one array per
+# column, one row each. A row that hits a unique index (an idempotency key already used,
+# even by an earlier row of the same call) is skipped, not an error, so one submission
+# cannot fail the others; its caller looks the existing job up instead.
+INSERT_JOBS = """
+WITH job AS (
+    INSERT INTO jobs (id, task, args, args_hash, queue, priority, max_attempts, timeout_s,
+                      idempotency_key, tenant, run_at, seq)
+    SELECT id, task, args, args_hash, queue, priority, max_attempts, timeout_s,
+           idempotency_key, tenant, COALESCE(run_at, now()), 1
+    FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::text[], $5::text[], $6::smallint[],
+                $7::integer[], $8::float8[], $9::text[], $10::text[], $11::timestamptz[])
+        AS r(id, task, args, args_hash, queue, priority, max_attempts, timeout_s,
+             idempotency_key, tenant, run_at)
+    ON CONFLICT DO NOTHING
+    RETURNING *
+),
+event AS (
+    INSERT INTO job_events (job_id, seq, kind, status, attempt)
+    SELECT id, 1, 'queued', status, attempt FROM job
+    RETURNING job_id, at
+)
+SELECT job.*, event.at AS event_at FROM job JOIN event ON event.job_id = job.id
+"""
+
 # A result-cache hit: the new job is born succeeded, with both of its events.
 INSERT_CACHED_JOB = """
 WITH job AS (

@@ -7,6 +7,9 @@ INSERT INTO api_keys (id, tenant, name, prefix, digest) VALUES ($1, $2, $3, $4, 
 RETURNING *
 """
 TENANT_OF_DIGEST = "SELECT tenant FROM api_keys WHERE digest = $1 AND revoked_at IS NULL"
+TENANTS_OF_DIGESTS = """
+SELECT digest, tenant FROM api_keys WHERE digest = ANY($1::bytea[]) AND revoked_at IS NULL
+"""
 LIST_KEYS = """
 SELECT id, tenant, name, prefix, created_at, revoked_at FROM api_keys
 WHERE ($1::text IS NULL OR tenant = $1)

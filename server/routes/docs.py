@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from core.db import registry
 from server.openapi import document
+from server.responses import JSONResponse
 from server.state import state_of
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import anyio
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
@@ -17,6 +17,7 @@ from core.db import events
 from core.errors import Unprocessable
 from core.model import event_json
 from server.auth import tenant_of
+from server.responses import JSONResponse
 from server.routes.jobs import load_job
 from server.state import state_of
 from server.streams import replay_then_follow

@@ -6,10 +6,11 @@ import asyncio
 
 from redis.exceptions import RedisError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from core.db.pool import CONNECTION_ERRORS
+from server.responses import JSONResponse
 from server.state import state_of
 
 CHECK_TIMEOUT_S = 1.0

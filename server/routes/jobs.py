@@ -12,7 +12,7 @@ import asyncpg
 import structlog
 from redis.exceptions import RedisError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from core import queue
@@ -22,6 +22,7 @@ from core.model import Status, event_json, job_json, waiting_eta_s
 from core.submission import JobRequest
 from server.auth import ALL_JOBS, tenant_of
 from server.body import read_json_object
+from server.responses import JSONResponse
 from server.state import ServerState, state_of
 from server.submission import TaskRows, job_request
 from server.validation import check, validate_batch
@@ -70,7 +71,7 @@ async def submit_job(request: Request) -> Response:
         max_args_bytes=state.settings.max_args_bytes,
         header_key=request.headers.get("idempotency-key"),
     )
-    submitted = await state.submitter.submit(job)
+    submitted = await state.batcher.submit(job)
     assert submitted is not None  # only cron slots can be refused
     row = submitted.row
     location = f"{base_url(request)}/jobs/{row['id']}"

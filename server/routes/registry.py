@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from core.db import registry
 from core.model import iso
 from server.auth import tenant_of
+from server.responses import JSONResponse
 from server.state import state_of
 
 

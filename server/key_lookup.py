@@ -1,0 +1,53 @@
+"""Group lookup of API keys: the keys of concurrent requests are read with one query.
+
+Every request still reads its key from Postgres after it arrives, so a key revoked
+before a request is refused by that request (a cache could not promise that: revocation
+writes Postgres directly and no server hears of it). What is shared is the round trip
+(see `core.batching`): requests that arrive while a lookup is in flight are answered
+together by the next one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import asyncpg
+
+from core import keys
+from core.batching import Batcher
+from core.db import keys as statements
+
+
+class KeyLookup:
+    """Resolves API keys to tenants, batching the lookups that arrive together."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        max_batch: int = 500,
+        on_batch: Callable[[int], None] = lambda size: None,
+    ) -> None:
+        self._pool = pool
+        self._batcher: Batcher[bytes, str | None] = Batcher(
+            self._lookup, name="tidings-key-lookup", max_batch=max_batch, on_batch=on_batch
+        )
+
+    def start(self) -> None:
+        """Start batching."""
+        self._batcher.start()
+
+    async def close(self) -> None:
+        """Answer every lookup asked so far, then stop batching."""
+        await self._batcher.close()
+
+    async def tenant_of(self, secret: str) -> str | None:
+        """The tenant of a live key, or None for an unknown or revoked one."""
+        if not self._batcher.running:
+            return await keys.tenant_of(self._pool, secret)
+        return await self._batcher.call(keys.digest(secret))
+
+    async def _lookup(self, digests: list[bytes]) -> list[str | None]:
+        rows = await self._pool.fetch(statements.TENANTS_OF_DIGESTS, list(set(digests)))
+        tenants = {bytes(row["digest"]): row["tenant"] for row in rows}
+        return [tenants.get(digest) for digest in digests]
