@@ -141,6 +141,10 @@ class JobClient:
         assert row is not None
         return row["events"], row["span_s"] or 0.0
 
+    async def result(self, job_id: uuid.UUID) -> Any:
+        """What the job's task returned."""
+        return await self._pool.fetchval("SELECT result FROM jobs WHERE id = $1", job_id)
+
     async def run_time(self, job_id: uuid.UUID) -> float:
         """Seconds from the job's `started` event to its `succeeded` event."""
         run_s = await self._pool.fetchval(RUN_TIME, job_id)
