@@ -27,6 +27,7 @@ from server.alerts import AlertPolicy, FailureAlerts
 from server.auth import Authenticate
 from server.errors import EXCEPTION_HANDLERS
 from server.hub import Hub
+from server.keepalive import KeepAlive
 from server.key_lookup import KeyLookup
 from server.limits import RateLimiter, StreamLimits
 from server.metrics import ServerMetrics
@@ -100,6 +101,9 @@ def create_app(settings: Settings) -> Starlette:
             )
             await hub.start()
             stack.push_async_callback(hub.stop)
+            keepalive = KeepAlive(hub, settings.keepalive_s)
+            await keepalive.start()
+            stack.push_async_callback(keepalive.stop)
             submitter = Submitter(pool, redis, names, on_created=metrics.count_submitted)
             batcher = SubmitBatcher(submitter, pool)
             batcher.start()
@@ -152,12 +156,32 @@ def create_app(settings: Settings) -> Starlette:
     )
 
 
+def close_streams(app: Starlette) -> None:
+    """End the app's open SSE streams cleanly (nothing to do before its lifespan started)."""
+    state: ServerState | None = getattr(app.state, "tidings", None)
+    if state is not None:
+        state.hub.close_streams()
+
+
 class GracefulServer(uvicorn.Server):
-    """uvicorn's server, except that SIGINT/SIGTERM end it with exit status 0.
+    """uvicorn's server, except that SIGINT/SIGTERM end it with exit status 0, and that its
+    SSE streams are closed when it shuts down.
 
     uvicorn re-raises the stop signal after shutting down, so a supervisor would see the
-    process as killed; a drained, orderly stop is a success here.
+    process as killed; a drained, orderly stop is a success here. uvicorn waits for every
+    open response before it stops, and an SSE stream on a running job does not end by
+    itself: `before_shutdown` ends them (cleanly, so clients reconnect elsewhere).
     """
+
+    def __init__(
+        self, config: uvicorn.Config, before_shutdown: Callable[[], None] = lambda: None
+    ) -> None:
+        super().__init__(config)
+        self._before_shutdown = before_shutdown
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._before_shutdown()
+        await super().shutdown(sockets)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
@@ -180,14 +204,15 @@ def main(environ: dict[str, str] | None = None) -> None:
     configure_logging(settings)
     settings, embedded = start_embedded(settings)
     try:
+        app = create_app(settings)
         config = uvicorn.Config(
-            create_app(settings),
+            app,
             host=settings.host,
             port=settings.port,
             log_config=None,
             access_log=False,
             server_header=False,  # names the software to every client; says nothing useful
         )
-        GracefulServer(config).run()
+        GracefulServer(config, before_shutdown=lambda: close_streams(app)).run()
     finally:
         embedded.close()

@@ -4,53 +4,123 @@ Each stream gets a bounded queue. When a queue is full the hub does not block or
 the stream: it marks the subscription as overflowed, and the stream catches up from
 Postgres. After every (re)connection to Redis each subscription is told to resync,
 since publishes made while the hub was away are lost to it (but not to Postgres).
+
+The hub knows every open stream, so it is also where the process wakes them all: for a
+keep-alive comment (one timer per process, not one per stream) and to close them when
+the server shuts down.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from typing import Any
 
 from core.queue import decode_events
 from core.subscriber import follow_channels
 
 
-class Subscription:
-    """One stream's view of the hub: a bounded queue and an overflow flag."""
+class Notice(enum.Enum):
+    """What `Subscription.next` returns instead of an event."""
 
-    def __init__(self, job_id: str | None, size: int) -> None:
+    RESYNC = "resync"  # events may have been missed: re-read Postgres
+    KEEPALIVE = "keepalive"  # time to send the client a keep-alive comment
+    CLOSED = "closed"  # the server is shutting down: end the stream
+
+
+class Subscription:
+    """One stream's view of the hub: a bounded queue of events and why it was woken.
+
+    Thousands are open at once, so it is kept small: slots, a plain list for the queue
+    (an asyncio.Queue brings three deques of ~760 bytes each) and a future only while
+    the stream waits (an asyncio.Event brings another deque).
+    """
+
+    __slots__ = (
+        "_closed",
+        "_keepalive",
+        "_leave",
+        "_size",
+        "_waiter",
+        "events",
+        "job_id",
+        "needs_resync",
+    )
+
+    def __init__(
+        self,
+        job_id: str | None,
+        size: int,
+        *,
+        closed: bool = False,
+        leave: Callable[[Subscription], None] = lambda subscription: None,
+    ) -> None:
         self.job_id = job_id
-        self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue(size)
+        self.events: list[dict[str, Any]] = []
         self.needs_resync = False
-        self._wake = asyncio.Event()
+        self._size = size
+        self._keepalive = False
+        self._closed = closed
+        self._waiter: asyncio.Future[None] | None = None
+        self._leave = leave
+
+    # A class-based context manager: a generator-based one would be held, with its
+    # frame, by every open stream.
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._leave(self)
 
     def deliver(self, event: dict[str, Any]) -> None:
         """Hand an event to the stream, or mark it for a resync when its queue is full."""
-        try:
-            self.events.put_nowait(event)
-        except asyncio.QueueFull:
-            self.mark_resync()
-        self._wake.set()
+        if len(self.events) < self._size:
+            self.events.append(event)
+        else:
+            self.needs_resync = True
+        self._wake()
 
     def mark_resync(self) -> None:
         """Tell the stream it may have missed events and must re-read Postgres."""
         self.needs_resync = True
-        self._wake.set()
+        self._wake()
 
-    async def next(self) -> dict[str, Any] | None:
-        """The next live event, or None when the stream must resync from Postgres."""
+    def keep_alive(self) -> None:
+        """Ask the stream for a keep-alive comment (when it has nothing else to send)."""
+        self._keepalive = True
+        self._wake()
+
+    def close(self) -> None:
+        """End the stream: `next` returns `Notice.CLOSED` from now on."""
+        self._closed = True
+        self._wake()
+
+    async def next(self) -> dict[str, Any] | Notice:
+        """The next live event, or a `Notice`: resync, keep-alive, or closed."""
         while True:
+            if self._closed:
+                return Notice.CLOSED
             if self.needs_resync:
+                # The re-read covers the queued events and anything that overflowed.
                 self.needs_resync = False
-                while not self.events.empty():
-                    self.events.get_nowait()
-                return None
-            if not self.events.empty():
-                return self.events.get_nowait()
-            self._wake.clear()
-            await self._wake.wait()
+                self.events.clear()
+                return Notice.RESYNC
+            if self.events:
+                return self.events.pop(0)
+            if self._keepalive:
+                self._keepalive = False
+                return Notice.KEEPALIVE
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
 
 class Hub:
@@ -73,6 +143,7 @@ class Hub:
         self._by_job: dict[str, set[Subscription]] = {}
         self._all: set[Subscription] = set()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self.connected = asyncio.Event()
 
     @property
@@ -91,18 +162,24 @@ class Hub:
             with suppress(asyncio.CancelledError):
                 await self._task
 
-    @contextmanager
-    def subscribe(self, job_id: str | None) -> Iterator[Subscription]:
-        """Register a stream for one job's events (or every job's, with None)."""
-        subscription = Subscription(job_id, self._queue_size)
+    def subscribe(self, job_id: str | None) -> Subscription:
+        """Register a stream for one job's events (or every job's, with None).
+
+        Use it as a context manager: leaving the block unsubscribes.
+        """
+        subscription = Subscription(
+            job_id, self._queue_size, closed=self._closing, leave=self._unsubscribe
+        )
         group = self._all if job_id is None else self._by_job.setdefault(job_id, set())
         group.add(subscription)
-        try:
-            yield subscription
-        finally:
-            group.discard(subscription)
-            if job_id is not None and not group:
-                self._by_job.pop(job_id, None)
+        return subscription
+
+    def _unsubscribe(self, subscription: Subscription) -> None:
+        job_id = subscription.job_id
+        group = self._all if job_id is None else self._by_job.get(job_id, set())
+        group.discard(subscription)
+        if job_id is not None and not group:
+            self._by_job.pop(job_id, None)
 
     def dispatch(self, event: dict[str, Any]) -> None:
         """Deliver one published event to its job's streams and to the all-jobs streams."""
@@ -111,12 +188,25 @@ class Hub:
         for subscription in self._all:
             subscription.deliver(event)
 
-    def _resync_all(self) -> None:
-        for subscription in self._all:
-            subscription.mark_resync()
+    def keep_alive(self) -> None:
+        """Ask every open stream for a keep-alive comment."""
+        for subscription in self._every_subscription():
+            subscription.keep_alive()
+
+    def close_streams(self) -> None:
+        """End every open stream, and each one opened from now on (the server is stopping)."""
+        self._closing = True
+        for subscription in self._every_subscription():
+            subscription.close()
+
+    def _every_subscription(self) -> Iterator[Subscription]:
+        yield from self._all
         for group in self._by_job.values():
-            for subscription in group:
-                subscription.mark_resync()
+            yield from group
+
+    def _resync_all(self) -> None:
+        for subscription in self._every_subscription():
+            subscription.mark_resync()
 
     async def _run(self) -> None:
         await follow_channels(

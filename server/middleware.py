@@ -62,19 +62,22 @@ class RequestContext:
                 ]
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
-            try:
-                await self.app(scope, receive, send_with_id)
-            finally:
-                route = getattr(scope.get("route"), "path", "unmatched")
-                elapsed = time.perf_counter() - started
-                self.metrics.http_requests.labels(route, scope["method"], str(status)).inc()
-                self.metrics.http_seconds.labels(route).observe(elapsed)
-                log.info(
-                    "http.request",
-                    method=scope["method"],
-                    path=scope["path"],
-                    route=route,
-                    status=status,
-                    duration_ms=round(elapsed * 1000, 2),
-                )
+        # bind/reset rather than bound_contextvars(): a generator-based context manager
+        # would be held, with its frame, for as long as an SSE stream stays open.
+        tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            elapsed = time.perf_counter() - started
+            self.metrics.http_requests.labels(route, scope["method"], str(status)).inc()
+            self.metrics.http_seconds.labels(route).observe(elapsed)
+            log.info(
+                "http.request",
+                method=scope["method"],
+                path=scope["path"],
+                route=route,
+                status=status,
+                duration_ms=round(elapsed * 1000, 2),
+            )
+            structlog.contextvars.reset_contextvars(**tokens)

@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import asyncpg
 
 from core.db import events, jobs
 from core.model import TERMINAL_KINDS, TERMINAL_STATUSES, event_json
-from server.hub import Hub
+from server.hub import Hub, Notice
 
 
 async def replay_then_follow(
     pool: asyncpg.Pool, hub: Hub, job_id: uuid.UUID, after: int
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncGenerator[dict[str, Any] | Notice, None]:
     """Events of one job with seq > `after`, gapless and in order; ends after a terminal one.
 
     The subscription starts before the history is read, so an event committed at any
     moment is either in the history or arrives live; seqs already sent are skipped and
-    a hole (a lost or overflowed publish) is filled from Postgres.
+    a hole (a lost or overflowed publish) is filled from Postgres. `Notice.KEEPALIVE` is
+    passed on for the caller to send a comment; the stream ends when the hub closes it.
     """
     with hub.subscribe(str(job_id)) as subscription:
         last = after
@@ -28,19 +29,29 @@ async def replay_then_follow(
         if not backlog and await _finished_at_or_before(pool, job_id, last):
             return
         while True:
-            for index, event in enumerate(backlog):
-                yield event
-                last = event["seq"]
+            # Popped as sent: an idle stream holds no history while it waits.
+            while backlog:
+                last, kind = backlog[0]["seq"], backlog[0]["kind"]
+                yield backlog.pop(0)
                 # Events after a terminal one mean the job was retried by hand: go on.
-                if event["kind"] in TERMINAL_KINDS and index == len(backlog) - 1:
+                if kind in TERMINAL_KINDS and not backlog:
                     return
             live = await subscription.next()
-            if live is None or live["seq"] > last + 1:
+            if live is Notice.CLOSED:
+                return
+            if live is Notice.KEEPALIVE:
+                yield live
+            elif live is Notice.RESYNC or live["seq"] > last + 1:
                 backlog = await _history(pool, job_id, last)
             elif live["seq"] == last + 1:
                 backlog = [live]
-            else:
-                backlog = []
+
+
+async def follow_all(hub: Hub) -> AsyncGenerator[dict[str, Any] | Notice, None]:
+    """Every job's live events, with resync and keep-alive notices, until the hub closes."""
+    with hub.subscribe(None) as subscription:
+        while (event := await subscription.next()) is not Notice.CLOSED:
+            yield event
 
 
 async def _history(pool: asyncpg.Pool, job_id: uuid.UUID, after: int) -> list[dict[str, Any]]:

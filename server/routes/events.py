@@ -2,66 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
-import anyio
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Message, Receive, Scope, Send
 
 from core import serialization
 from core.db import events
 from core.errors import Unprocessable
 from core.model import event_json
 from server.auth import tenant_of
+from server.hub import Notice
 from server.responses import JSONResponse
 from server.routes.jobs import load_job
 from server.state import state_of
-from server.streams import replay_then_follow
+from server.stream_response import StreamEndpoint, StreamResponse
+from server.streams import follow_all, replay_then_follow
 
 
-class HeldStream(EventSourceResponse):
-    """An SSE response that gives back its stream slot however it ends.
-
-    When the server shuts down, sse-starlette cancels the stream without finishing the
-    response body: the client sees a cut connection and uvicorn logs an incomplete
-    response. Here the body is finished instead, so the stream ends as cleanly as after
-    a job's last event, and the client reconnects with Last-Event-ID.
-    """
-
-    def __init__(self, content: Any, *, release: Callable[[], None], **kwargs: Any) -> None:
-        self._shutting_down = anyio.Event()
-        super().__init__(content, shutdown_event=self._shutting_down, **kwargs)
-        self._release = release
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = False
-
-        async def send_noting_start(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await super().__call__(scope, receive, send_noting_start)
-            if started and self.active and self._shutting_down.is_set():
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-        finally:
-            self._release()
-
-
-def held_stream(request: Request, events: AsyncIterator[ServerSentEvent]) -> HeldStream:
+def held_stream(
+    request: Request,
+    events: AsyncGenerator[dict[str, Any] | Notice, None],
+    encode: Callable[[dict[str, Any] | Notice], ServerSentEvent | None],
+) -> StreamResponse:
     """An SSE response holding one of the caller's stream slots (429/503 when none is left)."""
-    state = state_of(request)
-    return HeldStream(
-        events,
-        release=state.streams.acquire(tenant_of(request)),
-        ping=state.settings.keepalive_s,
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    release = state_of(request).streams.acquire(tenant_of(request))
+    return StreamResponse(events, encode, release=release)
 
 
 def resume_after(request: Request) -> int:
@@ -92,7 +61,7 @@ def wants_json(request: Request) -> bool:
     return "application/json" in accept and "text/event-stream" not in accept
 
 
-async def job_events(request: Request) -> Response:
+async def job_events(request: Request) -> Response | StreamResponse:
     """GET /jobs/{id}/events: SSE (subscribe, replay, follow) or, for JSON clients, history."""
     state = state_of(request)
     tenant = tenant_of(request)
@@ -105,41 +74,44 @@ async def job_events(request: Request) -> Response:
             {"field": "Last-Event-ID", "reason": "beyond the job's last event"},
             code="invalid_query",
         )
+    job_id = job["id"]  # the stream keeps only the id, not the whole job row
     if wants_json(request):
-        rows = await events.events_after(state.pool, job["id"], after)
+        rows = await events.events_after(state.pool, job_id, after)
         return JSONResponse({"events": [event_json(row) for row in rows]})
 
-    async def stream() -> AsyncIterator[ServerSentEvent]:
-        async for event in replay_then_follow(state.pool, state.hub, job["id"], after):
-            yield ServerSentEvent(
-                data=serialization.dumps_str(event), event=event["kind"], id=str(event["seq"])
-            )
-
-    return held_stream(request, stream())
+    return held_stream(
+        request, replay_then_follow(state.pool, state.hub, job_id, after), encode_job_event
+    )
 
 
-async def all_events(request: Request) -> Response:
+def encode_job_event(event: dict[str, Any] | Notice) -> ServerSentEvent | None:
+    """A job's event as SSE: its seq is the id a client resumes from."""
+    if isinstance(event, Notice):
+        return None
+    return ServerSentEvent(
+        data=serialization.dumps_str(event), event=event["kind"], id=str(event["seq"])
+    )
+
+
+async def all_events(request: Request) -> StreamResponse:
     """GET /events: live events of every job of the caller's tenant, for dashboards.
 
     There is no replay here (events have no order across jobs to resume from): after a
     `resync` event, or a reconnect, a client re-reads `GET /jobs` and follows on.
     """
-    state = state_of(request)
     tenant = tenant_of(request)
 
-    async def stream() -> AsyncIterator[ServerSentEvent]:
-        with state.hub.subscribe(None) as subscription:
-            while True:
-                event = await subscription.next()
-                if event is None:
-                    yield ServerSentEvent(data="{}", event="resync")
-                elif event.get("tenant") == tenant:
-                    yield ServerSentEvent(data=serialization.dumps_str(event), event=event["kind"])
+    def encode(event: dict[str, Any] | Notice) -> ServerSentEvent | None:
+        if event is Notice.RESYNC:
+            return ServerSentEvent(data="{}", event="resync")
+        if isinstance(event, dict) and event.get("tenant") == tenant:
+            return ServerSentEvent(data=serialization.dumps_str(event), event=event["kind"])
+        return None
 
-    return held_stream(request, stream())
+    return held_stream(request, follow_all(state_of(request).hub), encode)
 
 
 routes = [
-    Route("/jobs/{job_id}/events", job_events, methods=["GET"]),
-    Route("/events", all_events, methods=["GET"]),
+    Route("/jobs/{job_id}/events", StreamEndpoint(job_events), methods=["GET"]),
+    Route("/events", StreamEndpoint(all_events), methods=["GET"]),
 ]

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import aclosing, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from dataclasses import replace
 from typing import Any
 
@@ -23,7 +23,8 @@ from httpx_sse import aconnect_sse
 from core import queue
 from core.model import TERMINAL_STATUSES, event_json
 from core.settings import Settings
-from server.hub import Hub, Subscription
+from server.hub import Hub, Notice, Subscription
+from server.keepalive import KeepAlive
 from server.streams import replay_then_follow
 from tests.support.servers import ServerHandle, WorkerHandle, start_server
 from tests.support.sse import job_events
@@ -41,13 +42,12 @@ def event(job_id: str, seq: int, kind: str = "progress") -> dict[str, Any]:
 
 def drained(subscription: Subscription) -> list[dict[str, Any]]:
     """What is queued on `subscription` now, without waiting."""
-    events = []
-    while not subscription.events.empty():
-        events.append(subscription.events.get_nowait())
+    events = list(subscription.events)
+    subscription.events.clear()
     return events
 
 
-async def next_within(subscription: Subscription) -> dict[str, Any] | None:
+async def next_within(subscription: Subscription) -> dict[str, Any] | Notice:
     async with asyncio.timeout(WITHIN_S):
         return await subscription.next()
 
@@ -124,34 +124,34 @@ async def test_next_waits_until_an_event_is_delivered() -> None:
         assert await waiter == event("a", 1)
 
 
-async def test_overflow_marks_resync_then_next_returns_none_then_continues() -> None:
+async def test_overflow_marks_resync_then_next_returns_resync_then_continues() -> None:
     hub = Hub(UNUSED_REDIS, "unused", queue_size=2)
     with hub.subscribe("a") as subscription:
         for seq in (1, 2, 3, 4):  # two fit; the third and fourth overflow
             hub.dispatch(event("a", seq))
         assert subscription.needs_resync
-        # None means "re-read Postgres": the queued events are dropped, not handed out,
+        # RESYNC means "re-read Postgres": the queued events are dropped, not handed out,
         # since the re-read covers them and anything that overflowed.
-        assert await next_within(subscription) is None
+        assert await next_within(subscription) is Notice.RESYNC
         assert not subscription.needs_resync
-        assert subscription.events.empty()
+        assert not subscription.events
         hub.dispatch(event("a", 5))
         assert await next_within(subscription) == event("a", 5)
         for seq in (6, 7, 8):
             hub.dispatch(event("a", seq))
-        assert await next_within(subscription) is None
+        assert await next_within(subscription) is Notice.RESYNC
         hub.dispatch(event("a", 9))
         assert await next_within(subscription) == event("a", 9)
 
 
-async def test_an_overflow_wakes_a_waiting_stream_with_none() -> None:
+async def test_an_overflow_wakes_a_waiting_stream_with_resync() -> None:
     hub = Hub(UNUSED_REDIS, "unused", queue_size=1)
     with hub.subscribe("a") as subscription:
         waiter = asyncio.create_task(next_within(subscription))
         await asyncio.sleep(0)  # let the waiter block on the empty queue
         hub.dispatch(event("a", 1))
         hub.dispatch(event("a", 2))  # overflows before the waiter has run again
-        assert await waiter is None
+        assert await waiter is Notice.RESYNC
 
 
 async def test_mark_resync_wakes_a_waiting_stream() -> None:
@@ -161,7 +161,7 @@ async def test_mark_resync_wakes_a_waiting_stream() -> None:
         await asyncio.sleep(0)
         assert not waiter.done()
         subscription.mark_resync()
-        assert await waiter is None
+        assert await waiter is Notice.RESYNC
 
 
 async def test_one_full_subscription_does_not_hold_back_the_others() -> None:
@@ -172,7 +172,61 @@ async def test_one_full_subscription_does_not_hold_back_the_others() -> None:
         hub.dispatch(event("a", 2))
         assert slow.needs_resync and not fast.needs_resync
         assert await next_within(fast) == event("a", 2)
-        assert await next_within(slow) is None
+        assert await next_within(slow) is Notice.RESYNC
+
+
+async def test_a_keep_alive_comes_after_the_queued_events() -> None:
+    hub = Hub(UNUSED_REDIS, "unused")
+    with hub.subscribe("a") as one, hub.subscribe(None) as every:
+        hub.dispatch(event("a", 1))
+        hub.keep_alive()
+        assert [await next_within(one), await next_within(one)] == [event("a", 1), Notice.KEEPALIVE]
+        assert [await next_within(every), await next_within(every)] == [
+            event("a", 1),
+            Notice.KEEPALIVE,
+        ]
+        waiter = asyncio.create_task(next_within(one))
+        await asyncio.sleep(0)  # let the waiter block: one keep-alive asked, one given
+        assert not waiter.done()
+        hub.keep_alive()
+        assert await waiter is Notice.KEEPALIVE
+
+
+async def test_closing_the_streams_ends_waiting_ones_and_any_opened_after() -> None:
+    hub = Hub(UNUSED_REDIS, "unused")
+    with hub.subscribe("a") as waiting:
+        waiter = asyncio.create_task(next_within(waiting))
+        await asyncio.sleep(0)
+        hub.close_streams()
+        assert await waiter is Notice.CLOSED
+        # Closed wins over anything still queued: the server is going away.
+        hub.dispatch(event("a", 1))
+        assert await next_within(waiting) is Notice.CLOSED
+        with hub.subscribe("b") as late:
+            assert await next_within(late) is Notice.CLOSED
+    assert hub.subscriptions == 0
+
+
+async def test_the_keepalive_timer_asks_every_stream_once_a_period() -> None:
+    hub = Hub(UNUSED_REDIS, "unused")
+    ticks: asyncio.Queue[None] = asyncio.Queue()
+    periods: list[float] = []
+
+    async def fake_sleep(period_s: float) -> None:
+        periods.append(period_s)
+        await ticks.get()
+
+    keepalive = KeepAlive(hub, 15.0, sleep=fake_sleep)
+    with hub.subscribe("a") as one, hub.subscribe(None) as every:
+        await keepalive.start()
+        try:
+            for _ in range(2):
+                ticks.put_nowait(None)
+                assert await next_within(one) is Notice.KEEPALIVE
+                assert await next_within(every) is Notice.KEEPALIVE
+        finally:
+            await keepalive.stop()
+    assert periods[:2] == [15.0, 15.0]
 
 
 # --- replay_then_follow against Postgres, playing the worker by hand --------------------------
@@ -185,11 +239,10 @@ class RecordingHub(Hub):
         super().__init__(redis_url, channel, queue_size=queue_size)
         self.handed_out: list[Subscription] = []
 
-    @contextmanager
-    def subscribe(self, job_id: str | None) -> Iterator[Subscription]:
-        with super().subscribe(job_id) as subscription:
-            self.handed_out.append(subscription)
-            yield subscription
+    def subscribe(self, job_id: str | None) -> Subscription:
+        subscription = super().subscribe(job_id)
+        self.handed_out.append(subscription)
+        return subscription
 
 
 # Written here in plain SQL against the documented tables rather than through the worker's
@@ -242,6 +295,7 @@ async def followed(
                     item = await anext(events)
                 except StopAsyncIteration:
                     return
+            assert isinstance(item, dict), item  # no keep-alive timer runs here
             yield item["seq"], item["kind"]
 
 
@@ -268,6 +322,22 @@ async def test_a_hole_in_the_live_events_is_filled_from_postgres_and_late_ones_s
         assert await anext(stream) == (5, "succeeded")
         with pytest.raises(StopAsyncIteration):
             await anext(stream)
+    assert hub.subscriptions == 0
+
+
+async def test_replay_then_follow_passes_keep_alives_on_and_ends_when_the_hub_closes(
+    pool: asyncpg.Pool,
+) -> None:
+    hub = Hub(UNUSED_REDIS, "unused", queue_size=8)
+    job_id = await parked_job(pool)
+    async with aclosing(replay_then_follow(pool, hub, job_id, 0)) as events:
+        first = await anext(events)
+        assert isinstance(first, dict) and first["seq"] == 1
+        hub.keep_alive()
+        assert await anext(events) is Notice.KEEPALIVE
+        hub.close_streams()
+        with pytest.raises(StopAsyncIteration):
+            await anext(events)
     assert hub.subscriptions == 0
 
 

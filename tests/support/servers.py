@@ -7,7 +7,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field, fields
 
@@ -15,7 +15,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from core.settings import PROJECT_ROOT, Settings
-from server.app import create_app
+from server.app import GracefulServer, close_streams, create_app
 from worker.app import run_worker
 
 START_TIMEOUT_S = 30.0
@@ -39,11 +39,13 @@ class WorkerHandle:
 
 
 @asynccontextmanager
-async def serve(app: ASGIApp) -> AsyncIterator[str]:
+async def serve(
+    app: ASGIApp, before_shutdown: Callable[[], None] = lambda: None
+) -> AsyncIterator[str]:
     """Serve any ASGI app with uvicorn inside the running loop; yields its base URL."""
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
-    server = uvicorn.Server(config)
+    server = GracefulServer(config, before_shutdown)
     task = asyncio.create_task(server.serve())
     async with asyncio.timeout(START_TIMEOUT_S):
         while not server.started:
@@ -60,7 +62,8 @@ async def serve(app: ASGIApp) -> AsyncIterator[str]:
 @asynccontextmanager
 async def start_server(settings: Settings) -> AsyncIterator[ServerHandle]:
     """Serve `create_app(settings)` inside the running loop."""
-    async with serve(create_app(settings)) as url:
+    app = create_app(settings)
+    async with serve(app, before_shutdown=lambda: close_streams(app)) as url:
         yield ServerHandle(url)
 
 
