@@ -39,7 +39,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, help="max_jobs of both workers")
     parser.add_argument("--poll-delay", type=float, help="poll_delay of both workers (s)")
     parser.add_argument(
-        "--raw-poll-delay", type=float, help="raw ARQ's poll_delay, if not tidings' (s)"
+        "--raw-poll-delay", type=float, help="raw ARQ's poll_delay (s; default 0.01)"
     )
     parser.add_argument("--output", type=Path, help="where to write the JSON results")
     return parser.parse_args(argv)

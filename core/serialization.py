@@ -12,6 +12,11 @@ def dumps(value: Any) -> bytes:
     return orjson.dumps(value)
 
 
+def encoded(value: Any) -> orjson.Fragment:
+    """`value` encoded once, to embed as is wherever it is dumped again (or sent as jsonb)."""
+    return orjson.Fragment(orjson.dumps(value))
+
+
 def dumps_str(value: Any) -> str:
     """Encode `value` as a JSON string."""
     return orjson.dumps(value).decode()

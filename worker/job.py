@@ -56,7 +56,13 @@ class Job:
         **data: Any,
     ) -> None:
         """Record progress; returns at once (the write is group-committed in the background)."""
-        item = (PROGRESS, float(current), _float_or_none(total), message, data or None)
+        item = (
+            PROGRESS,
+            float(current),
+            None if total is None else float(total),
+            message,
+            data or None,
+        )
         if not self._reporter.note(self.id, self.attempt, item):
             await self._reporter.room()
 
@@ -64,7 +70,3 @@ class Job:
         """Append a `log` event to the job's stream."""
         if not self._reporter.note(self.id, self.attempt, (LOG, None, None, message, data or None)):
             await self._reporter.room()
-
-
-def _float_or_none(value: float | None) -> float | None:
-    return None if value is None else float(value)

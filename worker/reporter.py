@@ -22,11 +22,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import orjson
 import structlog
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
-from core import queue
+from core import queue, serialization
 from core.db import jobs
 from core.db.pool import CONNECTION_ERRORS
 from core.model import EventKind, event_json, iso
@@ -70,7 +71,9 @@ class Announcement:
 Pending = Write | Notes | Announcement
 
 
-def append_args(job_id: uuid.UUID, attempt: int, items: list[NoteItem]) -> tuple[Any, ...]:
+def append_args(
+    job_id: uuid.UUID, attempt: int, items: list[NoteItem], encoded: orjson.Fragment
+) -> tuple[Any, ...]:
     """Parameters of `jobs.APPEND_EVENTS` for consecutive events of one attempt."""
     last = next((item for item in reversed(items) if item[0] == EventKind.PROGRESS), None)
     return (
@@ -81,7 +84,7 @@ def append_args(job_id: uuid.UUID, attempt: int, items: list[NoteItem]) -> tuple
         last[1] if last else None,
         last[2] if last else None,
         last[3] if last else None,
-        items,
+        encoded,
     )
 
 
@@ -94,7 +97,7 @@ def by_attempt(run: Iterable[Pending]) -> dict[tuple[uuid.UUID, int], list[NoteI
     return groups
 
 
-def note_run(head: asyncpg.Record, items: list[NoteItem]) -> dict[str, Any]:
+def note_run(head: asyncpg.Record, encoded: orjson.Fragment) -> dict[str, Any]:
     """The events `jobs.APPEND_EVENTS` just wrote, as one run (see `core.model.run_events`)."""
     return {
         "job_id": str(head["id"]),
@@ -105,7 +108,7 @@ def note_run(head: asyncpg.Record, items: list[NoteItem]) -> dict[str, Any]:
         "attempt": head["attempt"],
         "at": iso(head["at"]),
         "first_seq": head["base"] + 1,
-        "events": items,
+        "events": encoded,
     }
 
 
@@ -252,10 +255,12 @@ class Reporter:
                     events.extend(item.event for item in run if isinstance(item, Announcement))
                 elif kind is Notes:
                     for (job_id, attempt), items in by_attempt(run).items():
-                        args = append_args(job_id, attempt, items)
+                        # Encoded once: the same JSON goes to Postgres and into the PUBLISH.
+                        encoded = serialization.encoded(items)
+                        args = append_args(job_id, attempt, items, encoded)
                         head = await conn.fetchrow(jobs.APPEND_EVENTS, *args)
                         if head is not None:  # else the attempt ended: it may add no events
-                            events.append(note_run(head, items))
+                            events.append(note_run(head, encoded))
                             stored += len(items)
                 else:
                     for write in run:
