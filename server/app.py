@@ -25,6 +25,7 @@ from core.submit_batcher import SubmitBatcher
 from server import dashboard
 from server.alerts import AlertPolicy, FailureAlerts
 from server.auth import Authenticate
+from server.dispatch import Dispatcher
 from server.errors import EXCEPTION_HANDLERS
 from server.hub import Hub
 from server.keepalive import KeepAlive
@@ -32,9 +33,10 @@ from server.key_lookup import KeyLookup
 from server.limits import RateLimiter, StreamLimits
 from server.metrics import ServerMetrics
 from server.middleware import RequestContext
-from server.routes import docs, events, health, jobs, registry
+from server.routes import docs, health, jobs, registry
 from server.routes import metrics as metrics_routes
 from server.state import ServerState
+from server.stream_routes import StreamRoutes
 from server.tokens import StreamTokens
 from server.validation import ArgsValidators
 
@@ -72,8 +74,12 @@ def alert_policy(settings: Settings) -> AlertPolicy:
     )
 
 
-def create_app(settings: Settings) -> Starlette:
-    """The tidings app for `settings` (whose database and Redis URLs must be set)."""
+def create_app(settings: Settings) -> Dispatcher:
+    """The tidings app for `settings` (whose database and Redis URLs must be set).
+
+    The SSE stream paths are served by `StreamRoutes`, the rest by a Starlette app (which
+    also runs the lifespan and keeps `state`): see `server/dispatch.py`.
+    """
     metrics = ServerMetrics()
 
     @asynccontextmanager
@@ -140,10 +146,9 @@ def create_app(settings: Settings) -> Starlette:
             log.info("server.started", host=settings.host, port=settings.port)
             yield
 
-    return Starlette(
+    app = Starlette(
         routes=[
             *jobs.routes,
-            *events.routes,
             *registry.routes,
             *health.routes,
             *metrics_routes.routes,
@@ -154,9 +159,10 @@ def create_app(settings: Settings) -> Starlette:
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
+    return Dispatcher(app, StreamRoutes(app, metrics))
 
 
-def close_streams(app: Starlette) -> None:
+def close_streams(app: Dispatcher) -> None:
     """End the app's open SSE streams cleanly (nothing to do before its lifespan started)."""
     state: ServerState | None = getattr(app.state, "tidings", None)
     if state is not None:

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from core import keys
 from core.db.pool import CONNECTION_ERRORS
 from core.errors import TidingsError
-from server.errors import error_response, tidings_error_response
+from server.errors import tidings_error_response
 from server.state import ServerState
 
 log = structlog.get_logger("tidings.auth")
@@ -60,8 +60,31 @@ def _bearer(scope: Scope) -> str | None:
     return None
 
 
+class CredentialsUnavailable(TidingsError):
+    status, code = 503, "unavailable"
+    retry_after_s = 2
+
+
+async def authenticate(state: ServerState, scope: Scope) -> str | None:
+    """The tenant an HTTP request acts for (None on public paths).
+
+    Raises 401 without valid credentials, 429 past the key's rate, 503 when the
+    credentials cannot be checked now.
+    """
+    path = scope["path"]
+    if state.settings.auth == "off":
+        return DEFAULT_TENANT
+    if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
+        return None
+    try:
+        return await _tenant(state, scope, path)
+    except BACKEND_ERRORS as exc:
+        log.warning("auth.backend_unavailable", error=repr(exc))
+        raise CredentialsUnavailable("cannot check credentials now; try again shortly") from exc
+
+
 class Authenticate:
-    """Resolves the tenant of each HTTP request, or answers 401."""
+    """Resolves the tenant of each HTTP request into its scope, or answers the error."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -70,45 +93,30 @@ class Authenticate:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        state: ServerState = scope["app"].state.tidings
-        scope.setdefault("state", {})
-        path = scope["path"]
-        if state.settings.auth == "off":
-            scope["state"]["tenant"] = DEFAULT_TENANT
-        elif path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
-            scope["state"]["tenant"] = None
-        else:
-            try:
-                scope["state"]["tenant"] = await self._tenant(state, scope, path)
-            except TidingsError as exc:
-                await tidings_error_response(exc)(scope, receive, send)
-                return
-            except BACKEND_ERRORS as exc:
-                log.warning("auth.backend_unavailable", error=repr(exc))
-                await error_response(
-                    503,
-                    "unavailable",
-                    "cannot check credentials now; try again shortly",
-                    headers={"Retry-After": "2"},
-                )(scope, receive, send)
-                return
+        try:
+            tenant = await authenticate(scope["app"].state.tidings, scope)
+        except TidingsError as exc:
+            await tidings_error_response(exc)(scope, receive, send)
+            return
+        scope.setdefault("state", {})["tenant"] = tenant
         await self.app(scope, receive, send)
 
-    async def _tenant(self, state: ServerState, scope: Scope, path: str) -> str:
-        """The caller's tenant; raises 401 without valid credentials, 429 past the rate."""
-        secret = _bearer(scope)
-        if secret is not None:
-            tenant = await state.key_lookup.tenant_of(secret)
-            if tenant is None:
-                raise Unauthorized("the API key is unknown or revoked")
-            if state.rate_limiter.enabled:
-                await state.rate_limiter.check(keys.digest(secret).hex()[:32])
-            return tenant
-        subject = stream_subject(path)
-        token = Request(scope).query_params.get("token") if subject else None
-        if subject is not None and token:
-            granted = state.tokens.tenant_for(token, subject)
-            if granted is None:
-                raise Unauthorized("the stream token is invalid, expired, or for another job")
-            return granted
-        raise Unauthorized("a valid API key (Authorization: Bearer …) is required")
+
+async def _tenant(state: ServerState, scope: Scope, path: str) -> str:
+    """The caller's tenant; raises 401 without valid credentials, 429 past the rate."""
+    secret = _bearer(scope)
+    if secret is not None:
+        tenant = await state.key_lookup.tenant_of(secret)
+        if tenant is None:
+            raise Unauthorized("the API key is unknown or revoked")
+        if state.rate_limiter.enabled:
+            await state.rate_limiter.check(keys.digest(secret).hex()[:32])
+        return tenant
+    subject = stream_subject(path)
+    token = Request(scope).query_params.get("token") if subject else None
+    if subject is not None and token:
+        granted = state.tokens.tenant_for(token, subject)
+        if granted is None:
+            raise Unauthorized("the stream token is invalid, expired, or for another job")
+        return granted
+    raise Unauthorized("a valid API key (Authorization: Bearer …) is required")

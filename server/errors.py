@@ -78,3 +78,12 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     **dict.fromkeys(CONNECTION_ERRORS, backend_unavailable),
     Exception: unexpected_error,
 }
+
+
+async def response_for_error(request: Request, exc: Exception) -> Response:
+    """What the app's handlers answer for `exc`: the handler of its closest class wins."""
+    handler = next(
+        EXCEPTION_HANDLERS[cls] for cls in type(exc).__mro__ if cls in EXCEPTION_HANDLERS
+    )
+    response: Response = await handler(request, exc)
+    return response

@@ -97,6 +97,10 @@ class Subscription:
         self._closed = True
         self._wake()
 
+    def end(self, _: object = None) -> None:
+        """`close`, as a done-callback: of the task that waits for the client to leave."""
+        self.close()
+
     async def next(self) -> dict[str, Any] | Notice:
         """The next live event, or a `Notice`: resync, keep-alive, or closed."""
         while True:
@@ -140,7 +144,9 @@ class Hub:
         self._queue_size = queue_size
         self._on_event = on_event
         self._on_disconnect = on_disconnect
-        self._by_job: dict[str, set[Subscription]] = {}
+        # A list per job, not a set: most jobs have one stream, and an empty set is
+        # ~200 bytes more than a one-item list.
+        self._by_job: dict[str, list[Subscription]] = {}
         self._all: set[Subscription] = set()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -170,15 +176,21 @@ class Hub:
         subscription = Subscription(
             job_id, self._queue_size, closed=self._closing, leave=self._unsubscribe
         )
-        group = self._all if job_id is None else self._by_job.setdefault(job_id, set())
-        group.add(subscription)
+        if job_id is None:
+            self._all.add(subscription)
+        else:
+            self._by_job.setdefault(job_id, []).append(subscription)
         return subscription
 
     def _unsubscribe(self, subscription: Subscription) -> None:
         job_id = subscription.job_id
-        group = self._all if job_id is None else self._by_job.get(job_id, set())
-        group.discard(subscription)
-        if job_id is not None and not group:
+        if job_id is None:
+            self._all.discard(subscription)
+            return
+        group = self._by_job.get(job_id, [])
+        if subscription in group:
+            group.remove(subscription)
+        if not group:
             self._by_job.pop(job_id, None)
 
     def dispatch(self, event: dict[str, Any]) -> None:

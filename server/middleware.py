@@ -27,7 +27,8 @@ SECURITY_HEADERS = [
 MAX_REQUEST_ID = 128
 
 
-def _request_id(scope: Scope) -> str:
+def request_id_of(scope: Scope) -> str:
+    """The caller's `X-Request-Id` when it is short and printable, else a fresh one."""
     for name, value in scope.get("headers", []):
         if name == REQUEST_ID_HEADER.encode():
             text: str = value.decode("latin-1")
@@ -47,7 +48,7 @@ class RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _request_id(scope)
+        request_id = request_id_of(scope)
         started = time.perf_counter()
         status = 500
 
@@ -55,11 +56,7 @@ class RequestContext:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [
-                    *message.get("headers", []),
-                    *SECURITY_HEADERS,
-                    (REQUEST_ID_HEADER.encode(), request_id.encode()),
-                ]
+                message["headers"] = [*message.get("headers", []), *context_headers(request_id)]
             await send(message)
 
         # bind/reset rather than bound_contextvars(): a generator-based context manager
@@ -69,15 +66,27 @@ class RequestContext:
             await self.app(scope, receive, send_with_id)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
-            elapsed = time.perf_counter() - started
-            self.metrics.http_requests.labels(route, scope["method"], str(status)).inc()
-            self.metrics.http_seconds.labels(route).observe(elapsed)
-            log.info(
-                "http.request",
-                method=scope["method"],
-                path=scope["path"],
-                route=route,
-                status=status,
-                duration_ms=round(elapsed * 1000, 2),
-            )
+            record_request(self.metrics, scope, route, status, started)
             structlog.contextvars.reset_contextvars(**tokens)
+
+
+def context_headers(request_id: str) -> list[tuple[bytes, bytes]]:
+    """What every response carries: the security headers and the request id."""
+    return [*SECURITY_HEADERS, (REQUEST_ID_HEADER.encode(), request_id.encode())]
+
+
+def record_request(
+    metrics: ServerMetrics, scope: Scope, route: str, status: int, started: float
+) -> None:
+    """Count a finished request, time it, and log its `http.request` line."""
+    elapsed = time.perf_counter() - started
+    metrics.http_requests.labels(route, scope["method"], str(status)).inc()
+    metrics.http_seconds.labels(route).observe(elapsed)
+    log.info(
+        "http.request",
+        method=scope["method"],
+        path=scope["path"],
+        route=route,
+        status=status,
+        duration_ms=round(elapsed * 1000, 2),
+    )

@@ -10,48 +10,47 @@ import asyncpg
 
 from core.db import events, jobs
 from core.model import TERMINAL_KINDS, TERMINAL_STATUSES, event_json
-from server.hub import Hub, Notice
+from server.hub import Notice, Subscription
 
 
 async def replay_then_follow(
-    pool: asyncpg.Pool, hub: Hub, job_id: uuid.UUID, after: int
+    pool: asyncpg.Pool, subscription: Subscription, job_id: uuid.UUID, after: int
 ) -> AsyncGenerator[dict[str, Any] | Notice, None]:
     """Events of one job with seq > `after`, gapless and in order; ends after a terminal one.
 
-    The subscription starts before the history is read, so an event committed at any
-    moment is either in the history or arrives live; seqs already sent are skipped and
-    a hole (a lost or overflowed publish) is filled from Postgres. `Notice.KEEPALIVE` is
-    passed on for the caller to send a comment; the stream ends when the hub closes it.
+    `subscription` (to the job's events) is taken before the history is read, so an event
+    committed at any moment is either in the history or arrives live; seqs already sent
+    are skipped and a hole (a lost or overflowed publish) is filled from Postgres.
+    `Notice.KEEPALIVE` is passed on for the caller to send a comment; the stream ends
+    when the subscription is closed.
     """
-    with hub.subscribe(str(job_id)) as subscription:
-        last = after
-        backlog = await _history(pool, job_id, last)
-        if not backlog and await _finished_at_or_before(pool, job_id, last):
-            return
-        while True:
-            # Popped as sent: an idle stream holds no history while it waits.
-            while backlog:
-                last, kind = backlog[0]["seq"], backlog[0]["kind"]
-                yield backlog.pop(0)
-                # Events after a terminal one mean the job was retried by hand: go on.
-                if kind in TERMINAL_KINDS and not backlog:
-                    return
-            live = await subscription.next()
-            if live is Notice.CLOSED:
+    last = after
+    backlog = await _history(pool, job_id, last)
+    if not backlog and await _finished_at_or_before(pool, job_id, last):
+        return
+    while True:
+        # Popped as sent: an idle stream holds no history while it waits.
+        while backlog:
+            last, kind = backlog[0]["seq"], backlog[0]["kind"]
+            yield backlog.pop(0)
+            # Events after a terminal one mean the job was retried by hand: go on.
+            if kind in TERMINAL_KINDS and not backlog:
                 return
-            if live is Notice.KEEPALIVE:
-                yield live
-            elif live is Notice.RESYNC or live["seq"] > last + 1:
-                backlog = await _history(pool, job_id, last)
-            elif live["seq"] == last + 1:
-                backlog = [live]
+        live = await subscription.next()
+        if live is Notice.CLOSED:
+            return
+        if live is Notice.KEEPALIVE:
+            yield live
+        elif live is Notice.RESYNC or live["seq"] > last + 1:
+            backlog = await _history(pool, job_id, last)
+        elif live["seq"] == last + 1:
+            backlog = [live]
 
 
-async def follow_all(hub: Hub) -> AsyncGenerator[dict[str, Any] | Notice, None]:
-    """Every job's live events, with resync and keep-alive notices, until the hub closes."""
-    with hub.subscribe(None) as subscription:
-        while (event := await subscription.next()) is not Notice.CLOSED:
-            yield event
+async def follow_all(subscription: Subscription) -> AsyncGenerator[dict[str, Any] | Notice, None]:
+    """Every job's live events, with resync and keep-alive notices, until it is closed."""
+    while (event := await subscription.next()) is not Notice.CLOSED:
+        yield event
 
 
 async def _history(pool: asyncpg.Pool, job_id: uuid.UUID, after: int) -> list[dict[str, Any]]:

@@ -8,29 +8,32 @@ from typing import Any
 from sse_starlette import ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from core import serialization
 from core.db import events
 from core.errors import Unprocessable
 from core.model import event_json
-from server.auth import tenant_of
-from server.hub import Notice
+from server.hub import Notice, Subscription
 from server.responses import JSONResponse
 from server.routes.jobs import load_job
-from server.state import state_of
-from server.stream_response import StreamEndpoint, StreamResponse
+from server.state import ServerState
+from server.stream_response import StreamResponse
 from server.streams import follow_all, replay_then_follow
 
 
 def held_stream(
-    request: Request,
-    events: AsyncGenerator[dict[str, Any] | Notice, None],
+    state: ServerState,
+    tenant: str,
+    job_id: str | None,
+    follow: Callable[[Subscription], AsyncGenerator[dict[str, Any] | Notice, None]],
     encode: Callable[[dict[str, Any] | Notice], ServerSentEvent | None],
 ) -> StreamResponse:
-    """An SSE response holding one of the caller's stream slots (429/503 when none is left)."""
-    release = state_of(request).streams.acquire(tenant_of(request))
-    return StreamResponse(events, encode, release=release)
+    """An SSE response holding one of the tenant's stream slots (429/503 when none is left)
+    and a subscription to `job_id`'s events (every job's with None), which `follow` reads.
+    """
+    release = state.streams.acquire(tenant)
+    subscription = state.hub.subscribe(job_id)
+    return StreamResponse(subscription, follow(subscription), encode, release=release)
 
 
 def resume_after(request: Request) -> int:
@@ -61,11 +64,11 @@ def wants_json(request: Request) -> bool:
     return "application/json" in accept and "text/event-stream" not in accept
 
 
-async def job_events(request: Request) -> Response | StreamResponse:
+async def job_events(
+    request: Request, state: ServerState, tenant: str, raw_id: str
+) -> Response | StreamResponse:
     """GET /jobs/{id}/events: SSE (subscribe, replay, follow) or, for JSON clients, history."""
-    state = state_of(request)
-    tenant = tenant_of(request)
-    job = await load_job(state, request.path_params["job_id"], tenant)
+    job = await load_job(state, raw_id, tenant)
     after = resume_after(request)
     if after > job["seq"]:
         # No client can have seen an event that does not exist yet.
@@ -80,7 +83,11 @@ async def job_events(request: Request) -> Response | StreamResponse:
         return JSONResponse({"events": [event_json(row) for row in rows]})
 
     return held_stream(
-        request, replay_then_follow(state.pool, state.hub, job_id, after), encode_job_event
+        state,
+        tenant,
+        str(job_id),
+        lambda subscription: replay_then_follow(state.pool, subscription, job_id, after),
+        encode_job_event,
     )
 
 
@@ -93,13 +100,12 @@ def encode_job_event(event: dict[str, Any] | Notice) -> ServerSentEvent | None:
     )
 
 
-async def all_events(request: Request) -> StreamResponse:
+async def all_events(state: ServerState, tenant: str) -> StreamResponse:
     """GET /events: live events of every job of the caller's tenant, for dashboards.
 
     There is no replay here (events have no order across jobs to resume from): after a
     `resync` event, or a reconnect, a client re-reads `GET /jobs` and follows on.
     """
-    tenant = tenant_of(request)
 
     def encode(event: dict[str, Any] | Notice) -> ServerSentEvent | None:
         if event is Notice.RESYNC:
@@ -108,10 +114,4 @@ async def all_events(request: Request) -> StreamResponse:
             return ServerSentEvent(data=serialization.dumps_str(event), event=event["kind"])
         return None
 
-    return held_stream(request, follow_all(state_of(request).hub), encode)
-
-
-routes = [
-    Route("/jobs/{job_id}/events", StreamEndpoint(job_events), methods=["GET"]),
-    Route("/events", StreamEndpoint(all_events), methods=["GET"]),
-]
+    return held_stream(state, tenant, None, follow_all, encode)

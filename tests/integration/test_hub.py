@@ -288,15 +288,16 @@ async def followed(
     pool: asyncpg.Pool, hub: Hub, job_id: uuid.UUID, after: int = 0
 ) -> AsyncIterator[tuple[int, str]]:
     """(seq, kind) of each event `replay_then_follow` yields, each within WITHIN_S."""
-    async with aclosing(replay_then_follow(pool, hub, job_id, after)) as events:
-        while True:
-            async with asyncio.timeout(WITHIN_S):
-                try:
-                    item = await anext(events)
-                except StopAsyncIteration:
-                    return
-            assert isinstance(item, dict), item  # no keep-alive timer runs here
-            yield item["seq"], item["kind"]
+    with hub.subscribe(str(job_id)) as subscription:
+        async with aclosing(replay_then_follow(pool, subscription, job_id, after)) as events:
+            while True:
+                async with asyncio.timeout(WITHIN_S):
+                    try:
+                        item = await anext(events)
+                    except StopAsyncIteration:
+                        return
+                assert isinstance(item, dict), item  # no keep-alive timer runs here
+                yield item["seq"], item["kind"]
 
 
 async def test_a_hole_in_the_live_events_is_filled_from_postgres_and_late_ones_skipped(
@@ -330,14 +331,15 @@ async def test_replay_then_follow_passes_keep_alives_on_and_ends_when_the_hub_cl
 ) -> None:
     hub = Hub(UNUSED_REDIS, "unused", queue_size=8)
     job_id = await parked_job(pool)
-    async with aclosing(replay_then_follow(pool, hub, job_id, 0)) as events:
-        first = await anext(events)
-        assert isinstance(first, dict) and first["seq"] == 1
-        hub.keep_alive()
-        assert await anext(events) is Notice.KEEPALIVE
-        hub.close_streams()
-        with pytest.raises(StopAsyncIteration):
-            await anext(events)
+    with hub.subscribe(str(job_id)) as subscription:
+        async with aclosing(replay_then_follow(pool, subscription, job_id, 0)) as events:
+            first = await anext(events)
+            assert isinstance(first, dict) and first["seq"] == 1
+            hub.keep_alive()
+            assert await anext(events) is Notice.KEEPALIVE
+            hub.close_streams()
+            with pytest.raises(StopAsyncIteration):
+                await anext(events)
     assert hub.subscriptions == 0
 
 
