@@ -2,7 +2,8 @@
 
 Every worker runs a scheduler; they all try to create the job of a slot, and the unique
 `schedule_key` in Postgres lets exactly one of them succeed. Slots missed while no worker
-ran are not replayed, unless the task asks for the latest one with `cron_catch_up`.
+ran are not replayed, unless the task asks for the latest one with `cron_catch_up`; a slot
+whose job cannot be created (Postgres away) is tried again until the next slot is due.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ from core.submission import JobRequest, Submitter
 from worker.registry import TaskSpec
 
 log = structlog.get_logger("tidings.cron")
+
+# Backoff between attempts at a slot whose job could not be created.
+FIRST_RETRY_S = 1.0
+MAX_RETRY_S = 30.0
 
 Clock = Callable[[], datetime]
 Sleep = Callable[[float], Awaitable[None]]
@@ -67,24 +72,43 @@ class CronScheduler:
                 await self._task
 
     async def run(self, start: datetime) -> None:
-        """Fire each slot after `start` when the clock reaches it, forever."""
+        """Fire each slot after `start` when the clock reaches it, forever.
+
+        A slot whose job could not be created (Postgres away) is tried again with backoff
+        until it is, or until the task's next slot comes due: then it is given up, loudly.
+        """
         upcoming = {
             spec.name: croniter(spec.cron, start).get_next(datetime) for spec in self._specs
         }
+        retry_s = FIRST_RETRY_S
         while True:
             due = min(upcoming.values())
             wait_s = (due - self._clock()).total_seconds()
             if wait_s > 0:
                 await self._sleep(wait_s)
                 continue
+            failed = False
             for spec in self._specs:
                 slot = upcoming[spec.name]
-                if slot <= due:
-                    await self.fire(spec, slot)
-                    upcoming[spec.name] = croniter(spec.cron, slot).get_next(datetime)
+                if slot > due:
+                    continue
+                following = croniter(spec.cron, slot).get_next(datetime)
+                if await self.fire(spec, slot) is not None:
+                    upcoming[spec.name] = following
+                elif following <= self._clock():
+                    log.error("cron.slot_missed", task=spec.name, slot=slot.isoformat())
+                    upcoming[spec.name] = following
+                else:
+                    failed = True
+            if failed:
+                await self._sleep(retry_s)
+                retry_s = min(retry_s * 2, MAX_RETRY_S)
+            else:
+                retry_s = FIRST_RETRY_S
 
-    async def fire(self, spec: TaskSpec, slot: datetime) -> bool:
-        """Create the job of `slot` unless another worker already did; True if this one did."""
+    async def fire(self, spec: TaskSpec, slot: datetime) -> bool | None:
+        """Create the job of `slot`: True if this scheduler did, False if another worker
+        already had, None if it could not be created now."""
         request = JobRequest(
             task=spec.name,
             args={},
@@ -97,8 +121,8 @@ class CronScheduler:
         try:
             submitted = await self._submitter.submit(request)
         except Exception as exc:  # a failed slot must not stop the schedule
-            log.error("cron.fire_failed", task=spec.name, slot=slot.isoformat(), error=repr(exc))
-            return False
+            log.warning("cron.fire_failed", task=spec.name, slot=slot.isoformat(), error=repr(exc))
+            return None
         created = submitted is not None
         if created:
             log.info("cron.fired", task=spec.name, slot=slot.isoformat())

@@ -441,6 +441,59 @@ async def test_catch_up_creates_the_latest_missed_slot_once(
         await second.stop()
 
 
+class UnreachableFirst(Submitter):
+    """A submitter that cannot reach Postgres for its first `failures` submissions."""
+
+    def __init__(self, inner: Submitter, failures: int) -> None:
+        self._inner = inner
+        self.failures = failures
+
+    async def submit(self, request: JobRequest) -> Any:
+        if self.failures > 0:
+            self.failures -= 1
+            raise ConnectionRefusedError("Postgres is away")
+        return await self._inner.submit(request)
+
+
+async def test_a_slot_whose_job_cannot_be_created_is_tried_again_until_it_is(
+    submitter: Submitter, pool: asyncpg.Pool
+) -> None:
+    spec = minutely()
+    time = FakeTime(at(6, 7, 0, 30))
+    flaky = UnreachableFirst(submitter, failures=2)
+    scheduler = CronScheduler(flaky, [spec], clock=time.clock, sleep=time.sleep)
+    await scheduler.start()
+    try:
+        await time.until_asleep()
+        await time.advance_to(at(6, 7, 1))  # the first attempt fails: back off 1 s
+        await time.advance_to(at(6, 7, 1, 1))  # so does the second: back off 2 s
+        assert await slots_on(pool, 6) == []
+        await time.advance_to(at(6, 7, 1, 3))
+        assert await slots_on(pool, 6) == keyed(spec, at(6, 7, 1))
+        assert time.waits == [30.0, 1.0, 2.0, 57.0]
+    finally:
+        await scheduler.stop()
+
+
+async def test_a_slot_still_failing_when_the_next_is_due_is_given_up_for_it(
+    submitter: Submitter, pool: asyncpg.Pool
+) -> None:
+    spec = minutely()
+    time = FakeTime(at(7, 7, 0, 30))
+    flaky = UnreachableFirst(submitter, failures=1_000)
+    scheduler = CronScheduler(flaky, [spec], clock=time.clock, sleep=time.sleep)
+    await scheduler.start()
+    try:
+        await time.until_asleep()
+        await time.advance_to(at(7, 7, 1))
+        await time.advance_to(at(7, 7, 2))  # 07:01 is given up; 07:02 fails too
+        flaky.failures = 0  # Postgres is back
+        await time.advance_to(at(7, 7, 2, 2))
+        assert await slots_on(pool, 7) == keyed(spec, at(7, 7, 2))
+    finally:
+        await scheduler.stop()
+
+
 async def test_a_cron_slot_runs_as_an_ordinary_job(
     submitter: Submitter, pool: asyncpg.Pool, client: httpx.AsyncClient
 ) -> None:
