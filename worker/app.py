@@ -153,6 +153,8 @@ async def run_worker(
             concurrency=settings.concurrency,
             period_s=settings.heartbeat_s,
             on_cancel_requested=signals.cancel_all,
+            running=lambda: set(runtime.running),
+            on_lost=runtime.abandon,
         )
         await heartbeat.start()
         stack.push_async_callback(heartbeat.stop)

@@ -30,6 +30,8 @@ class Heartbeat:
         concurrency: int,
         period_s: float,
         on_cancel_requested: Callable[[list[uuid.UUID]], None] = lambda ids: None,
+        running: Callable[[], set[uuid.UUID]] = set,
+        on_lost: Callable[[list[uuid.UUID]], None] = lambda ids: None,
     ) -> None:
         self._pool = pool
         self.worker_id = worker_id
@@ -37,6 +39,8 @@ class Heartbeat:
         self._concurrency = concurrency
         self._period_s = period_s
         self._on_cancel_requested = on_cancel_requested
+        self._running = running
+        self._on_lost = on_lost
         self.last_beat = time.monotonic()
         self._task: asyncio.Task[None] | None = None
 
@@ -62,6 +66,9 @@ class Heartbeat:
     async def _beat(self) -> None:
         while True:
             await asyncio.sleep(self._period_s)
+            # Taken before the beat: each of these was claimed before the beat's snapshot,
+            # so if Postgres no longer lists it as held here, it was taken away.
+            running = self._running()
             try:
                 beat = await self._pool.fetchrow(registry.HEARTBEAT, self.worker_id)
                 assert beat is not None
@@ -77,6 +84,11 @@ class Heartbeat:
                 continue
             if beat["cancel_requested"]:
                 self._on_cancel_requested(list(beat["cancel_requested"]))
+            lost = running - set(beat["held"])
+            if lost:
+                # A reaper re-queued them while this worker was stalled or cut off: another
+                # worker may run them now, and whatever this one still does goes unrecorded.
+                self._on_lost(sorted(lost))
 
     async def _register(self) -> None:
         await self._pool.execute(

@@ -101,6 +101,12 @@ class Runtime:
         outcome = await self._run(row, bound)
         await self._record(row, outcome, bound, round(time.monotonic() - started, 6))
 
+    def abandon(self, job_ids: list[uuid.UUID]) -> None:
+        """Stop the attempts of `job_ids` that run here: the worker no longer holds them."""
+        for job_id in job_ids:
+            if self.cancel(job_id):
+                log.warning("job.lost", job_id=str(job_id), worker_id=self.worker_id)
+
     def cancel(self, job_id: uuid.UUID) -> bool:
         """Cancel the running attempt of `job_id` here, if this worker runs it."""
         task = self.running.get(job_id)

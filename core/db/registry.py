@@ -30,7 +30,8 @@ WITH beat AS (UPDATE workers SET heartbeat_at = now() WHERE id = $1 RETURNING id
 SELECT EXISTS (SELECT 1 FROM beat) AS registered,
        ARRAY(SELECT id FROM jobs
               WHERE worker_id = $1 AND status = 'running' AND cancel_requested_at IS NOT NULL)
-           AS cancel_requested
+           AS cancel_requested,
+       ARRAY(SELECT id FROM jobs WHERE worker_id = $1 AND status = 'running') AS held
 """
 DEREGISTER_WORKER = "DELETE FROM workers WHERE id = $1"
 LIST_WORKERS = """

@@ -27,7 +27,13 @@ from core.settings import Settings
 from core.submission import JobRequest, Submitter
 from tests.support import scheduling_tasks
 from tests.support.api import get_job, history, submit, until
-from tests.support.scheduling_tasks import LIMITED_QUEUE, OTHER_QUEUE, gates, lifecycle
+from tests.support.scheduling_tasks import (
+    LIMITED_QUEUE,
+    OTHER_QUEUE,
+    gates,
+    interrupted,
+    lifecycle,
+)
 from tests.support.servers import ServerHandle, WorkerHandle, start_worker
 from worker.registry import SPEC_ATTRIBUTE, TaskSpec
 from worker.runtime import WAITING_TOKEN_DELAY_S
@@ -278,6 +284,30 @@ async def test_a_task_of_another_queue_runs_only_on_a_worker_of_that_queue(
             assert await kinds(client, job["id"]) == RAN
         assert (await get_job(client, declared["id"]))["result"] == {"queue": OTHER_QUEUE}
     assert (await get_job(client, moved["id"]))["worker_id"] != other_id
+
+
+async def test_a_worker_stops_an_attempt_it_no_longer_holds(
+    client: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    job = await submit(client, "held_open", args={"name": gate_name()})
+    await with_status(client, job["id"], "running")
+    # What a reaper does to the jobs of a worker it took for lost (this one was only slow):
+    # the job goes back to the queue as a new attempt, held by no worker.
+    await pool.execute(
+        """UPDATE jobs SET status = 'queued', attempt = attempt + 1, worker_id = NULL,
+                  run_at = now() + interval '1 hour'
+           WHERE id = $1""",
+        uuid.UUID(job["id"]),
+    )
+
+    async def stopped() -> bool:
+        return (job["id"], 1) in interrupted
+
+    await until(stopped, WITHIN_S)  # noticed at the worker's next heartbeat
+    row = await pool.fetchrow(
+        "SELECT status, attempt FROM jobs WHERE id = $1", uuid.UUID(job["id"])
+    )
+    assert (row["status"], row["attempt"]) == ("queued", 2)  # the old attempt wrote nothing
 
 
 # --- cron -----------------------------------------------------------------------------------

@@ -61,6 +61,8 @@ class Lifecycle:
 
 gates = Gates()
 lifecycle = Lifecycle()
+# (job id, attempt) of every attempt of `held_open` that was cancelled while it waited.
+interrupted: list[tuple[str, int]] = []
 
 
 @on_startup
@@ -143,3 +145,13 @@ async def report_progress(job: Job, gate: str | None = None) -> dict[str, bool]:
 async def measured(job: Job, hold_s: float = 0.0) -> None:
     """Take `hold_s` seconds: a run duration for ETA estimates to be made from."""
     await asyncio.sleep(hold_s)
+
+
+@task(timeout=60, max_attempts=3)
+async def held_open(job: Job, name: str) -> None:
+    """Wait for the gate `name`; an attempt cancelled meanwhile is noted in `interrupted`."""
+    try:
+        await gates.wait(name)
+    except asyncio.CancelledError:
+        interrupted.append((str(job.id), job.attempt))
+        raise
