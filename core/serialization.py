@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -25,3 +26,17 @@ def dumps_str(value: Any) -> str:
 def loads(data: bytes | str) -> Any:
     """Decode JSON bytes or text."""
     return orjson.loads(data)
+
+
+# How orjson writes U+0000 in a string: "\u0000" after an even number of backslashes (an
+# odd number would make it the text "\u0000", which jsonb stores fine).
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def storable(value: Any) -> None:
+    """Raise ValueError (or TypeError) unless `value` can be stored as Postgres jsonb.
+
+    JSON allows the character U+0000 in strings; jsonb does not.
+    """
+    if _NUL_ESCAPE.search(orjson.dumps(value)):
+        raise ValueError("JSON stored in Postgres cannot contain the character U+0000")

@@ -38,8 +38,14 @@ async def follow_channels(
             delay = 0.1
             log.info("channel.subscribed", channels=sorted(handlers))
             async for message in pubsub.listen():
-                if message.get("type") == "message":
-                    handlers[message["channel"].decode()](message["data"])
+                if message.get("type") != "message":
+                    continue
+                channel = message["channel"].decode()
+                try:
+                    handlers[channel](message["data"])
+                except Exception:
+                    # One message a handler cannot take must not end the subscription.
+                    log.exception("channel.message_failed", channel=channel)
         except (RedisError, OSError) as exc:
             on_disconnect()
             log.warning("channel.disconnected", error=repr(exc), retry_s=delay)

@@ -18,8 +18,12 @@ from collections.abc import Callable, Iterator
 from contextlib import suppress
 from typing import Any
 
+import structlog
+
 from core.queue import decode_events
 from core.subscriber import follow_channels
+
+log = structlog.get_logger("tidings.hub")
 
 
 class Notice(enum.Enum):
@@ -229,7 +233,14 @@ class Hub:
         )
 
     def _on_message(self, data: bytes) -> None:
-        for event in decode_events(data):
+        try:
+            events = decode_events(data)
+        except (ValueError, KeyError, TypeError) as exc:
+            # Whatever it said is in Postgres if it was an event: every stream re-reads.
+            log.warning("hub.message_unreadable", error=repr(exc), size=len(data))
+            self._resync_all()
+            return
+        for event in events:
             self._on_event(event)
             self.dispatch(event)
 

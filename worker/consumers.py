@@ -1,7 +1,8 @@
 """The ARQ consumers of a worker: one per queue, supervised, drained on stop.
 
-ARQ's own loop exits when it loses Redis; here a consumer that fails is started again
-with backoff, while jobs already running carry on (their state lives in Postgres).
+ARQ's own loop exits when it loses Redis; here a consumer that fails, for that or any
+other reason, is started again with backoff, while jobs already running carry on (their
+state lives in Postgres).
 """
 
 from __future__ import annotations
@@ -84,6 +85,12 @@ class Consumers:
                 log.warning(
                     "consumer.restarting", queue=worker.queue_name, error=repr(exc), delay_s=delay
                 )
+            except Exception:
+                # Not an outage: a bug, or an error nobody expected. Say so, and go on
+                # consuming rather than leave the queue without this worker.
+                if time.monotonic() - started > MAX_RESTART_DELAY_S:
+                    delay = 0.1
+                log.exception("consumer.crashed", queue=worker.queue_name, delay_s=delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_RESTART_DELAY_S)
             self._on_restart()

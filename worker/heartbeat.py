@@ -30,8 +30,8 @@ class Heartbeat:
         concurrency: int,
         period_s: float,
         on_cancel_requested: Callable[[list[uuid.UUID]], None] = lambda ids: None,
-        running: Callable[[], set[uuid.UUID]] = set,
-        on_lost: Callable[[list[uuid.UUID]], None] = lambda ids: None,
+        running: Callable[[], set[tuple[uuid.UUID, int]]] = set,
+        on_lost: Callable[[list[tuple[uuid.UUID, int]]], None] = lambda attempts: None,
     ) -> None:
         self._pool = pool
         self.worker_id = worker_id
@@ -66,8 +66,9 @@ class Heartbeat:
     async def _beat(self) -> None:
         while True:
             await asyncio.sleep(self._period_s)
-            # Taken before the beat: each of these was claimed before the beat's snapshot,
-            # so if Postgres no longer lists it as held here, it was taken away.
+            # The attempts running here, taken before the beat: each was claimed before the
+            # beat's snapshot, so one Postgres does not list as held here any more either
+            # ended meanwhile (then it is no longer running either) or was taken away.
             running = self._running()
             try:
                 beat = await self._pool.fetchrow(registry.HEARTBEAT, self.worker_id)
@@ -84,10 +85,11 @@ class Heartbeat:
                 continue
             if beat["cancel_requested"]:
                 self._on_cancel_requested(list(beat["cancel_requested"]))
-            lost = running - set(beat["held"])
+            lost = running - set(zip(beat["held_ids"], beat["held_attempts"], strict=True))
             if lost:
-                # A reaper re-queued them while this worker was stalled or cut off: another
-                # worker may run them now, and whatever this one still does goes unrecorded.
+                # Those of them still running here were re-queued by a reaper while this
+                # worker was stalled or cut off: another worker may run them now, and what
+                # this one still does would go unrecorded.
                 self._on_lost(sorted(lost))
 
     async def _register(self) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import structlog
 
+from core import serialization
 from core.model import EventKind
 from worker.reporter import Reporter
 
@@ -55,7 +56,13 @@ class Job:
         message: str | None = None,
         **data: Any,
     ) -> None:
-        """Record progress; returns at once (the write is group-committed in the background)."""
+        """Record progress; returns at once (the write is group-committed in the background).
+
+        A message or data that cannot be stored (not JSON, or holding U+0000) raises here,
+        in the task, rather than failing the write of other jobs' events later.
+        """
+        if message is not None or data:
+            _check_storable(message, data)
         item = (
             PROGRESS,
             float(current),
@@ -67,6 +74,13 @@ class Job:
             await self._reporter.room()
 
     async def log(self, message: str, **data: Any) -> None:
-        """Append a `log` event to the job's stream."""
+        """Append a `log` event to the job's stream (checked as `progress` checks)."""
+        _check_storable(message, data)
         if not self._reporter.note(self.id, self.attempt, (LOG, None, None, message, data or None)):
             await self._reporter.room()
+
+
+def _check_storable(message: str | None, data: dict[str, Any]) -> None:
+    if message is not None and not isinstance(message, str):
+        raise TypeError(f"message must be a str, not {type(message).__name__}")
+    serialization.storable([message, data])

@@ -19,6 +19,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import structlog
 from arq.connections import create_pool
 from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
@@ -31,8 +32,15 @@ from worker.runtime import Runtime
 
 log = structlog.get_logger("tidings.pickup")
 
+# What makes a claim fail without a bug: Postgres away, or refusing (a timeout, a conflict).
+CLAIM_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, asyncpg.PostgresError)
 # How long a pass waits before trying again after Postgres refused a claim.
 CLAIM_RETRY_S = 1.0
+# How long a taken token stays marked in progress. ARQ would use the function timeout plus
+# 10 s (a day, as tidings sets it); the claim in Postgres is the real fence, so a token
+# whose clean-up was lost (a Redis blip, a killed worker) is free again within a minute,
+# and one taken again while its job still runs only makes another worker look for work.
+TOKEN_LEASE_S = 60
 
 # KEYS[1]: the queue. ARGV: now (ms), in-progress TTL (ms), free slots, read limit, the
 # job / in-progress / retry key prefixes, the number of finished tokens, then their ids.
@@ -77,6 +85,29 @@ class Delivery:
     arq_id: str
     job_id: uuid.UUID | None
     attempt: int
+
+
+def pair(
+    deliveries: list[Delivery], rows: list[asyncpg.Record]
+) -> list[tuple[Delivery, asyncpg.Record | None]]:
+    """Each claimed row with a token: its own job's token where one was taken, else a token
+    naming no job, so that the tokens left over (to check whether their job still waits)
+    are those of jobs not claimed here."""
+    by_job = {delivery.job_id: delivery for delivery in deliveries if delivery.job_id}
+    paired: list[tuple[Delivery, asyncpg.Record | None]] = []
+    others: list[asyncpg.Record] = []
+    for row in rows:
+        own = by_job.pop(row["id"], None)
+        if own is None:
+            others.append(row)
+        else:
+            paired.append((own, row))
+    taken = {id(delivery) for delivery, _ in paired}
+    spare = [delivery for delivery in deliveries if id(delivery) not in taken]
+    spare.sort(key=lambda delivery: delivery.job_id is not None)  # jobless tokens go first
+    paired += list(zip(spare, others, strict=False))
+    paired += [(delivery, None) for delivery in spare[len(others) :]]
+    return paired
 
 
 class PushWorker(Worker):
@@ -133,7 +164,11 @@ class PushWorker(Worker):
         """Take and start what is due; returns how many started and how long to wait."""
         finished, self._finished = self._finished, []
         free = self.max_jobs - self.job_counter
-        deliveries, next_due_ms = await self._take_tokens(finished, free)
+        try:
+            deliveries, next_due_ms = await self._take_tokens(finished, free)
+        except BaseException:
+            self._finished[:0] = finished  # removed by the next pass that gets through
+            raise
         started = await self._start(deliveries) if deliveries else 0
         for key, task in list(self.tasks.items()):
             if task.done():
@@ -151,7 +186,7 @@ class PushWorker(Worker):
             keys=[self.queue_name],
             args=[
                 now,
-                int(self.in_progress_timeout_s * 1000),
+                TOKEN_LEASE_S * 1000,
                 free,
                 self.queue_read_limit,
                 job_key_prefix,
@@ -184,15 +219,17 @@ class PushWorker(Worker):
         """Claim jobs for the taken tokens in one statement and run each in its own task."""
         try:
             rows = await self.runtime.claim(self.queue, len(deliveries))
-        except CONNECTION_ERRORS as exc:
-            # Postgres is away: put the tokens back as they were and try again shortly.
+        except CLAIM_ERRORS as exc:
+            # Postgres is away or refused: put the tokens back as they were, try again soon.
             log.warning("claim.failed", queue=self.queue, error=repr(exc), tokens=len(deliveries))
-            await self.pool.delete(*(in_progress_key_prefix + d.arq_id for d in deliveries))
-            await asyncio.sleep(CLAIM_RETRY_S)
+            try:
+                await self.pool.delete(*(in_progress_key_prefix + d.arq_id for d in deliveries))
+            finally:
+                await asyncio.sleep(CLAIM_RETRY_S)
             return 0
-        for index, delivery in enumerate(deliveries):
-            if index < len(rows):
-                work = self.runtime.run_claimed(rows[index])
+        for delivery, row in pair(deliveries, rows):
+            if row is not None:
+                work = self.runtime.run_claimed(row)
             else:  # more tokens than due jobs: a token's own job may still be waiting
                 work = self.runtime.keep_token_alive(self.queue, delivery.job_id, delivery.attempt)
             self._run(delivery.arq_id, work)

@@ -220,6 +220,13 @@ class Reporter:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_RETRY_DELAY_S)
             except Exception as exc:
+                if len(batch) > 1:
+                    # Postgres refused something in the batch: write each item on its own,
+                    # so that only what it refuses fails (a job's events stay in order).
+                    log.warning("reporter.batch_refused", error=repr(exc), items=len(batch))
+                    for item in batch:
+                        await self._flush([item])
+                    return
                 log.error("reporter.write_failed", error=repr(exc), events=len(batch))
                 for item in batch:
                     if isinstance(item, Write) and not item.done.done():

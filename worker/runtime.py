@@ -18,13 +18,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-import orjson
 import structlog
 from arq.connections import ArqRedis
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from core import queue
+from core import queue, serialization
 from core.db import jobs
 from core.model import EventKind, event_json
 from worker.job import Job
@@ -39,6 +38,9 @@ QUEUE_KEY = "tidings_queue"
 WAITING_TOKEN_DELAY_S = 1.0
 
 log = structlog.get_logger("tidings.worker")
+
+# A job attempt: (job id, attempt number).
+Attempt = tuple[uuid.UUID, int]
 
 
 class TaskTimeout(TimeoutError):
@@ -66,8 +68,8 @@ class Runtime:
     reporter: Reporter
     resources: dict[str, Any] = field(default_factory=dict)
     rng: random.Random = field(default_factory=random.Random)
-    running: dict[uuid.UUID, asyncio.Task[Any]] = field(default_factory=dict)
-    cancelling: set[uuid.UUID] = field(default_factory=set)
+    running: dict[Attempt, asyncio.Task[Any]] = field(default_factory=dict)
+    cancelling: set[Attempt] = field(default_factory=set)
     on_outcome: Callable[[str, str, str], None] = lambda task, queue, outcome: None
 
     async def claim(self, queue_name: str, count: int) -> list[asyncpg.Record]:
@@ -101,18 +103,24 @@ class Runtime:
         outcome = await self._run(row, bound)
         await self._record(row, outcome, bound, round(time.monotonic() - started, 6))
 
-    def abandon(self, job_ids: list[uuid.UUID]) -> None:
-        """Stop the attempts of `job_ids` that run here: the worker no longer holds them."""
-        for job_id in job_ids:
-            if self.cancel(job_id):
-                log.warning("job.lost", job_id=str(job_id), worker_id=self.worker_id)
+    def abandon(self, attempts: list[Attempt]) -> None:
+        """Stop these attempts if they run here: the worker no longer holds them."""
+        for job_id, attempt in attempts:
+            if self._cancel_attempt((job_id, attempt)):
+                log.warning(
+                    "job.lost", job_id=str(job_id), attempt=attempt, worker_id=self.worker_id
+                )
 
     def cancel(self, job_id: uuid.UUID) -> bool:
         """Cancel the running attempt of `job_id` here, if this worker runs it."""
-        task = self.running.get(job_id)
+        mine = [key for key in self.running if key[0] == job_id]
+        return any([self._cancel_attempt(key) for key in mine])
+
+    def _cancel_attempt(self, key: Attempt) -> bool:
+        task = self.running.get(key)
         if task is None or task.done():
             return False
-        self.cancelling.add(job_id)
+        self.cancelling.add(key)
         task.cancel("cancel requested")
         return True
 
@@ -137,17 +145,18 @@ class Runtime:
             resources=self.resources,
         )
         attempt = asyncio.create_task(spec.fn(job, **kwargs), name=f"job-{row['id']}")
-        self.running[row["id"]] = attempt
+        key = (row["id"], row["attempt"])
+        self.running[key] = attempt
         deadline = asyncio.timeout(job.timeout_s)
         try:
             async with deadline:
                 result = await attempt
         except asyncio.CancelledError:
-            if row["id"] not in self.cancelling:
+            if key not in self.cancelling:
                 raise  # the worker itself is stopping
             return Outcome(EventKind.CANCELLED)
         except Exception as exc:
-            if row["id"] in self.cancelling:
+            if key in self.cancelling:
                 # Raised while being cancelled (e.g. by a failing cleanup): the cancel caused
                 # it, so the job is cancelled, not retried or failed.
                 return Outcome(EventKind.CANCELLED)
@@ -155,11 +164,11 @@ class Runtime:
                 exc = TaskTimeout(f"timed out after {job.timeout_s:g}s")
             return self._failure(spec, row, exc)
         finally:
-            self.running.pop(row["id"], None)
-            self.cancelling.discard(row["id"])
+            self.running.pop(key, None)
+            self.cancelling.discard(key)
         try:
-            orjson.dumps(result)
-        except TypeError as exc:
+            serialization.storable(result)
+        except (TypeError, ValueError) as exc:
             return Outcome(EventKind.FAILED, error_json("ResultNotJSON", str(exc)))
         return Outcome(EventKind.SUCCEEDED, result)
 
@@ -240,8 +249,12 @@ def task_kwargs(spec: TaskSpec, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def error_json(type_name: str, message: str, tb: str | None = None) -> dict[str, Any]:
-    """The stored shape of an error: type, message, traceback."""
-    return {"type": type_name, "message": message, "traceback": tb}
+    """The stored shape of an error: type, message, traceback (U+0000 cannot be stored)."""
+    return {
+        "type": type_name,
+        "message": message.replace("\x00", "\ufffd"),
+        "traceback": None if tb is None else tb.replace("\x00", "\ufffd"),
+    }
 
 
 def exception_json(exc: BaseException) -> dict[str, Any]:

@@ -74,37 +74,39 @@ class CronScheduler:
     async def run(self, start: datetime) -> None:
         """Fire each slot after `start` when the clock reaches it, forever.
 
-        A slot whose job could not be created (Postgres away) is tried again with backoff
-        until it is, or until the task's next slot comes due: then it is given up, loudly.
+        Each task keeps its own schedule. A slot whose job could not be created (Postgres
+        away) is tried again with backoff until it is, or until the task's next slot is
+        due: then it is given up, loudly, and only that next slot is tried.
         """
         upcoming = {
             spec.name: croniter(spec.cron, start).get_next(datetime) for spec in self._specs
         }
         retry_s = FIRST_RETRY_S
         while True:
-            due = min(upcoming.values())
-            wait_s = (due - self._clock()).total_seconds()
-            if wait_s > 0:
-                await self._sleep(wait_s)
-                continue
-            failed = False
-            for spec in self._specs:
-                slot = upcoming[spec.name]
-                if slot > due:
-                    continue
-                following = croniter(spec.cron, slot).get_next(datetime)
-                if await self.fire(spec, slot) is not None:
-                    upcoming[spec.name] = following
-                elif following <= self._clock():
-                    log.error("cron.slot_missed", task=spec.name, slot=slot.isoformat())
-                    upcoming[spec.name] = following
-                else:
-                    failed = True
-            if failed:
-                await self._sleep(retry_s)
+            failing = [s.name for s in self._specs if not await self._fire_due(s, upcoming)]
+            now = self._clock()
+            waits = [
+                max(0.0, (slot - now).total_seconds())
+                for name, slot in upcoming.items()
+                if name not in failing
+            ]
+            if failing:
+                waits.append(retry_s)
                 retry_s = min(retry_s * 2, MAX_RETRY_S)
             else:
                 retry_s = FIRST_RETRY_S
+            await self._sleep(min(waits))
+
+    async def _fire_due(self, spec: TaskSpec, upcoming: dict[str, datetime]) -> bool:
+        """Fire `spec`'s due slots in order; False if the earliest must be tried again."""
+        while (slot := upcoming[spec.name]) <= self._clock():
+            following = croniter(spec.cron, slot).get_next(datetime)
+            if await self.fire(spec, slot) is None:
+                if following > self._clock():
+                    return False
+                log.error("cron.slot_missed", task=spec.name, slot=slot.isoformat())
+            upcoming[spec.name] = following
+        return True
 
     async def fire(self, spec: TaskSpec, slot: datetime) -> bool | None:
         """Create the job of `slot`: True if this scheduler did, False if another worker

@@ -26,12 +26,13 @@ ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()
 # The heartbeat says whether the worker's row was still there (a reaper removes the rows
 # of workers it took for lost), and collects cancel requests for its running jobs.
 HEARTBEAT = """
-WITH beat AS (UPDATE workers SET heartbeat_at = now() WHERE id = $1 RETURNING id)
+WITH beat AS (UPDATE workers SET heartbeat_at = now() WHERE id = $1 RETURNING id),
+held AS (SELECT id, attempt, cancel_requested_at FROM jobs
+          WHERE worker_id = $1 AND status = 'running')
 SELECT EXISTS (SELECT 1 FROM beat) AS registered,
-       ARRAY(SELECT id FROM jobs
-              WHERE worker_id = $1 AND status = 'running' AND cancel_requested_at IS NOT NULL)
-           AS cancel_requested,
-       ARRAY(SELECT id FROM jobs WHERE worker_id = $1 AND status = 'running') AS held
+       ARRAY(SELECT id FROM held WHERE cancel_requested_at IS NOT NULL) AS cancel_requested,
+       ARRAY(SELECT id FROM held ORDER BY id) AS held_ids,
+       ARRAY(SELECT attempt FROM held ORDER BY id) AS held_attempts
 """
 DEREGISTER_WORKER = "DELETE FROM workers WHERE id = $1"
 LIST_WORKERS = """

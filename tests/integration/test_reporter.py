@@ -158,3 +158,20 @@ async def test_notes_of_an_attempt_that_ended_are_not_written(
         ("progress", 1.0),
         ("succeeded", None),
     ]
+
+
+async def test_what_postgres_refuses_fails_alone_and_the_rest_of_the_batch_is_written(
+    pool: asyncpg.Pool, redis: ArqRedis, settings: Settings, reporter: Reporter
+) -> None:
+    a, b = await running_jobs(pool, redis, queue.Names(settings.namespace), 2)
+    # Queued together, so that the writer takes them as one batch.
+    reporter.note(a["id"], 1, progress(1, 2, "fine"))
+    reporter.note(b["id"], 1, progress(1, 2, "jsonb refuses \x00"))  # Job.progress refuses it
+    succeeded = asyncio.ensure_future(reporter.write(jobs.SUCCEED, (a["id"], 1, {"ok": True})))
+    await reporter.flush()
+    assert (await succeeded) is not None
+    assert [(e["kind"], e["message"]) for e in await stored(pool, a["id"])] == [
+        ("progress", "fine"),
+        ("succeeded", None),
+    ]
+    assert await stored(pool, b["id"]) == []

@@ -471,6 +471,19 @@ async def test_catch_up_creates_the_latest_missed_slot_once(
         await second.stop()
 
 
+class UnreachableFor(Submitter):
+    """A submitter that cannot create the jobs of one task, and creates the others'."""
+
+    def __init__(self, inner: Submitter, task: str) -> None:
+        self._inner = inner
+        self._task = task
+
+    async def submit(self, request: JobRequest) -> Any:
+        if request.task == self._task:
+            raise ConnectionRefusedError("Postgres refuses this one")
+        return await self._inner.submit(request)
+
+
 class UnreachableFirst(Submitter):
     """A submitter that cannot reach Postgres for its first `failures` submissions."""
 
@@ -520,6 +533,26 @@ async def test_a_slot_still_failing_when_the_next_is_due_is_given_up_for_it(
         flaky.failures = 0  # Postgres is back
         await time.advance_to(at(7, 7, 2, 2))
         assert await slots_on(pool, 7) == keyed(spec, at(7, 7, 2))
+    finally:
+        await scheduler.stop()
+
+
+async def test_a_task_whose_slots_keep_failing_does_not_hold_up_another(
+    submitter: Submitter, pool: asyncpg.Pool
+) -> None:
+    spec = minutely()
+    daily = replace(spec_of(scheduling_tasks.add), cron="0 0 * * *")
+    time = FakeTime(at(8, 23, 59, 30))
+    refusing = UnreachableFor(submitter, daily.name)
+    scheduler = CronScheduler(refusing, [daily, spec], clock=time.clock, sleep=time.sleep)
+    await scheduler.start()
+    try:
+        await time.until_asleep()
+        await time.advance_to(at(9, 0, 0))  # both due: the daily one fails, retried in 1 s
+        await time.advance_to(at(9, 0, 0, 1))
+        await time.advance_to(at(9, 0, 1))
+        await time.advance_to(at(9, 0, 2))
+        assert await slots_on(pool, 9) == keyed(spec, at(9, 0, 0), at(9, 0, 1), at(9, 0, 2))
     finally:
         await scheduler.stop()
 

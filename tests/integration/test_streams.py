@@ -11,10 +11,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from httpx_sse import aconnect_sse
 
+from core import queue
 from core.model import TERMINAL_STATUSES
+from core.settings import Settings
 from tests.support.api import until
 from tests.support.servers import ServerHandle, WorkerHandle
 from tests.support.sse import job_events
@@ -334,3 +337,46 @@ async def test_paging_lists_every_job_once_newest_first_and_filters_apply(
         assert [job["id"] for job in filtered] == where(**params), params
     assert where(status="queued") == [parked]
     assert set(submitted[1::3]) <= set(where(task="fail", status="failed"))
+
+
+# --- what else may arrive on the events channel --------------------------------------------
+
+
+async def test_unreadable_messages_on_the_events_channel_do_not_stop_live_streams(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    job_id = await sleep_steps(client, steps=6, delay_s=0.1)
+    streamed = asyncio.create_task(stream(client, job_id))
+    redis = await queue.connect(settings.redis_url)
+    try:
+        channel = queue.Names(settings.namespace).events_channel
+        for junk in (b"not json", b"[1, 2]", b'{"no": "event fields"}', b"[{}]"):
+            await redis.publish(channel, junk)
+    finally:
+        await redis.aclose()
+    assert_sleep_steps_events(await streamed, job_id, 6)
+
+
+def test_an_events_message_is_an_array_of_events_or_runs_or_one_event() -> None:
+    event = {"job_id": "j", "seq": 1, "kind": "queued"}
+    run = {
+        "job_id": "j",
+        "task": "t",
+        "queue": "q",
+        "tenant": "a",
+        "status": "running",
+        "attempt": 1,
+        "at": "2026-01-01T00:00:00+00:00",
+        "first_seq": 3,
+        "events": [["progress", 1.0, 2.0, "half", None], ["log", None, None, "hi", {"n": 1}]],
+    }
+    decoded = queue.decode_events(orjson.dumps([event, run]))
+    assert decoded[0] == event
+    assert [(e["seq"], e["kind"], e["current"], e["message"], e["data"]) for e in decoded[1:]] == [
+        (3, "progress", 1.0, "half", None),
+        (4, "log", None, "hi", {"n": 1}),
+    ]
+    assert all(e["status"] == "running" and e["tenant"] == "a" for e in decoded[1:])
+    assert queue.decode_events(orjson.dumps(event)) == [event]
+    with pytest.raises(ValueError):
+        queue.decode_events(b"[1, 2]")
