@@ -198,6 +198,9 @@ class PushWorker(Worker):
         )
         deliveries = []
         for arq_id, payload in zip(taken[::2], taken[1::2], strict=True):
+            running_here = self.tasks.get(arq_id.decode())
+            if running_here is not None and not running_here.done():
+                continue  # its lease ran out while its job runs here: renewed, nothing to do
             delivery = self._delivery(arq_id.decode(), payload)
             if delivery is None:
                 self._finished.append(arq_id.decode())  # removed with the next pass

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
 import pytest
+import structlog
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix, job_key_prefix
 
@@ -14,6 +16,7 @@ from core import queue
 from core.settings import Settings
 from tests.support.api import submit, until
 from tests.support.servers import ServerHandle, WorkerHandle
+from worker import pickup
 
 WITHIN_S = 15.0
 
@@ -86,3 +89,36 @@ async def test_an_unreadable_token_is_dropped_and_the_worker_goes_on(
 
     await until(dropped, WITHIN_S)
     assert not await redis.exists(job_key_prefix + "garbage:1")
+
+
+async def test_a_token_whose_lease_ran_out_while_its_job_runs_here_is_only_renewed(
+    client: httpx.AsyncClient,
+    pool: asyncpg.Pool,
+    redis: ArqRedis,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pickup, "TOKEN_LEASE_S", 1)
+    capture = structlog.testing.LogCapture()
+    previous = structlog.get_config()
+    structlog.configure(processors=[structlog.contextvars.merge_contextvars, capture])
+    try:
+        job = await submit(client, "sleep_steps", args={"steps": 40, "delay_s": 0.1})
+        lease = in_progress_key_prefix + f"{job['id']}:1"
+
+        async def running_with_lease_gone() -> bool:
+            status = await pool.fetchval(
+                "SELECT status FROM jobs WHERE id = $1", uuid.UUID(job["id"])
+            )
+            return status == "running" and not await redis.exists(lease)
+
+        await until(running_with_lease_gone, WITHIN_S)
+        # The next pass finds the token due and free: it is this worker's own, still running.
+        await queue.wake(redis, queue.Names(settings.namespace), ["default"])
+        await until(lambda: redis.exists(lease), WITHIN_S)
+        await until(lambda: all_succeeded(pool, [job["id"]]), WITHIN_S)
+    finally:
+        structlog.configure(**previous)
+    about_it = [e["event"] for e in capture.entries if e.get("job_id") == job["id"]]
+    assert about_it.count("job.started") == 1
+    assert "token.idle" not in about_it  # no second delivery went looking for its job
