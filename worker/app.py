@@ -12,7 +12,6 @@ from typing import Any
 
 import structlog
 import uvloop
-from arq.worker import func
 from redis.exceptions import RedisError
 
 from core import queue
@@ -32,16 +31,12 @@ from worker.periodic import Periodic
 from worker.pickup import PushWorker
 from worker.registry import TaskRegistry
 from worker.reporter import Reporter
-from worker.runtime import QUEUE_KEY, RUNTIME_KEY, Runtime, run_arq_job
+from worker.runtime import Runtime
 from worker.scheduler import CronScheduler
 from worker.signals import SignalListener
 
 log = structlog.get_logger("tidings.worker")
 
-# ARQ's own timeout and retry count are set out of the way: the runtime enforces each
-# job's timeout and decides retries, and the claim fences ARQ's redeliveries.
-ARQ_FUNCTION_TIMEOUT_S = 24 * 3600
-ARQ_MAX_TRIES = 1_000_000
 HAND_BACK_TIMEOUT_S = 10.0
 HAND_BACK_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *CONNECTION_ERRORS)
 
@@ -54,23 +49,13 @@ def new_worker_id() -> str:
 def arq_worker(
     settings: Settings, names: queue.Names, queue_name: str, runtime: Runtime
 ) -> PushWorker:
-    """One ARQ consumer of `queue_name`, running every delivery through the runtime."""
+    """One ARQ consumer of `queue_name`, running every token it takes through the runtime."""
     return PushWorker(
-        functions=[
-            func(
-                run_arq_job,
-                name=queue.RUN_FUNCTION,
-                timeout=ARQ_FUNCTION_TIMEOUT_S,
-                max_tries=ARQ_MAX_TRIES,
-            )
-        ],
         queue_name=names.queue(queue_name),
         redis_settings=arq_settings(settings.redis_url),
-        ctx={RUNTIME_KEY: runtime, QUEUE_KEY: queue_name},
         max_jobs=settings.concurrency,
         # Running tokens stay in the queue: read past them to find due ones.
         queue_read_limit=settings.concurrency * 4,
-        keep_result=0,
         poll_delay=settings.poll_delay_s,
         fallback_s=settings.poll_delay_s,
         runtime=runtime,

@@ -25,9 +25,10 @@ from arq.connections import create_pool
 from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
 from arq.jobs import DeserializationError, deserialize_job_raw
 from arq.utils import timestamp_ms
-from arq.worker import Worker
+from arq.worker import Worker, func
 
 from core.db.pool import CONNECTION_ERRORS
+from core.queue import RUN_FUNCTION
 from worker.runtime import Runtime
 
 log = structlog.get_logger("tidings.pickup")
@@ -110,13 +111,17 @@ def pair(
     return paired
 
 
+async def taken_by_passes(ctx: dict[str, Any], *args: Any) -> None:
+    """The function ARQ knows tokens by. ARQ's own loop, the only caller, never runs here:
+    `PushWorker`'s passes take every token and the runtime runs its job."""
+    raise RuntimeError("tidings tokens are taken by PushWorker, not run by ARQ's loop")
+
+
 class PushWorker(Worker):
     """An ARQ worker whose poll loop is driven by wake-ups, with `fallback_s` as a floor."""
 
-    def __init__(
-        self, *args: Any, fallback_s: float, runtime: Runtime, queue: str, **kwargs: Any
-    ) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, *, fallback_s: float, runtime: Runtime, queue: str, **kwargs: Any) -> None:
+        super().__init__([func(taken_by_passes, name=RUN_FUNCTION)], **kwargs)
         self.fallback_s = fallback_s
         self.runtime = runtime
         self.queue = queue
@@ -137,7 +142,6 @@ class PushWorker(Worker):
                 default_queue_name=self.queue_name,
                 expires_extra_ms=self.expires_extra_ms,
             )
-        self.ctx["redis"] = self.pool
         self._take = self.pool.register_script(TAKE_TOKENS)
         while True:
             self.woken.clear()

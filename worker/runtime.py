@@ -31,8 +31,6 @@ from worker.registry import TaskRegistry, TaskSpec
 from worker.reporter import Reporter
 from worker.retry import is_permanent
 
-RUNTIME_KEY = "tidings"
-QUEUE_KEY = "tidings_queue"
 # How long a token whose own job is still waiting (e.g. behind a concurrency limit)
 # sleeps before it tries again.
 WAITING_TOKEN_DELAY_S = 1.0
@@ -58,7 +56,7 @@ class Outcome:
 
 @dataclass
 class Runtime:
-    """What every job in a worker process shares; kept in ARQ's ctx under `RUNTIME_KEY`."""
+    """What every job in a worker process shares."""
 
     worker_id: str
     pool: asyncpg.Pool
@@ -79,14 +77,6 @@ class Runtime:
             jobs.CLAIM_JOBS, queue_name, self.worker_id, limits, count
         )
         return rows
-
-    async def execute(self, queue_name: str, token_job: uuid.UUID | None, attempt: int) -> None:
-        """Claim the best due job of `queue_name` and run it to its next state."""
-        claimed = await self.claim(queue_name, 1)
-        if claimed:
-            await self.run_claimed(claimed[0])
-        else:
-            await self.keep_token_alive(queue_name, token_job, attempt)
 
     async def run_claimed(self, row: asyncpg.Record) -> None:
         """Announce a claimed job's `started` event, run the task, record how it ended."""
@@ -262,10 +252,3 @@ def exception_json(exc: BaseException) -> dict[str, Any]:
     return error_json(
         type(exc).__name__, str(exc), "".join(traceback.format_exception(exc)).rstrip()
     )
-
-
-async def run_arq_job(ctx: dict[str, Any], job_id: str | None, attempt: int) -> None:
-    """The one function ARQ knows: a token for this consumer's queue."""
-    runtime: Runtime = ctx[RUNTIME_KEY]
-    token_job = uuid.UUID(job_id) if job_id is not None else None
-    await runtime.execute(ctx[QUEUE_KEY], token_job, attempt)
