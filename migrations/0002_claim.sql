@@ -29,9 +29,13 @@ BEGIN
         END IF;
         v_limit := (p_limits ->> v_task)::integer;
         IF v_limit IS NOT NULL THEN
-            -- Serialise claims of one limited task so that the count below is exact.
-            PERFORM pg_advisory_xact_lock(hashtext('tidings.limit:' || v_task));
-            IF (SELECT count(*) FROM jobs r WHERE r.task = v_task AND r.status = 'running')
+            -- Serialise claims of one limited task so that the count below is exact. Only
+            -- try the lock: a transaction claiming several jobs (claim_jobs) holds the
+            -- locks of every limited task it claimed, and two that waited on each other's
+            -- would deadlock. A task whose lock another claimer holds is skipped for this
+            -- claim, as SKIP LOCKED skips a row another claimer holds.
+            IF NOT pg_try_advisory_xact_lock(hashtext('tidings.limit:' || v_task))
+               OR (SELECT count(*) FROM jobs r WHERE r.task = v_task AND r.status = 'running')
                    >= v_limit THEN
                 v_excluded := v_excluded || v_task;
                 CONTINUE;
