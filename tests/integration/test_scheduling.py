@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -471,29 +471,15 @@ async def test_catch_up_creates_the_latest_missed_slot_once(
         await second.stop()
 
 
-class UnreachableFor(Submitter):
-    """A submitter that cannot create the jobs of one task, and creates the others'."""
+class Refusing(Submitter):
+    """A submitter that cannot create a job, as if Postgres were away, when `refuses` says."""
 
-    def __init__(self, inner: Submitter, task: str) -> None:
+    def __init__(self, inner: Submitter, refuses: Callable[[JobRequest], bool]) -> None:
         self._inner = inner
-        self._task = task
+        self.refuses = refuses
 
     async def submit(self, request: JobRequest) -> Any:
-        if request.task == self._task:
-            raise ConnectionRefusedError("Postgres refuses this one")
-        return await self._inner.submit(request)
-
-
-class UnreachableFirst(Submitter):
-    """A submitter that cannot reach Postgres for its first `failures` submissions."""
-
-    def __init__(self, inner: Submitter, failures: int) -> None:
-        self._inner = inner
-        self.failures = failures
-
-    async def submit(self, request: JobRequest) -> Any:
-        if self.failures > 0:
-            self.failures -= 1
+        if self.refuses(request):
             raise ConnectionRefusedError("Postgres is away")
         return await self._inner.submit(request)
 
@@ -503,7 +489,8 @@ async def test_a_slot_whose_job_cannot_be_created_is_tried_again_until_it_is(
 ) -> None:
     spec = minutely()
     time = FakeTime(at(6, 7, 0, 30))
-    flaky = UnreachableFirst(submitter, failures=2)
+    refusals = iter([True, True])  # the first two attempts
+    flaky = Refusing(submitter, lambda request: next(refusals, False))
     scheduler = CronScheduler(flaky, [spec], clock=time.clock, sleep=time.sleep)
     await scheduler.start()
     try:
@@ -523,14 +510,14 @@ async def test_a_slot_still_failing_when_the_next_is_due_is_given_up_for_it(
 ) -> None:
     spec = minutely()
     time = FakeTime(at(7, 7, 0, 30))
-    flaky = UnreachableFirst(submitter, failures=1_000)
+    flaky = Refusing(submitter, lambda request: True)
     scheduler = CronScheduler(flaky, [spec], clock=time.clock, sleep=time.sleep)
     await scheduler.start()
     try:
         await time.until_asleep()
         await time.advance_to(at(7, 7, 1))
         await time.advance_to(at(7, 7, 2))  # 07:01 is given up; 07:02 fails too
-        flaky.failures = 0  # Postgres is back
+        flaky.refuses = lambda request: False  # Postgres is back
         await time.advance_to(at(7, 7, 2, 2))
         assert await slots_on(pool, 7) == keyed(spec, at(7, 7, 2))
     finally:
@@ -543,7 +530,7 @@ async def test_a_task_whose_slots_keep_failing_does_not_hold_up_another(
     spec = minutely()
     daily = replace(spec_of(scheduling_tasks.add), cron="0 0 * * *")
     time = FakeTime(at(8, 23, 59, 30))
-    refusing = UnreachableFor(submitter, daily.name)
+    refusing = Refusing(submitter, lambda request: request.task == daily.name)
     scheduler = CronScheduler(refusing, [daily, spec], clock=time.clock, sleep=time.sleep)
     await scheduler.start()
     try:
