@@ -105,48 +105,81 @@ def job_json(
     }
 
 
-def event_json(row: Row) -> dict[str, Any]:
+def make_event(
+    job_id: str,
+    task: str,
+    queue: str,
+    tenant: str,
+    seq: int,
+    kind: str,
+    status: str,
+    attempt: int,
+    current: float | None,
+    total: float | None,
+    message: str | None,
+    data: Any,
+    at: str | None,
+) -> dict[str, Any]:
     """The public JSON of one job event, as stored, published and streamed."""
     return {
-        "job_id": str(row["job_id"]),
-        "task": row["job_task"],
-        "queue": row["job_queue"],
-        "tenant": row["job_tenant"],
-        "seq": row["seq"],
-        "kind": row["kind"],
-        "status": row["status"],
-        "attempt": row["attempt"],
-        "current": row["progress_current"],
-        "total": row["progress_total"],
-        "message": row["message"],
-        "data": row["data"],
-        "at": iso(row["at"]),
+        "job_id": job_id,
+        "task": task,
+        "queue": queue,
+        "tenant": tenant,
+        "seq": seq,
+        "kind": kind,
+        "status": status,
+        "attempt": attempt,
+        "current": current,
+        "total": total,
+        "message": message,
+        "data": data,
+        "at": at,
     }
+
+
+def event_json(row: Row) -> dict[str, Any]:
+    """The event of a `job_events` row joined with its job's task, queue and tenant."""
+    return make_event(
+        str(row["job_id"]),
+        row["job_task"],
+        row["job_queue"],
+        row["job_tenant"],
+        row["seq"],
+        row["kind"],
+        row["status"],
+        row["attempt"],
+        row["progress_current"],
+        row["progress_total"],
+        row["message"],
+        row["data"],
+        iso(row["at"]),
+    )
 
 
 def run_events(run: dict[str, Any]) -> list[dict[str, Any]]:
     """Expand a run: consecutive events of one attempt written together, sent compactly.
 
     A run carries the fields its events share once, `first_seq`, and `events` as
-    [kind, current, total, message, data] items; each becomes an `event_json` event.
+    [kind, current, total, message, data] items; each becomes a `make_event` event.
     """
     job_id, task, queue, tenant = run["job_id"], run["task"], run["queue"], run["tenant"]
     status, attempt, at, first = run["status"], run["attempt"], run["at"], run["first_seq"]
     return [
-        {
-            "job_id": job_id,
-            "task": task,
-            "queue": queue,
-            "tenant": tenant,
-            "seq": first + offset,
-            "kind": kind,
-            "status": status,
-            "attempt": attempt,
-            "current": current,
-            "total": total,
-            "message": message,
-            "data": data,
-            "at": at,
-        }
+        make_event(
+            job_id,
+            task,
+            queue,
+            tenant,
+            first + offset,
+            kind,
+            status,
+            attempt,
+            current,
+            total,
+            message,
+            data,
+            at,
+        )
         for offset, (kind, current, total, message, data) in enumerate(run["events"])
     ]

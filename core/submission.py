@@ -24,7 +24,7 @@ from core import queue
 from core.db import events as job_events
 from core.db import jobs
 from core.errors import Conflict
-from core.model import EventKind, Status, event_json
+from core.model import EventKind, Status, event_json, iso, make_event
 
 log = structlog.get_logger("tidings.submission")
 
@@ -81,22 +81,20 @@ class Submitted:
 
 def queued_event(row: asyncpg.Record) -> dict[str, Any]:
     """The `queued` event (seq 1) of a freshly inserted job row."""
-    return event_json(
-        {
-            "job_id": row["id"],
-            "job_task": row["task"],
-            "job_queue": row["queue"],
-            "job_tenant": row["tenant"],
-            "seq": 1,
-            "kind": EventKind.QUEUED,
-            "status": Status.QUEUED,
-            "attempt": row["attempt"],
-            "progress_current": None,
-            "progress_total": None,
-            "message": None,
-            "data": None,
-            "at": row["event_at"],
-        }
+    return make_event(
+        str(row["id"]),
+        row["task"],
+        row["queue"],
+        row["tenant"],
+        1,
+        EventKind.QUEUED,
+        Status.QUEUED,
+        row["attempt"],
+        None,
+        None,
+        None,
+        None,
+        iso(row["event_at"]),
     )
 
 
