@@ -13,7 +13,7 @@ help: ## List the targets
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,dev]'
+	$(PY) -m pip install --quiet -e '.[server,embedded,test,dev]'
 	touch $@
 
 install: $(VENV)/.installed ## Create .venv and install tidings with test and dev tools
@@ -22,10 +22,10 @@ dev: install ## Run server + one worker (embedded Postgres/Redis unless TIDINGS_
 	$(BIN)/tidings dev
 
 server: install ## Run the HTTP server
-	$(PY) -m server
+	$(PY) -m tidings.server
 
 worker: install ## Run a worker (run again in another terminal to add consumers)
-	$(PY) -m worker
+	$(PY) -m tidings.worker
 
 migrate: install ## Apply database migrations
 	$(BIN)/tidings migrate
@@ -48,7 +48,14 @@ format: install ## Apply ruff formatting and fixes
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-typecheck: install ## mypy --strict on core, server, worker, client
+# mypy cannot follow setuptools' editable import hook, so it reads the `tidings` namespace
+# through a tree of links shaped like the installed package.
+TYPECHECK_TREE := .typecheck/tidings
+
+typecheck: install ## mypy --strict on every tidings package
+	rm -rf .typecheck && mkdir -p $(TYPECHECK_TREE)
+	ln -s ../../tidings/__init__.py ../../tidings/py.typed $(TYPECHECK_TREE)/
+	for part in core server worker client cli migrations; do ln -s ../../$$part $(TYPECHECK_TREE)/$$part; done
 	$(BIN)/mypy
 
 check: lint typecheck test ## Everything CI runs
@@ -57,4 +64,4 @@ bench: install ## Benchmark against raw ARQ in one run (ARGS=--quick; bench/resu
 	$(PY) -m bench $(ARGS)
 
 clean: ## Remove the venv, embedded data and caches
-	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .data .typecheck .pytest_cache .mypy_cache .ruff_cache

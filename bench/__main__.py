@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from bench.backing import ENV_DATABASE_URL, ENV_REDIS_URL
-from bench.config import BenchConfig
+from bench.config import REPO_ROOT, BenchConfig
 from bench.probes import raise_fd_limit
 from bench.report import Row, table, to_json
 from bench.runner import open_bench, progress, run_scenarios
 from bench.scenarios import SCENARIOS
-from core.logging import configure_logging
-from core.settings import PROJECT_ROOT, Settings
+from tidings.core.logging import configure_logging
+from tidings.core.settings import Settings
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -73,14 +73,14 @@ def git_revision() -> str:
     try:
         head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
-            cwd=PROJECT_ROOT,
+            cwd=REPO_ROOT,
             capture_output=True,
             text=True,
             check=True,
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=PROJECT_ROOT,
+            cwd=REPO_ROOT,
             capture_output=True,
             text=True,
             check=True,

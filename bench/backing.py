@@ -19,9 +19,9 @@ import structlog
 from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
 
 from bench.config import BenchConfig
-from core.embedded import start_embedded
-from core.migrate import migrate_url
-from core.settings import Settings
+from tidings.core.embedded import start_embedded
+from tidings.core.migrate import migrate_url
+from tidings.core.settings import Settings
 
 ENV_DATABASE_URL = "TIDINGS_BENCH_DATABASE_URL"
 ENV_REDIS_URL = "TIDINGS_BENCH_REDIS_URL"
@@ -75,7 +75,7 @@ async def open_backing(config: BenchConfig, environ: Mapping[str, str]) -> Async
         database = f"tidings_bench_{run_id}"
         fresh = await create_database(settings.database_url, database)
         url = with_database(settings.database_url, database) if fresh else settings.database_url
-        await migrate_url(url, settings.migrations_dir)
+        await migrate_url(url)
         try:
             yield Backing(
                 database_url=url,

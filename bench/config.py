@@ -6,10 +6,11 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from core.settings import PROJECT_ROOT, Settings
+from tidings.core.settings import Settings
 
-RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
-DATA_DIR = PROJECT_ROOT / ".data" / "bench"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = REPO_ROOT / "bench" / "results"
+DATA_DIR = REPO_ROOT / ".data" / "bench"
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,10 @@ from typing import Any
 import asyncpg
 from arq.connections import ArqRedis
 
-from core import queue
-from core.db import jobs
-from core.model import event_json
-from core.submission import JobRequest, Submitter
+from tidings.core import queue
+from tidings.core.db import jobs
+from tidings.core.model import event_json
+from tidings.core.submission import JobRequest, Submitter
 
 TERMINAL_STATUSES = ["succeeded", "failed", "cancelled"]
 CHUNK = 1_000

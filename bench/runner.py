@@ -17,9 +17,9 @@ from bench.jobs import APPLICATION_NAME, JobClient
 from bench.probes import CpuUse, RedisProbe, cpu_use
 from bench.report import Row, failed_row
 from bench.services import Services
-from core import queue
-from core.db.pool import create_pool
-from core.submission import Submitter
+from tidings.core import queue
+from tidings.core.db.pool import create_pool
+from tidings.core.submission import Submitter
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ from typing import Any
 
 from bench import raw_arq
 from bench.backing import Backing
-from bench.config import BenchConfig
-from core.settings import DEFAULT_TASK_MODULES, PROJECT_ROOT, Settings
+from bench.config import REPO_ROOT, BenchConfig
+from tidings.core.settings import DEFAULT_TASK_MODULES, Settings
 
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
@@ -45,7 +45,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         env[f"TIDINGS_{item.name.upper()}"] = (
             ",".join(value) if isinstance(value, tuple) else str(value)
         )
-    env["PYTHONPATH"] = str(PROJECT_ROOT)
+    env["PYTHONPATH"] = str(REPO_ROOT)
     return env
 
 
@@ -147,7 +147,7 @@ class Services:
     async def server(self) -> AsyncIterator[RunningServer]:
         """One `python -m server` on a free port, ready to take requests."""
         settings = replace(self.settings, host="127.0.0.1", port=free_port())
-        service = await self._spawn("server", ["-m", "server"], settings_env(settings))
+        service = await self._spawn("server", ["-m", "tidings.server"], settings_env(settings))
         try:
             await service.wait_for("server.ready")
             yield RunningServer(service, settings.host, settings.port)
@@ -157,7 +157,7 @@ class Services:
     @asynccontextmanager
     async def worker(self) -> AsyncIterator[Service]:
         """One `python -m worker`, with its consumers running."""
-        service = await self._spawn("worker", ["-m", "worker"], settings_env(self.settings))
+        service = await self._spawn("worker", ["-m", "tidings.worker"], settings_env(self.settings))
         try:
             await service.wait_for("worker.ready")
             yield service
@@ -193,7 +193,7 @@ class Services:
                 sys.executable,
                 *args,
                 env=env,
-                cwd=PROJECT_ROOT,
+                cwd=REPO_ROOT,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log_file,
                 stderr=log_file,

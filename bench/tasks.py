@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from worker import Job, task
+from tidings.worker import Job, task
 
 
 @task(timeout=600, max_attempts=1)

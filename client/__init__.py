@@ -1,7 +1,7 @@
-"""The tidings client side: `AsyncClient` and `Client` for Python code, and the `tidings` CLI."""
+"""The tidings HTTP client: `AsyncClient` and `Client`. It imports nothing else of tidings."""
 
-from client.api import AsyncClient
-from client.errors import (
+from tidings.client.api import AsyncClient
+from tidings.client.errors import (
     Conflict,
     ConnectionError,
     Invalid,
@@ -11,9 +11,18 @@ from client.errors import (
     Unauthorized,
     Unavailable,
 )
-from client.models import Event, Job, JobError, JobPage, JobSpec, Progress, TaskInfo, WorkerInfo
-from client.reconnect import ReconnectPolicy
-from client.sync import Client
+from tidings.client.models import (
+    Event,
+    Job,
+    JobError,
+    JobPage,
+    JobSpec,
+    Progress,
+    TaskInfo,
+    WorkerInfo,
+)
+from tidings.client.reconnect import ReconnectPolicy
+from tidings.client.sync import Client
 
 __all__ = [
     "AsyncClient",

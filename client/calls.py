@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
-from client.models import Event, Job, JobPage, JobSpec, TaskInfo, WorkerInfo
+from tidings.client.models import Event, Job, JobPage, JobSpec, TaskInfo, WorkerInfo
 
 T = TypeVar("T")
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from httpx_sse import ServerSentEvent
 
-from client import errors
-from client.errors import TidingsError
-from client.models import TERMINAL_KINDS, Event, Job
+from tidings.client import errors
+from tidings.client.errors import TidingsError
+from tidings.client.models import TERMINAL_KINDS, Event, Job
 
 # Worth another try once a stream was open: the link broke, or the server asked us to wait.
 RETRYABLE = (errors.ConnectionError, errors.Unavailable, errors.TooManyRequests)

@@ -18,12 +18,12 @@ from typing import Any, TypeVar
 import httpx
 from httpx_sse import EventSource
 
-from client import calls
-from client.calls import Call, job_path
-from client.config import DEFAULT_TIMEOUT_S, STREAM_READ_TIMEOUT_S, ClientConfig
-from client.models import Event, Job, JobPage, JobSpec, TaskInfo, WorkerInfo
-from client.reconnect import RETRYABLE, ReconnectPolicy, StreamCursor
-from client.transport import USER_AGENT, check_event_stream, decode, unreachable
+from tidings.client import calls
+from tidings.client.calls import Call, job_path
+from tidings.client.config import DEFAULT_TIMEOUT_S, STREAM_READ_TIMEOUT_S, ClientConfig
+from tidings.client.models import Event, Job, JobPage, JobSpec, TaskInfo, WorkerInfo
+from tidings.client.reconnect import RETRYABLE, ReconnectPolicy, StreamCursor
+from tidings.client.transport import USER_AGENT, check_event_stream, decode, unreachable
 
 T = TypeVar("T")
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from client import errors
+from tidings.client import errors
 
 USER_AGENT = "tidings-client/0.1"
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from core.settings import Settings
+from tidings.core.settings import Settings
 
 
 @dataclass

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from core.db import keys as statements
+from tidings.core.db import keys as statements
 
 KEY_PREFIX = "tdk"
 

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import structlog
 
-from core.settings import Settings
+from tidings.core.settings import Settings
 
 
 def json_text(value: Any, **options: Any) -> str:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 
 import asyncpg
 
@@ -34,19 +35,27 @@ class MigrationError(RuntimeError):
 class Migration:
     version: int
     name: str
-    path: Path
+    path: Traversable
 
     @property
     def sql(self) -> str:
-        return self.path.read_text()
+        return self.path.read_text(encoding="utf-8")
 
 
-def discover(directory: Path) -> list[Migration]:
-    """Every `NNNN_name.sql` file in `directory`, in version order; duplicates are an error."""
+def bundled() -> Traversable:
+    """The migrations shipped in the package (`tidings.migrations`), wherever it is installed."""
+    return files("tidings.migrations")
+
+
+def discover(directory: Traversable | None = None) -> list[Migration]:
+    """Every `NNNN_name.sql` file in `directory` (default: the bundled ones), in version
+    order; duplicates are an error."""
+    directory = bundled() if directory is None else directory
     if not directory.is_dir():
         raise MigrationError(f"{directory}: no migrations folder there")
     found: dict[int, Migration] = {}
-    for path in sorted(directory.glob("*.sql")):
+    sql_files = (item for item in directory.iterdir() if item.name.endswith(".sql"))
+    for path in sorted(sql_files, key=lambda item: item.name):
         match = _FILE_NAME.match(path.name)
         if match is None:
             raise MigrationError(f"{path.name}: migration files are named NNNN_name.sql")
@@ -57,7 +66,9 @@ def discover(directory: Path) -> list[Migration]:
     return [found[v] for v in sorted(found)]
 
 
-async def migrate(conn: asyncpg.Connection, directory: Path) -> list[Migration]:
+async def migrate(
+    conn: asyncpg.Connection, directory: Traversable | None = None
+) -> list[Migration]:
     """Apply every migration not yet recorded; returns the ones this call applied."""
     pending = discover(directory)
     applied: list[Migration] = []
@@ -81,7 +92,7 @@ async def migrate(conn: asyncpg.Connection, directory: Path) -> list[Migration]:
     return applied
 
 
-async def migrate_url(database_url: str, directory: Path) -> list[Migration]:
+async def migrate_url(database_url: str, directory: Traversable | None = None) -> list[Migration]:
     """Connect to `database_url`, migrate, and disconnect."""
     conn = await asyncpg.connect(database_url)
     try:

@@ -17,9 +17,9 @@ from arq.jobs import serialize_job
 from arq.utils import timestamp_ms, to_unix_ms
 from redis.asyncio.client import Pipeline
 
-from core import serialization
-from core.model import run_events
-from core.redis_url import arq_settings as redis_url_settings
+from tidings.core import serialization
+from tidings.core.model import run_events
+from tidings.core.redis_url import arq_settings as redis_url_settings
 
 RUN_FUNCTION = "tidings.run"
 EVENTS_PER_MESSAGE = 1_000

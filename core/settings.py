@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 PREFIX = "TIDINGS_"
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_TASK_MODULES = ("worker.tasks.examples",)
+DEFAULT_TASK_MODULES = ("tidings.worker.tasks.examples",)
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
@@ -21,46 +21,67 @@ def _split(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
+def setting(default: Any, doc: str) -> Any:
+    """A settings field with its one-line description (the README's table is made from it)."""
+    return field(default=default, metadata={"doc": doc})
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a server or worker process is configured by."""
 
-    database_url: str = ""
-    redis_url: str = ""
-    host: str = "127.0.0.1"
-    port: int = 8000
-    queues: tuple[str, ...] = ("default",)
-    concurrency: int = 50
-    tasks: tuple[str, ...] = DEFAULT_TASK_MODULES
-    namespace: str = "tidings"
-    log_format: str = "auto"
-    log_level: str = "info"
-    auth: str = "keys"
-    secret: str = ""
-    stream_token_ttl_s: float = 900.0
-    max_args_bytes: int = 256 * 1024
-    max_streams: int = 20_000
-    max_streams_per_tenant: int = 1_000
-    rate_limit_per_s: float = 100.0
-    rate_limit_burst: int = 200
-    data_dir: Path = field(default=PROJECT_ROOT / ".data")
-    migrations_dir: Path = field(default=PROJECT_ROOT / "migrations")
-    max_body_bytes: int = 1024 * 1024
-    max_batch_bytes: int = 16 * 1024 * 1024
-    heartbeat_s: float = 2.0
-    poll_delay_s: float = 1.0
-    keepalive_s: float = 15.0
-    stream_queue_size: int = 256
-    db_timeout_s: float = 5.0
-    drain_timeout_s: float = 10.0
-    reap_after_s: float = 10.0
-    reconcile_s: float = 10.0
-    worker_metrics_port: int = 0
-    alert_webhook: str = ""
-    alert_failure_ratio: float = 0.5
-    alert_min_jobs: int = 10
-    alert_window_s: float = 300.0
-    alert_cooldown_s: float = 900.0
+    database_url: str = setting("", "Postgres URL (asyncpg); empty: an embedded Postgres")
+    redis_url: str = setting(
+        "",
+        "`redis://host:port/db`, `unix:///path.sock` or `redis+sentinel://…`; "
+        "empty: an embedded Redis",
+    )
+    host: str = setting("127.0.0.1", "address the server binds to")
+    port: int = setting(8000, "port the server listens on")
+    queues: tuple[str, ...] = setting(("default",), "queues a worker consumes (comma separated)")
+    concurrency: int = setting(50, "jobs a worker runs at once, per queue")
+    tasks: tuple[str, ...] = setting(
+        DEFAULT_TASK_MODULES, "modules a worker imports tasks from (comma separated)"
+    )
+    namespace: str = setting("tidings", "prefix of every Redis key and channel")
+    log_format: str = setting("auto", "`json`, `console`, or `auto` (console on a terminal)")
+    log_level: str = setting("info", "`debug`, `info`, `warning` or `error`")
+    auth: str = setting("keys", "`keys` (API keys per tenant) or `off` (loopback hosts only)")
+    secret: str = setting(
+        "", "key that signs stream tokens; set the same on every server (empty: random)"
+    )
+    stream_token_ttl_s: float = setting(900.0, "lifetime of a stream token")
+    max_args_bytes: int = setting(256 * 1024, "largest args of one job, as JSON (422 beyond)")
+    max_streams: int = setting(20_000, "open SSE streams per server process (503 beyond)")
+    max_streams_per_tenant: int = setting(1_000, "open SSE streams per tenant (429 beyond)")
+    rate_limit_per_s: float = setting(100.0, "requests per second per API key (token bucket)")
+    rate_limit_burst: int = setting(200, "burst of requests per API key")
+    data_dir: Path = field(
+        default_factory=lambda: Path.cwd() / ".data",
+        metadata={"doc": "where embedded servers keep their files (`./.data`)"},
+    )
+    max_body_bytes: int = setting(1024 * 1024, "request body limit (413 beyond)")
+    max_batch_bytes: int = setting(16 * 1024 * 1024, "`POST /jobs/batch` body limit")
+    heartbeat_s: float = setting(2.0, "worker heartbeat period")
+    poll_delay_s: float = setting(
+        1.0, "longest a worker waits for a wake-up before it looks at its queue anyway"
+    )
+    keepalive_s: float = setting(15.0, "SSE keep-alive comment period")
+    stream_queue_size: int = setting(
+        256, "events buffered per SSE stream before it catches up from Postgres"
+    )
+    db_timeout_s: float = setting(5.0, "how long a new database connection may take")
+    drain_timeout_s: float = setting(10.0, "how long a stopping worker lets running jobs finish")
+    reap_after_s: float = setting(
+        10.0, "heartbeat silence after which a worker's running jobs are re-queued"
+    )
+    reconcile_s: float = setting(10.0, "how often waiting jobs are checked against Redis")
+    worker_metrics_port: int = setting(0, "port a worker serves `/metrics` on (0: off)")
+    alert_webhook: str = setting("", "URL the server POSTs failure-ratio alerts to (empty: off)")
+    alert_failure_ratio: float = setting(0.5, "failure ratio of a task that raises an alert")
+    alert_min_jobs: int = setting(10, "ended jobs of a task in the window before it can alert")
+    alert_window_s: float = setting(300.0, "window the failure ratio is computed over")
+    alert_cooldown_s: float = setting(900.0, "least time between two alerts for one task")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -131,3 +152,25 @@ def _convert(name: str, raw: str, default: object) -> object:
     except ValueError as exc:
         raise SettingsError(f"{PREFIX}{name.upper()}={raw!r}: {exc}") from None
     return raw
+
+
+def settings_table() -> str:
+    """The Markdown table of every setting: variable, default and meaning."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    defaults = Settings()
+    for item in fields(Settings):
+        value = getattr(defaults, item.name)
+        if item.name == "data_dir":
+            shown = "`.data`"
+        elif isinstance(value, tuple):
+            shown = f"`{','.join(value)}`"
+        elif value == "":
+            shown = "(empty)"
+        else:
+            shown = f"`{value:g}`" if isinstance(value, float) else f"`{value}`"
+        rows.append(f"| `{PREFIX}{item.name.upper()}` | {shown} | {item.metadata['doc']} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(settings_table(), end="")

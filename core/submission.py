@@ -20,11 +20,11 @@ import structlog
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
-from core import queue
-from core.db import events as job_events
-from core.db import jobs
-from core.errors import Conflict
-from core.model import EventKind, Status, event_json, iso, make_event
+from tidings.core import queue
+from tidings.core.db import events as job_events
+from tidings.core.db import jobs
+from tidings.core.errors import Conflict
+from tidings.core.model import EventKind, Status, event_json, iso, make_event
 
 log = structlog.get_logger("tidings.submission")
 

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 import asyncpg
 import structlog
 
-from core.batching import Batcher
-from core.db import jobs
-from core.db.pool import CONNECTION_ERRORS
-from core.submission import JobRequest, Submitted, Submitter
+from tidings.core.batching import Batcher
+from tidings.core.db import jobs
+from tidings.core.db.pool import CONNECTION_ERRORS
+from tidings.core.submission import JobRequest, Submitted, Submitter
 
 log = structlog.get_logger("tidings.submission")
 

@@ -14,7 +14,7 @@ from contextlib import suppress
 import structlog
 from redis.exceptions import RedisError
 
-from core import redis_url
+from tidings.core import redis_url
 
 log = structlog.get_logger("tidings.subscriber")
 

@@ -1,3 +1,3 @@
-from server.app import main
+from tidings.server.app import main
 
 main()

@@ -14,31 +14,31 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from core import queue
-from core.db.pool import create_pool
-from core.embedded import start_embedded
-from core.logging import configure_logging
-from core.migrate import migrate_url
-from core.settings import Settings
-from core.submission import Submitter
-from core.submit_batcher import SubmitBatcher
-from server import dashboard
-from server.alerts import AlertPolicy, FailureAlerts
-from server.auth import Authenticate
-from server.dispatch import Dispatcher
-from server.errors import EXCEPTION_HANDLERS
-from server.hub import Hub
-from server.keepalive import KeepAlive
-from server.key_lookup import KeyLookup
-from server.limits import RateLimiter, StreamLimits
-from server.metrics import ServerMetrics
-from server.middleware import RequestContext
-from server.routes import docs, health, jobs, registry
-from server.routes import metrics as metrics_routes
-from server.state import ServerState
-from server.stream_routes import StreamRoutes
-from server.tokens import StreamTokens
-from server.validation import ArgsValidators
+from tidings.core import queue
+from tidings.core.db.pool import create_pool
+from tidings.core.embedded import start_embedded
+from tidings.core.logging import configure_logging
+from tidings.core.migrate import migrate_url
+from tidings.core.settings import Settings
+from tidings.core.submission import Submitter
+from tidings.core.submit_batcher import SubmitBatcher
+from tidings.server import dashboard
+from tidings.server.alerts import AlertPolicy, FailureAlerts
+from tidings.server.auth import Authenticate
+from tidings.server.dispatch import Dispatcher
+from tidings.server.errors import EXCEPTION_HANDLERS
+from tidings.server.hub import Hub
+from tidings.server.keepalive import KeepAlive
+from tidings.server.key_lookup import KeyLookup
+from tidings.server.limits import RateLimiter, StreamLimits
+from tidings.server.metrics import ServerMetrics
+from tidings.server.middleware import RequestContext
+from tidings.server.routes import docs, health, jobs, registry
+from tidings.server.routes import metrics as metrics_routes
+from tidings.server.state import ServerState
+from tidings.server.stream_routes import StreamRoutes
+from tidings.server.tokens import StreamTokens
+from tidings.server.validation import ArgsValidators
 
 log = structlog.get_logger("tidings.server")
 
@@ -85,7 +85,7 @@ def create_app(settings: Settings) -> Dispatcher:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            await migrate_url(settings.database_url, settings.migrations_dir)
+            await migrate_url(settings.database_url)
             pool = await create_pool(
                 settings.database_url, max_size=20, connect_timeout_s=settings.db_timeout_s
             )

@@ -15,11 +15,11 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from core import keys
-from core.db.pool import CONNECTION_ERRORS
-from core.errors import TidingsError
-from server.errors import tidings_error_response
-from server.state import ServerState
+from tidings.core import keys
+from tidings.core.db.pool import CONNECTION_ERRORS
+from tidings.core.errors import TidingsError
+from tidings.server.errors import tidings_error_response
+from tidings.server.state import ServerState
 
 log = structlog.get_logger("tidings.auth")
 

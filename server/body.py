@@ -6,8 +6,8 @@ from typing import Any
 
 from starlette.requests import Request
 
-from core import serialization
-from core.errors import BadRequest, PayloadTooLarge, Unprocessable
+from tidings.core import serialization
+from tidings.core.errors import BadRequest, PayloadTooLarge, Unprocessable
 
 
 async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:

@@ -18,11 +18,11 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from core.db import jobs
-from core.model import Status
-from server.auth import tenant_of
-from server.responses import JSONResponse
-from server.state import state_of
+from tidings.core.db import jobs
+from tidings.core.model import Status
+from tidings.server.auth import tenant_of
+from tidings.server.responses import JSONResponse
+from tidings.server.state import state_of
 
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE / "static"

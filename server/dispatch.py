@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.datastructures import State
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from server.auth import stream_subject
+from tidings.server.auth import stream_subject
 
 
 class Dispatcher:

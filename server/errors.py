@@ -10,9 +10,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from core.db.pool import CONNECTION_ERRORS
-from core.errors import TidingsError, Unavailable
-from server.responses import JSONResponse
+from tidings.core.db.pool import CONNECTION_ERRORS
+from tidings.core.errors import TidingsError, Unavailable
+from tidings.server.responses import JSONResponse
 
 log = structlog.get_logger("tidings.server")
 

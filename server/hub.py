@@ -20,8 +20,8 @@ from typing import Any
 
 import structlog
 
-from core.queue import decode_events
-from core.subscriber import follow_channels
+from tidings.core.queue import decode_events
+from tidings.core.subscriber import follow_channels
 
 log = structlog.get_logger("tidings.hub")
 

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 
-from server.hub import Hub
+from tidings.server.hub import Hub
 
 
 class KeepAlive:

@@ -13,9 +13,9 @@ from collections.abc import Callable
 
 import asyncpg
 
-from core import keys
-from core.batching import Batcher
-from core.db import keys as statements
+from tidings.core import keys
+from tidings.core.batching import Batcher
+from tidings.core.db import keys as statements
 
 
 class KeyLookup:

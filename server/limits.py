@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 from arq.connections import ArqRedis
 
-from core.batching import Batcher
-from core.errors import TidingsError
+from tidings.core.batching import Batcher
+from tidings.core.errors import TidingsError
 
 # KEYS[1] bucket; ARGV: rate per second, burst, now (seconds), tokens wanted.
 # Takes as many of the wanted tokens as the bucket holds; returns {taken, tokens left}.

@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from core.db import registry as registry_db
+from tidings.core.db import registry as registry_db
 
 QUEUE_STATS = """
 SELECT queue, count(*) AS depth,

@@ -8,7 +8,7 @@ import uuid
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.metrics import ServerMetrics
+from tidings.server.metrics import ServerMetrics
 
 log = structlog.get_logger("tidings.http")
 

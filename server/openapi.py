@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.validation import MAX_BATCH, SUBMISSION_SCHEMA
+from tidings.server.validation import MAX_BATCH, SUBMISSION_SCHEMA
 
 NULLABLE_STRING = {"type": ["string", "null"]}
 NULLABLE_NUMBER = {"type": ["number", "null"]}

@@ -8,16 +8,16 @@ import asyncpg
 from arq.connections import ArqRedis
 from starlette.requests import Request
 
-from core.queue import Names
-from core.settings import Settings
-from core.submission import Submitter
-from core.submit_batcher import SubmitBatcher
-from server.hub import Hub
-from server.key_lookup import KeyLookup
-from server.limits import RateLimiter, StreamLimits
-from server.metrics import ServerMetrics
-from server.tokens import StreamTokens
-from server.validation import ArgsValidators
+from tidings.core.queue import Names
+from tidings.core.settings import Settings
+from tidings.core.submission import Submitter
+from tidings.core.submit_batcher import SubmitBatcher
+from tidings.server.hub import Hub
+from tidings.server.key_lookup import KeyLookup
+from tidings.server.limits import RateLimiter, StreamLimits
+from tidings.server.metrics import ServerMetrics
+from tidings.server.tokens import StreamTokens
+from tidings.server.validation import ArgsValidators
 
 
 @dataclass

@@ -8,9 +8,9 @@ from typing import Any
 
 import asyncpg
 
-from core.db import events, jobs
-from core.model import TERMINAL_KINDS, TERMINAL_STATUSES, event_json
-from server.hub import Notice, Subscription
+from tidings.core.db import events, jobs
+from tidings.core.model import TERMINAL_KINDS, TERMINAL_STATUSES, event_json
+from tidings.server.hub import Notice, Subscription
 
 
 async def replay_then_follow(

@@ -7,10 +7,10 @@ from typing import Any
 
 import asyncpg
 
-from core import serialization
-from core.errors import PayloadTooLarge, Unprocessable
-from core.submission import JobRequest
-from server.validation import ArgsValidators, check, validate_submission
+from tidings.core import serialization
+from tidings.core.errors import PayloadTooLarge, Unprocessable
+from tidings.core.submission import JobRequest
+from tidings.server.validation import ArgsValidators, check, validate_submission
 
 TaskRows = dict[str, asyncpg.Record | None]
 

@@ -10,8 +10,8 @@ from typing import Any
 import asyncpg
 import fastjsonschema
 
-from core.db import registry
-from core.errors import Unprocessable
+from tidings.core.db import registry
+from tidings.core.errors import Unprocessable
 
 Validator = Callable[[Any], Any]
 

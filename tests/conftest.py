@@ -17,10 +17,11 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from core.embedded import start_embedded
-from core.migrate import migrate_url
-from core.settings import PROJECT_ROOT, Settings
+from tests.support.paths import REPO_ROOT
 from tests.support.servers import ServerHandle, WorkerHandle, start_server, start_worker
+from tidings.core.embedded import start_embedded
+from tidings.core.migrate import migrate_url
+from tidings.core.settings import Settings
 
 
 def with_database(url: str, name: str) -> str:
@@ -44,7 +45,7 @@ def backing() -> Iterator[Settings]:
     base = Settings(
         database_url=os.environ.get("TIDINGS_TEST_DATABASE_URL", ""),
         redis_url=os.environ.get("TIDINGS_TEST_REDIS_URL", ""),
-        data_dir=Path(os.environ.get("TIDINGS_TEST_DATA_DIR", PROJECT_ROOT / ".data" / "test")),
+        data_dir=Path(os.environ.get("TIDINGS_TEST_DATA_DIR", REPO_ROOT / ".data" / "test")),
         log_format="json",
         log_level="warning",
         auth="off",  # the access-control tests turn keys on for themselves
@@ -59,7 +60,7 @@ def template_database(backing: Settings) -> Iterator[str]:
     """A migrated database that each test module's database is cloned from."""
     name = f"tidings_tpl_{uuid.uuid4().hex[:10]}"
     asyncio.run(_admin(backing.database_url, f'CREATE DATABASE "{name}"'))
-    asyncio.run(migrate_url(with_database(backing.database_url, name), backing.migrations_dir))
+    asyncio.run(migrate_url(with_database(backing.database_url, name)))
     yield name
     asyncio.run(_admin(backing.database_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
@@ -84,7 +85,7 @@ def settings(backing: Settings, template_database: str) -> Iterator[Settings]:
 
 @pytest.fixture(scope="module")
 async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
-    from core.db.pool import create_pool
+    from tidings.core.db.pool import create_pool
 
     pool = await create_pool(settings.database_url, max_size=5)
     yield pool

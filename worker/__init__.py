@@ -1,7 +1,7 @@
 """The tidings worker: ARQ runtime, the `@task` API, the event reporter."""
 
-from worker.job import Job
-from worker.registry import on_shutdown, on_startup, task
-from worker.retry import PermanentError, RetryPolicy
+from tidings.worker.job import Job
+from tidings.worker.registry import on_shutdown, on_startup, task
+from tidings.worker.retry import PermanentError, RetryPolicy
 
 __all__ = ["Job", "PermanentError", "RetryPolicy", "on_shutdown", "on_startup", "task"]

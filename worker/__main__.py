@@ -1,3 +1,3 @@
-from worker.app import main
+from tidings.worker.app import main
 
 main()

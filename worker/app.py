@@ -14,26 +14,26 @@ import structlog
 import uvloop
 from redis.exceptions import RedisError
 
-from core import queue
-from core.db import jobs, registry
-from core.db.pool import CONNECTION_ERRORS, create_pool
-from core.embedded import start_embedded
-from core.logging import configure_logging
-from core.migrate import migrate_url
-from core.redis_url import arq_settings
-from core.settings import Settings
-from core.submission import Submitter
-from worker.consumers import Consumers
-from worker.heartbeat import Heartbeat
-from worker.maintenance import Reaper, Reconciler, hand_back
-from worker.metrics import WorkerMetrics
-from worker.periodic import Periodic
-from worker.pickup import PushWorker
-from worker.registry import TaskRegistry
-from worker.reporter import Reporter
-from worker.runtime import Runtime
-from worker.scheduler import CronScheduler
-from worker.signals import SignalListener
+from tidings.core import queue
+from tidings.core.db import jobs, registry
+from tidings.core.db.pool import CONNECTION_ERRORS, create_pool
+from tidings.core.embedded import start_embedded
+from tidings.core.logging import configure_logging
+from tidings.core.migrate import migrate_url
+from tidings.core.redis_url import arq_settings
+from tidings.core.settings import Settings
+from tidings.core.submission import Submitter
+from tidings.worker.consumers import Consumers
+from tidings.worker.heartbeat import Heartbeat
+from tidings.worker.maintenance import Reaper, Reconciler, hand_back
+from tidings.worker.metrics import WorkerMetrics
+from tidings.worker.periodic import Periodic
+from tidings.worker.pickup import PushWorker
+from tidings.worker.registry import TaskRegistry
+from tidings.worker.reporter import Reporter
+from tidings.worker.runtime import Runtime
+from tidings.worker.scheduler import CronScheduler
+from tidings.worker.signals import SignalListener
 
 log = structlog.get_logger("tidings.worker")
 
@@ -79,7 +79,7 @@ async def run_worker(
     async with AsyncExitStack() as stack:
         settings, embedded = start_embedded(settings)
         stack.callback(embedded.close)
-        await migrate_url(settings.database_url, settings.migrations_dir)
+        await migrate_url(settings.database_url)
         task_registry = TaskRegistry.from_modules(settings.tasks)
         pool = await create_pool(
             settings.database_url,

@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 from redis.exceptions import RedisError
 
-from worker.pickup import PushWorker
+from tidings.worker.pickup import PushWorker
 
 log = structlog.get_logger("tidings.consumers")
 
@@ -46,7 +46,7 @@ class Consumers:
 
     def in_flight(self) -> list[asyncio.Task[Any]]:
         """The job tasks ARQ is running now."""
-        return [t for w in self._workers for t in w.tasks.values() if not t.done()]
+        return [task for worker in self._workers for task in worker.running_tasks()]
 
     async def stop_taking_jobs(self) -> None:
         """Stop polling; running jobs go on."""

@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 import asyncpg
 import structlog
 
-from core.db import registry
-from core.db.pool import CONNECTION_ERRORS
+from tidings.core.db import registry
+from tidings.core.db.pool import CONNECTION_ERRORS
 
 log = structlog.get_logger("tidings.heartbeat")
 

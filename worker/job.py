@@ -9,9 +9,9 @@ from typing import Any
 
 import structlog
 
-from core import serialization
-from core.model import EventKind
-from worker.reporter import Reporter
+from tidings.core import serialization
+from tidings.core.model import EventKind
+from tidings.worker.reporter import Reporter
 
 # Plain strings, not enum members: the garbage collector can ignore a tuple of these.
 PROGRESS = EventKind.PROGRESS.value

@@ -17,10 +17,10 @@ import structlog
 from arq.connections import ArqRedis
 from arq.constants import job_key_prefix
 
-from core import queue
-from core.db import jobs
-from core.db.pool import CONNECTION_ERRORS
-from core.model import event_json
+from tidings.core import queue
+from tidings.core.db import jobs
+from tidings.core.db.pool import CONNECTION_ERRORS
+from tidings.core.model import event_json
 
 log = structlog.get_logger("tidings.maintenance")
 

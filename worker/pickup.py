@@ -21,15 +21,15 @@ from typing import Any
 
 import asyncpg
 import structlog
-from arq.connections import create_pool
 from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
-from arq.jobs import DeserializationError, deserialize_job_raw
+from arq.jobs import DeserializationError
 from arq.utils import timestamp_ms
-from arq.worker import Worker, func
+from arq.worker import func
 
-from core.db.pool import CONNECTION_ERRORS
-from core.queue import RUN_FUNCTION
-from worker.runtime import Runtime
+from tidings.core.db.pool import CONNECTION_ERRORS
+from tidings.core.queue import RUN_FUNCTION
+from tidings.worker.arq_adapter import ArqConsumer, read_token
+from tidings.worker.runtime import Runtime
 
 log = structlog.get_logger("tidings.pickup")
 
@@ -117,7 +117,7 @@ async def taken_by_passes(ctx: dict[str, Any], *args: Any) -> None:
     raise RuntimeError("tidings tokens are taken by PushWorker, not run by ARQ's loop")
 
 
-class PushWorker(Worker):
+class PushWorker(ArqConsumer):
     """An ARQ worker whose poll loop is driven by wake-ups, with `fallback_s` as a floor."""
 
     def __init__(self, *, fallback_s: float, runtime: Runtime, queue: str, **kwargs: Any) -> None:
@@ -134,15 +134,7 @@ class PushWorker(Worker):
         self.woken.set()
 
     async def main(self) -> None:
-        if self._pool is None:
-            self._pool = await create_pool(
-                self.redis_settings,
-                job_deserializer=self.job_deserializer,
-                job_serializer=self.job_serializer,
-                default_queue_name=self.queue_name,
-                expires_extra_ms=self.expires_extra_ms,
-            )
-        self._take = self.pool.register_script(TAKE_TOKENS)
+        self._take = (await self.connect()).register_script(TAKE_TOKENS)
         while True:
             self.woken.clear()
             started, wait_s = await self._pass()
@@ -154,11 +146,7 @@ class PushWorker(Worker):
 
     async def close(self) -> None:
         """Stop what still runs, remove the tokens of jobs that ended, then close."""
-        running = [task for task in self.tasks.values() if not task.done()]
-        for task in running:
-            task.cancel()
-        await asyncio.gather(*running, return_exceptions=True)
-        self.tasks.clear()  # ARQ's close would re-raise their cancellations
+        await self.cancel_running_tasks()
         if self._finished and self._take is not None:
             finished, self._finished = self._finished, []
             await self._take_tokens(finished, free=0)
@@ -167,17 +155,15 @@ class PushWorker(Worker):
     async def _pass(self) -> tuple[int, float]:
         """Take and start what is due; returns how many started and how long to wait."""
         finished, self._finished = self._finished, []
-        free = self.max_jobs - self.job_counter
+        free = self.free_slots
         try:
             deliveries, next_due_ms = await self._take_tokens(finished, free)
         except BaseException:
             self._finished[:0] = finished  # removed by the next pass that gets through
             raise
         started = await self._start(deliveries) if deliveries else 0
-        for key, task in list(self.tasks.items()):
-            if task.done():
-                del self.tasks[key]
-        await self.heart_beat()
+        self.forget_finished_tasks()
+        await self.write_health_key()
         if next_due_ms is None:
             return started, self.fallback_s
         return started, max(0.0, min(self.fallback_s, (next_due_ms - timestamp_ms()) / 1000))
@@ -202,8 +188,7 @@ class PushWorker(Worker):
         )
         deliveries = []
         for arq_id, payload in zip(taken[::2], taken[1::2], strict=True):
-            running_here = self.tasks.get(arq_id.decode())
-            if running_here is not None and not running_here.done():
+            if self.running(arq_id.decode()):
                 continue  # its lease ran out while its job runs here: renewed, nothing to do
             delivery = self._delivery(arq_id.decode(), payload)
             if delivery is None:
@@ -214,8 +199,7 @@ class PushWorker(Worker):
 
     def _delivery(self, arq_id: str, payload: bytes) -> Delivery | None:
         try:
-            _, args, _, _, _ = deserialize_job_raw(payload, deserializer=self.job_deserializer)
-            job_id, attempt = args
+            job_id, attempt = read_token(payload, self.job_deserializer)
             return Delivery(arq_id, uuid.UUID(job_id) if job_id else None, int(attempt))
         except (DeserializationError, ValueError, TypeError) as exc:
             # Not a token tidings wrote; ARQ itself would fail and drop it too.
@@ -230,7 +214,8 @@ class PushWorker(Worker):
             # Postgres is away or refused: put the tokens back as they were, try again soon.
             log.warning("claim.failed", queue=self.queue, error=repr(exc), tokens=len(deliveries))
             try:
-                await self.pool.delete(*(in_progress_key_prefix + d.arq_id for d in deliveries))
+                redis = await self.connect()
+                await redis.delete(*(in_progress_key_prefix + d.arq_id for d in deliveries))
             finally:
                 await asyncio.sleep(CLAIM_RETRY_S)
             return 0
@@ -243,9 +228,7 @@ class PushWorker(Worker):
         return len(deliveries)
 
     def _run(self, arq_id: str, work: Coroutine[Any, Any, None]) -> None:
-        self.job_counter += 1
-        task = asyncio.create_task(self._guarded(arq_id, work), name=f"token-{arq_id}")
-        self.tasks[arq_id] = task
+        self.start_task(arq_id, self._guarded(arq_id, work))
 
     async def _guarded(self, arq_id: str, work: Coroutine[Any, Any, None]) -> None:
         try:
@@ -260,6 +243,5 @@ class PushWorker(Worker):
             log.exception("token.failed", token=arq_id)
         finally:
             self._finished.append(arq_id)
-            self.job_counter -= 1
-            self.jobs_complete += 1
+            self.finish_task()
             self.woken.set()  # a slot is free and a token is to be removed: pass again

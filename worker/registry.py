@@ -16,8 +16,8 @@ from typing import Any, Literal, overload
 from croniter import croniter
 from pydantic import BaseModel
 
-from worker.retry import RetryPolicy
-from worker.schema import TaskSignatureError, args_model, args_schema
+from tidings.worker.retry import RetryPolicy
+from tidings.worker.schema import TaskSignatureError, args_model, args_schema
 
 SPEC_ATTRIBUTE = "__tidings_task__"
 HOOK_ATTRIBUTE = "__tidings_hook__"

@@ -27,10 +27,10 @@ import structlog
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
-from core import queue, serialization
-from core.db import jobs
-from core.db.pool import CONNECTION_ERRORS
-from core.model import EventKind, event_json, iso
+from tidings.core import queue, serialization
+from tidings.core.db import jobs
+from tidings.core.db.pool import CONNECTION_ERRORS
+from tidings.core.model import EventKind, event_json, iso
 
 log = structlog.get_logger("tidings.reporter")
 

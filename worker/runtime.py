@@ -23,13 +23,13 @@ from arq.connections import ArqRedis
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from core import queue, serialization
-from core.db import jobs
-from core.model import EventKind, event_json
-from worker.job import Job
-from worker.registry import TaskRegistry, TaskSpec
-from worker.reporter import Reporter
-from worker.retry import is_permanent
+from tidings.core import queue, serialization
+from tidings.core.db import jobs
+from tidings.core.model import EventKind, event_json
+from tidings.worker.job import Job
+from tidings.worker.registry import TaskRegistry, TaskSpec
+from tidings.worker.reporter import Reporter
+from tidings.worker.retry import is_permanent
 
 # How long a token whose own job is still waiting (e.g. behind a concurrency limit)
 # sleeps before it tries again.

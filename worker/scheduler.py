@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 import structlog
 from croniter import croniter
 
-from core.submission import JobRequest, Submitter
-from worker.registry import TaskSpec
+from tidings.core.submission import JobRequest, Submitter
+from tidings.worker.registry import TaskSpec
 
 log = structlog.get_logger("tidings.cron")
 

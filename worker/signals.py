@@ -16,8 +16,8 @@ from contextlib import suppress
 
 import structlog
 
-from core.queue import Names
-from core.subscriber import follow_channels
+from tidings.core.queue import Names
+from tidings.core.subscriber import follow_channels
 
 log = structlog.get_logger("tidings.signals")
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from core.model import EventKind
+from tidings.core.model import EventKind
 
 
 def _transition(

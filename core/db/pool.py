@@ -7,8 +7,8 @@ from typing import Any
 
 import asyncpg
 
-from core import serialization
-from core.errors import Unavailable
+from tidings.core import serialization
+from tidings.core.errors import Unavailable
 
 # Errors that mean "the database is not reachable now", as opposed to a bad statement.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (

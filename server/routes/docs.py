@@ -6,10 +6,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from core.db import registry
-from server.openapi import document
-from server.responses import JSONResponse
-from server.state import state_of
+from tidings.core.db import registry
+from tidings.server.openapi import document
+from tidings.server.responses import JSONResponse
+from tidings.server.state import state_of
 
 
 async def openapi(request: Request) -> Response:

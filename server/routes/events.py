@@ -9,16 +9,16 @@ from sse_starlette import ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import Response
 
-from core import serialization
-from core.db import events
-from core.errors import Unprocessable
-from core.model import event_json
-from server.hub import Notice, Subscription
-from server.responses import JSONResponse
-from server.routes.jobs import load_job
-from server.state import ServerState
-from server.stream_response import StreamResponse
-from server.streams import follow_all, replay_then_follow
+from tidings.core import serialization
+from tidings.core.db import events
+from tidings.core.errors import Unprocessable
+from tidings.core.model import event_json
+from tidings.server.hub import Notice, Subscription
+from tidings.server.responses import JSONResponse
+from tidings.server.routes.jobs import load_job
+from tidings.server.state import ServerState
+from tidings.server.stream_response import StreamResponse
+from tidings.server.streams import follow_all, replay_then_follow
 
 
 def held_stream(

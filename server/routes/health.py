@@ -9,9 +9,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from core.db.pool import CONNECTION_ERRORS
-from server.responses import JSONResponse
-from server.state import state_of
+from tidings.core.db.pool import CONNECTION_ERRORS
+from tidings.server.responses import JSONResponse
+from tidings.server.state import state_of
 
 CHECK_TIMEOUT_S = 1.0
 REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, *CONNECTION_ERRORS)

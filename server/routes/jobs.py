@@ -15,17 +15,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from core import queue
-from core.db import jobs
-from core.errors import Conflict, NotFound, TidingsError, Unprocessable
-from core.model import Status, event_json, job_json, waiting_eta_s
-from core.submission import JobRequest
-from server.auth import ALL_JOBS, tenant_of
-from server.body import read_json_object
-from server.responses import JSONResponse
-from server.state import ServerState, state_of
-from server.submission import TaskRows, job_request
-from server.validation import check, validate_batch
+from tidings.core import queue
+from tidings.core.db import jobs
+from tidings.core.errors import Conflict, NotFound, TidingsError, Unprocessable
+from tidings.core.model import Status, event_json, job_json, waiting_eta_s
+from tidings.core.submission import JobRequest
+from tidings.server.auth import ALL_JOBS, tenant_of
+from tidings.server.body import read_json_object
+from tidings.server.responses import JSONResponse
+from tidings.server.state import ServerState, state_of
+from tidings.server.submission import TaskRows, job_request
+from tidings.server.validation import check, validate_batch
 
 log = structlog.get_logger("tidings.server")
 

@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.state import state_of
+from tidings.server.state import state_of
 
 
 async def metrics(request: Request) -> Response:

@@ -6,11 +6,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from core.db import registry
-from core.model import iso
-from server.auth import tenant_of
-from server.responses import JSONResponse
-from server.state import state_of
+from tidings.core.db import registry
+from tidings.core.model import iso
+from tidings.server.auth import tenant_of
+from tidings.server.responses import JSONResponse
+from tidings.server.state import state_of
 
 
 async def list_tasks(request: Request) -> Response:

@@ -20,10 +20,10 @@ from typing import Any
 import asyncpg
 import pytest
 
-from core.settings import Settings
 from tests.chaos.servers import PostgresServer, RedisServer
 from tests.conftest import with_database
 from tests.support.servers import LogWatch, Process, free_port
+from tidings.core.settings import Settings
 
 # The shorter periods every chaos test runs with, unless its scenario needs the default.
 HEARTBEAT_S = 0.5
@@ -87,7 +87,7 @@ def chaos_settings(backing: Settings, database_url: str, redis_server: RedisServ
 @pytest.fixture
 async def db(chaos_settings: Settings) -> AsyncIterator[asyncpg.Pool]:
     """The test's own pool on its database, for checking what the processes wrote."""
-    from core.db.pool import create_pool
+    from tidings.core.db.pool import create_pool
 
     pool = await create_pool(chaos_settings.database_url, max_size=4)
     yield pool
@@ -96,8 +96,8 @@ async def db(chaos_settings: Settings) -> AsyncIterator[asyncpg.Pool]:
 
 async def register_tasks(pool: asyncpg.Pool, settings: Settings) -> None:
     """Register the tasks as a worker does at start, so jobs can be submitted before one runs."""
-    from core.db import registry
-    from worker.registry import TaskRegistry
+    from tidings.core.db import registry
+    from tidings.worker.registry import TaskRegistry
 
     tasks = TaskRegistry.from_modules(settings.tasks)
     await registry.upsert_tasks(pool, [spec.registry_row() for spec in tasks])
@@ -128,14 +128,14 @@ class Cluster:
 
     async def server(self, **overrides: Any) -> Process:
         """`python -m server`, once it accepts connections."""
-        process = await self.logs.spawn("server", replace(self.settings, **overrides))
+        process = await self.logs.spawn("tidings.server", replace(self.settings, **overrides))
         # Not `server.ready`: that is logged at app startup, before uvicorn binds its port.
         await process.wait_for_line("Uvicorn running on")
         return process
 
     async def worker(self, **overrides: Any) -> Process:
         """`python -m worker`, once it is ready."""
-        process = await self.logs.spawn("worker", replace(self.settings, **overrides))
+        process = await self.logs.spawn("tidings.worker", replace(self.settings, **overrides))
         await process.wait_for_line("worker.ready")
         return process
 

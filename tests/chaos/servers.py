@@ -18,8 +18,8 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from core.embedded import ensure_runtime_dir
 from tests.support.servers import free_port
+from tidings.core.embedded import ensure_runtime_dir
 
 START_TIMEOUT_S = 30.0
 REDIS_READY = b"Ready to accept connections"

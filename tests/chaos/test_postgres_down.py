@@ -16,10 +16,6 @@ from datetime import datetime, timedelta
 import httpx
 import pytest
 
-from core import queue
-from core.db.pool import CONNECTION_ERRORS, create_pool
-from core.migrate import migrate_url
-from core.settings import Settings
 from tests.chaos.checks import (
     Event,
     assert_each_succeeded_once,
@@ -31,7 +27,10 @@ from tests.chaos.checks import (
 )
 from tests.chaos.conftest import Cluster
 from tests.chaos.servers import PostgresServer, RedisServer
-from worker.maintenance import Reaper
+from tidings.core import queue
+from tidings.core.db.pool import CONNECTION_ERRORS, create_pool
+from tidings.core.migrate import migrate_url
+from tidings.worker.maintenance import Reaper
 
 pytestmark = pytest.mark.chaos
 
@@ -150,7 +149,7 @@ async def test_a_reaper_judges_no_worker_until_it_could_have_heartbeated_again(
     clock is faked here); a reaper that never lost it still judges nobody until Postgres
     has been up for `silence_s` (Postgres's own clock).
     """
-    await migrate_url(postgres_server.url, Settings().migrations_dir)
+    await migrate_url(postgres_server.url)
     pool = await create_pool(postgres_server.url, max_size=2)
     redis = await queue.connect(redis_server.url)
     names = queue.Names("reaper")

@@ -14,7 +14,6 @@ import asyncpg
 import httpx
 import pytest
 
-from core import queue
 from tests.chaos.checks import (
     Event,
     assert_each_succeeded_once,
@@ -25,6 +24,7 @@ from tests.chaos.checks import (
 )
 from tests.chaos.conftest import Cluster, log_records, register_tasks
 from tests.chaos.servers import RedisServer
+from tidings.core import queue
 
 pytestmark = pytest.mark.chaos
 

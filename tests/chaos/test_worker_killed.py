@@ -19,8 +19,6 @@ import httpx
 import pytest
 from arq.constants import in_progress_key_prefix, job_key_prefix
 
-from core import queue
-from core.settings import Settings
 from tests.chaos.checks import (
     Event,
     assert_each_succeeded_once,
@@ -30,6 +28,8 @@ from tests.chaos.checks import (
 )
 from tests.chaos.conftest import Cluster, log_records
 from tests.chaos.servers import RedisServer
+from tidings.core import queue
+from tidings.core.settings import Settings
 
 pytestmark = pytest.mark.chaos
 

@@ -20,10 +20,12 @@ from dataclasses import dataclass, replace
 import asyncpg
 import pytest
 
-from client import AsyncClient, exits
-from core import keys
-from core.settings import PROJECT_ROOT, Settings
+from tests.support.paths import REPO_ROOT
 from tests.support.servers import free_port, spawn
+from tidings.cli import exits
+from tidings.client import AsyncClient
+from tidings.core import keys
+from tidings.core.settings import Settings
 
 pytestmark = pytest.mark.e2e
 
@@ -51,8 +53,8 @@ def process_settings(settings: Settings) -> Settings:
 
 @pytest.fixture(scope="module")
 async def live(process_settings: Settings, pool: asyncpg.Pool) -> AsyncIterator[Live]:
-    server = await spawn("server", process_settings)
-    worker = await spawn("worker", process_settings)
+    server = await spawn("tidings.server", process_settings)
+    worker = await spawn("tidings.worker", process_settings)
     await asyncio.gather(server.wait_for_line("server.ready"), worker.wait_for_line("worker.ready"))
     key = await keys.create_key(pool, "default", "cli tests")
     yield Live(f"http://127.0.0.1:{process_settings.port}", key.secret)
@@ -73,7 +75,7 @@ def cli_env(live: Live, **extra: str) -> dict[str, str]:
         for name, value in os.environ.items()
         if not name.startswith(("TIDINGS_", "FORCE_COLOR", "TTY_", "COLUMNS", "NO_COLOR"))
     }
-    env.update(TIDINGS_URL=live.url, TIDINGS_API_KEY=live.api_key, PYTHONPATH=str(PROJECT_ROOT))
+    env.update(TIDINGS_URL=live.url, TIDINGS_API_KEY=live.api_key, PYTHONPATH=str(REPO_ROOT))
     env.update(extra)
     return env
 
@@ -84,10 +86,10 @@ async def running(live: Live, *args: str, **env: str) -> AsyncIterator[asyncio.s
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "client.cli",
+        "tidings.cli",
         *args,
         env=cli_env(live, **env),
-        cwd=PROJECT_ROOT,
+        cwd=REPO_ROOT,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

@@ -17,9 +17,10 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from core import keys, queue
-from core.settings import PROJECT_ROOT, Settings
+from tests.support.paths import REPO_ROOT
 from tests.support.servers import Process, free_port, spawn
+from tidings.core import keys, queue
+from tidings.core.settings import Settings
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -32,7 +33,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-ARTIFACTS = PROJECT_ROOT / "tests" / "artifacts"
+ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 360, "height": 780}
 
@@ -51,7 +52,7 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.settings.port}"
 
     async def start(self) -> None:
-        self.process = await spawn("server", self.settings)
+        self.process = await spawn("tidings.server", self.settings)
         # uvicorn's own line, logged once the port is bound and connections are accepted.
         await self.process.wait_for_line("Uvicorn running on")
 
@@ -77,7 +78,7 @@ async def server(process_settings: Settings) -> AsyncIterator[ServerProcess]:
 
 @pytest.fixture(scope="module")
 async def worker(process_settings: Settings, server: ServerProcess) -> AsyncIterator[Process]:
-    process = await spawn("worker", process_settings)
+    process = await spawn("tidings.worker", process_settings)
     await process.wait_for_line("worker.ready")
     yield process
     assert await process.stop() == 0, process.output

@@ -8,16 +8,16 @@ import uuid
 
 import asyncpg
 
-from core import keys
-from core.settings import Settings
 from tests.support.servers import settings_env
+from tidings.core import keys
+from tidings.core.settings import Settings
 
 
 async def tidings(settings: Settings, *args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "client.cli",
+        "tidings.cli",
         *args,
         env=settings_env(settings),
         stdout=asyncio.subprocess.PIPE,

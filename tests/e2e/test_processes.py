@@ -13,10 +13,10 @@ import httpx
 import pytest
 from httpx_sse import aconnect_sse
 
-from core import queue
-from core.settings import Settings
 from tests.support.servers import LogWatch, free_port, spawn
 from tests.support.sse import job_events
+from tidings.core import queue
+from tidings.core.settings import Settings
 
 pytestmark = pytest.mark.e2e
 
@@ -28,7 +28,7 @@ def process_settings(settings: Settings) -> Settings:
 
 @pytest.fixture(scope="module")
 async def server_process(process_settings: Settings) -> AsyncIterator[str]:
-    process = await spawn("server", process_settings)
+    process = await spawn("tidings.server", process_settings)
     await process.wait_for_line("server.ready")
     yield f"http://127.0.0.1:{process_settings.port}"
     assert await process.stop() == 0, process.output
@@ -38,7 +38,7 @@ async def server_process(process_settings: Settings) -> AsyncIterator[str]:
 async def workers(process_settings: Settings) -> AsyncIterator[LogWatch]:
     watch = LogWatch()
     for _ in range(2):
-        await watch.spawn("worker", process_settings)
+        await watch.spawn("tidings.worker", process_settings)
     await watch.until_count("worker.ready", 2)
     yield watch
     for worker in watch.processes:

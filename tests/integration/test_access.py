@@ -26,14 +26,14 @@ import structlog
 from httpx_sse import EventSource, ServerSentEvent, aconnect_sse
 from prometheus_client.parser import text_string_to_metric_families
 
-from core import keys
-from core.model import TERMINAL_KINDS
-from core.settings import Settings, SettingsError
-from server.tokens import StreamTokens
 from tests.support.api import stream_kinds, submit
 from tests.support.servers import ServerHandle, WorkerHandle, start_server
 from tests.support.sse import job_events
-from worker import Job, task
+from tidings.core import keys
+from tidings.core.model import TERMINAL_KINDS
+from tidings.core.settings import Settings, SettingsError
+from tidings.server.tokens import StreamTokens
+from tidings.worker import Job, task
 
 SECRET = "access-test-secret-" + "s" * 32
 WITHIN_S = 10.0

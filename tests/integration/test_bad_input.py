@@ -16,9 +16,9 @@ import asyncpg
 import httpx
 import pytest
 
-from core.settings import Settings
 from tests.support.servers import ServerHandle, WorkerHandle
-from worker import Job, task
+from tidings.core.settings import Settings
+from tidings.worker import Job, task
 
 MISSING_JOB = "00000000-0000-4000-8000-000000000000"
 # No worker consumes this queue, so jobs made here stay queued and add no events later.

@@ -19,12 +19,12 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from client import AsyncClient, Client, JobSpec, ReconnectPolicy, errors
-from client.models import Event
-from core import keys
-from core.settings import Settings
 from tests.support.proxy import TcpProxy, proxy_to
 from tests.support.servers import ServerHandle, WorkerHandle, free_port, start_server
+from tidings.client import AsyncClient, Client, JobSpec, ReconnectPolicy, errors
+from tidings.client.models import Event
+from tidings.core import keys
+from tidings.core.settings import Settings
 
 WITHIN_S = 10.0
 # Quick reconnects keep the tests fast; the attempt bound is what they check.

@@ -20,9 +20,9 @@ import asyncpg
 import httpx
 import pytest
 
-from core import keys
-from core.settings import Settings
 from tests.support.servers import Process, free_port, spawn
+from tidings.core import keys
+from tidings.core.settings import Settings
 
 # Per operation and phase: enough to cover every operation's parameters and bodies, few
 # enough that the whole test stays within two minutes on a 2-core machine.
@@ -84,8 +84,8 @@ class Live:
 
 @pytest.fixture(scope="module")
 async def live(settings: Settings, api_key: str) -> AsyncIterator[Live]:
-    server = await spawn("server", settings)
-    worker = await spawn("worker", settings)
+    server = await spawn("tidings.server", settings)
+    worker = await spawn("tidings.worker", settings)
     try:
         await server.wait_for_line("server.ready")
         # The registry fills at worker start; the document's task enum is read from it.

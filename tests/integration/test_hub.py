@@ -20,14 +20,14 @@ import httpx
 import pytest
 from httpx_sse import aconnect_sse
 
-from core import queue
-from core.model import TERMINAL_STATUSES, event_json
-from core.settings import Settings
-from server.hub import Hub, Notice, Subscription
-from server.keepalive import KeepAlive
-from server.streams import replay_then_follow
 from tests.support.servers import ServerHandle, WorkerHandle, start_server
 from tests.support.sse import job_events
+from tidings.core import queue
+from tidings.core.model import TERMINAL_STATUSES, event_json
+from tidings.core.settings import Settings
+from tidings.server.hub import Hub, Notice, Subscription
+from tidings.server.keepalive import KeepAlive
+from tidings.server.streams import replay_then_follow
 
 WITHIN_S = 10.0
 # Never connected: `start()` is not called, so these hubs touch no Redis.

@@ -6,8 +6,8 @@ import asyncio
 
 import asyncpg
 
-from core import keys
-from server.key_lookup import KeyLookup
+from tidings.core import keys
+from tidings.server.key_lookup import KeyLookup
 
 
 class Batches:

@@ -24,12 +24,12 @@ import pytest
 import redis.asyncio as aioredis
 from httpx_sse import aconnect_sse
 
-from core import queue
-from core.db import jobs
-from core.settings import Settings
 from tests.support.api import get_job, history, submit
 from tests.support.servers import ServerHandle, WorkerHandle, start_worker
 from tests.support.sse import job_events
+from tidings.core import queue
+from tidings.core.db import jobs
+from tidings.core.settings import Settings
 
 WITHIN_S = 10.0
 # No worker consumes this queue: a job sent there stays queued.
@@ -45,7 +45,7 @@ Event = tuple[int, str, dict[str, Any]]
 @pytest.fixture(scope="module")
 def settings(settings: Settings) -> Settings:
     """The conftest settings, with this module's failing tasks loaded by the worker."""
-    return replace(settings, tasks=("worker.tasks.examples", "tests.support.failure_tasks"))
+    return replace(settings, tasks=("tidings.worker.tasks.examples", "tests.support.failure_tasks"))
 
 
 @pytest.fixture(scope="module")

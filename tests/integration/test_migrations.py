@@ -11,9 +11,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from core.migrate import MIGRATION_LOCK_ID, Migration, discover, migrate, migrate_url
-from core.settings import Settings
 from tests.conftest import _admin, with_database
+from tidings.core.migrate import MIGRATION_LOCK_ID, Migration, discover, migrate, migrate_url
+from tidings.core.settings import Settings
 
 # The columns DESIGN.md's data model names for each table.
 DESIGN_COLUMNS = {
@@ -86,9 +86,7 @@ async def concurrent_runs(
 ) -> tuple[str, list[list[Migration]]]:
     """An empty database migrated by two runs at once; its URL and what each run applied."""
     url = await new_database()
-    runs = await asyncio.gather(
-        migrate_url(url, backing.migrations_dir), migrate_url(url, backing.migrations_dir)
-    )
+    runs = await asyncio.gather(migrate_url(url), migrate_url(url))
     return url, list(runs)
 
 
@@ -109,7 +107,7 @@ async def fetchval(url: str, query: str, *args: object) -> object:
 
 
 def shipped(settings: Settings) -> list[tuple[int, str]]:
-    return [(m.version, m.name) for m in discover(settings.migrations_dir)]
+    return [(m.version, m.name) for m in discover()]
 
 
 async def test_concurrent_runs_apply_each_migration_exactly_once(
@@ -138,7 +136,7 @@ async def test_a_third_run_applies_nothing(
     backing: Settings, concurrent_runs: tuple[str, list[list[Migration]]]
 ) -> None:
     url, _ = concurrent_runs
-    assert await migrate_url(url, backing.migrations_dir) == []
+    assert await migrate_url(url) == []
     assert await fetchval(url, "SELECT count(*) FROM schema_migrations") == len(shipped(backing))
 
 
@@ -190,7 +188,7 @@ async def test_job_events_key_is_job_id_then_seq(
 async def test_a_failing_migration_rolls_back_alone_and_releases_the_lock(
     backing: Settings, new_database: NewDatabase, tmp_path: Path
 ) -> None:
-    for migration in discover(backing.migrations_dir):
+    for migration in discover():
         shutil.copy(migration.path, tmp_path / migration.path.name)
     broken = tmp_path / "9999_broken.sql"
     broken.write_text("CREATE TABLE half_done (id int);\nSELECT 1 / 0;\n")

@@ -18,8 +18,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from core.settings import PROJECT_ROOT, Settings
 from tests.support.api import stream_kinds
+from tests.support.paths import REPO_ROOT
 from tests.support.servers import (
     ServerHandle,
     WorkerHandle,
@@ -28,8 +28,9 @@ from tests.support.servers import (
     start_server,
     start_worker,
 )
+from tidings.core.settings import Settings
 
-ALERTS = PROJECT_ROOT / "deploy" / "prometheus" / "alerts.yml"
+ALERTS = REPO_ROOT / "deploy" / "prometheus" / "alerts.yml"
 
 
 @pytest.fixture(scope="module")

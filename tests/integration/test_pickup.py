@@ -12,11 +12,11 @@ import structlog
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix, job_key_prefix
 
-from core import queue
-from core.settings import Settings
 from tests.support.api import submit, until
 from tests.support.servers import ServerHandle, WorkerHandle
-from worker import pickup
+from tidings.core import queue
+from tidings.core.settings import Settings
+from tidings.worker import pickup
 
 WITHIN_S = 15.0
 

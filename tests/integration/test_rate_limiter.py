@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 import pytest
 from arq.connections import ArqRedis
 
-from core import queue
-from core.settings import Settings
-from server.limits import RateLimiter, TooManyRequests
+from tidings.core import queue
+from tidings.core.settings import Settings
+from tidings.server.limits import RateLimiter, TooManyRequests
 
 
 @pytest.fixture(scope="module")

@@ -16,12 +16,12 @@ import pytest
 from arq.connections import ArqRedis
 from redis.asyncio.client import PubSub
 
-from core import queue
-from core.db import events, jobs
-from core.model import event_json
-from core.settings import Settings
-from core.submission import JobRequest, Submitter
-from worker.reporter import NoteItem, Reporter
+from tidings.core import queue
+from tidings.core.db import events, jobs
+from tidings.core.model import event_json
+from tidings.core.settings import Settings
+from tidings.core.submission import JobRequest, Submitter
+from tidings.worker.reporter import NoteItem, Reporter
 
 WITHIN_S = 10.0
 PARKED = "parked"  # no worker consumes it

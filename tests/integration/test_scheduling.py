@@ -21,10 +21,6 @@ import httpx
 import pytest
 from arq.connections import ArqRedis
 
-from core import queue
-from core.model import TERMINAL_STATUSES
-from core.settings import Settings
-from core.submission import JobRequest, Submitter
 from tests.support import scheduling_tasks
 from tests.support.api import get_job, history, submit, until
 from tests.support.scheduling_tasks import (
@@ -35,9 +31,13 @@ from tests.support.scheduling_tasks import (
     lifecycle,
 )
 from tests.support.servers import ServerHandle, WorkerHandle, start_worker
-from worker.registry import SPEC_ATTRIBUTE, TaskSpec
-from worker.runtime import WAITING_TOKEN_DELAY_S
-from worker.scheduler import CronScheduler, schedule_key
+from tidings.core import queue
+from tidings.core.model import TERMINAL_STATUSES
+from tidings.core.settings import Settings
+from tidings.core.submission import JobRequest, Submitter
+from tidings.worker.registry import SPEC_ATTRIBUTE, TaskSpec
+from tidings.worker.runtime import WAITING_TOKEN_DELAY_S
+from tidings.worker.scheduler import CronScheduler, schedule_key
 
 WITHIN_S = 20.0
 # No worker consumes this queue: jobs sent there stay queued.
@@ -47,7 +47,9 @@ RAN = ["queued", "started", "succeeded"]
 
 @pytest.fixture(scope="module")
 def settings(settings: Settings) -> Settings:
-    return replace(settings, tasks=("worker.tasks.examples", "tests.support.scheduling_tasks"))
+    return replace(
+        settings, tasks=("tidings.worker.tasks.examples", "tests.support.scheduling_tasks")
+    )
 
 
 @pytest.fixture(scope="module")

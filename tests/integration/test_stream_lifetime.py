@@ -16,10 +16,10 @@ import pytest
 from httpx_sse import aconnect_sse
 from prometheus_client.parser import text_string_to_metric_families
 
-from core.settings import Settings
 from tests.support.api import submit, until
 from tests.support.servers import ServerHandle, WorkerHandle, start_server
 from tests.support.sse import job_events
+from tidings.core.settings import Settings
 
 WITHIN_S = 10.0
 PARKED = "parked"

@@ -11,11 +11,11 @@ import httpx
 import pytest
 from httpx_sse import aconnect_sse
 
-from server.middleware import SECURITY_HEADERS
 from tests.integration.test_observability import samples
 from tests.support.api import submit, until
 from tests.support.servers import ServerHandle, WorkerHandle
 from tests.support.sse import job_events
+from tidings.server.middleware import SECURITY_HEADERS
 
 WITHIN_S = 10.0
 PARKED = "parked"

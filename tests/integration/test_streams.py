@@ -15,12 +15,12 @@ import orjson
 import pytest
 from httpx_sse import aconnect_sse
 
-from core import queue
-from core.model import TERMINAL_STATUSES
-from core.settings import Settings
 from tests.support.api import until
 from tests.support.servers import ServerHandle, WorkerHandle
 from tests.support.sse import job_events
+from tidings.core import queue
+from tidings.core.model import TERMINAL_STATUSES
+from tidings.core.settings import Settings
 
 WITHIN_S = 10.0
 # No worker consumes this queue: jobs sent there stay queued, which the list tests use.

@@ -16,11 +16,11 @@ import asyncpg
 import pytest
 from arq.connections import ArqRedis
 
-from core import queue
-from core.errors import Conflict
-from core.settings import Settings
-from core.submission import JobRequest, Submitted, Submitter
-from core.submit_batcher import SubmitBatcher
+from tidings.core import queue
+from tidings.core.errors import Conflict
+from tidings.core.settings import Settings
+from tidings.core.submission import JobRequest, Submitted, Submitter
+from tidings.core.submit_batcher import SubmitBatcher
 
 QUEUE = "batched"  # no worker consumes it: jobs stay queued
 

@@ -10,7 +10,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-from worker import Job, PermanentError, RetryPolicy, on_startup, task
+from tidings.worker import Job, PermanentError, RetryPolicy, on_startup, task
 
 TINY_BACKOFF = RetryPolicy(base_s=0.01, jitter=False)
 # Long enough to cancel the job while it waits, short enough to wait out in a test.

@@ -12,7 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker import Job, on_shutdown, on_startup, task
+from tidings.worker import Job, on_shutdown, on_startup, task
 
 # No worker consumes this queue in the tests: a task declared here only runs when a test
 # starts a worker for it.

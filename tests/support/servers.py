@@ -14,9 +14,10 @@ from dataclasses import dataclass, field, fields
 import uvicorn
 from starlette.types import ASGIApp
 
-from core.settings import PROJECT_ROOT, Settings
-from server.app import GracefulServer, close_streams, create_app
-from worker.app import run_worker
+from tests.support.paths import REPO_ROOT
+from tidings.core.settings import Settings
+from tidings.server.app import GracefulServer, close_streams, create_app
+from tidings.worker.app import run_worker
 
 START_TIMEOUT_S = 30.0
 
@@ -92,7 +93,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         value = getattr(settings, item.name)
         text = ",".join(value) if isinstance(value, tuple) else str(value)
         env[f"TIDINGS_{item.name.upper()}"] = text
-    env["PYTHONPATH"] = str(PROJECT_ROOT)
+    env["PYTHONPATH"] = str(REPO_ROOT)
     return env
 
 
@@ -153,12 +154,21 @@ async def spawn(
     module: str, settings: Settings, condition: asyncio.Condition | None = None
 ) -> Process:
     """Start `python -m module` configured by `settings`; `condition` is notified per line."""
+    argv = [sys.executable, "-m", module]
+    return await spawn_command(argv, settings_env(settings), REPO_ROOT, condition)
+
+
+async def spawn_command(
+    argv: list[str],
+    env: dict[str, str],
+    cwd: os.PathLike[str] | str,
+    condition: asyncio.Condition | None = None,
+) -> Process:
+    """Start any command whose stderr is read line by line."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        module,
-        env=settings_env(settings),
-        cwd=PROJECT_ROOT,
+        *argv,
+        env=env,
+        cwd=cwd,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )

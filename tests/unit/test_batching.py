@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from core.batching import Batcher
+from tidings.core.batching import Batcher
 
 
 class Doubler:

@@ -7,9 +7,9 @@ import uuid
 import pytest
 import structlog
 
-from core import serialization
-from worker.job import Job
-from worker.reporter import Reporter
+from tidings.core import serialization
+from tidings.worker.job import Job
+from tidings.worker.reporter import Reporter
 
 
 @pytest.fixture

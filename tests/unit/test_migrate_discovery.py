@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from core.migrate import Migration, MigrationError, discover
-from core.settings import PROJECT_ROOT
+from tests.support.paths import REPO_ROOT
+from tidings.core.migrate import Migration, MigrationError, discover
 
 
 def write(directory: Path, *names: str) -> None:
@@ -64,7 +64,7 @@ def test_a_version_used_twice_is_an_error(tmp_path: Path) -> None:
 
 
 def test_the_shipped_migrations_are_discoverable() -> None:
-    found = discover(PROJECT_ROOT / "migrations")
+    found = discover(REPO_ROOT / "migrations")
     assert found[0].version == 1
     versions = [m.version for m in found]
     assert versions == sorted(set(versions))

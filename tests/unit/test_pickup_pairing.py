@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from worker.pickup import Delivery, pair
+from tidings.worker.pickup import Delivery, pair
 
 
 def token(job_id: uuid.UUID | None) -> Delivery:

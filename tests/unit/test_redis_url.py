@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.redis_url import arq_settings, parse_sentinel
+from tidings.core.redis_url import arq_settings, parse_sentinel
 
 
 def test_plain_urls_are_not_sentinel() -> None:

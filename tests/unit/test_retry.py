@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from worker.retry import PermanentError, RetryPolicy, is_permanent
+from tidings.worker.retry import PermanentError, RetryPolicy, is_permanent
 
 
 class QuotaExceeded(RuntimeError):

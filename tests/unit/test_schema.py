@@ -10,11 +10,11 @@ import fastjsonschema
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from worker import Job, task
-from worker.registry import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT_S, TaskRegistry, TaskSpec
-from worker.runtime import task_kwargs
-from worker.schema import TaskSignatureError
-from worker.tasks import examples
+from tidings.worker import Job, task
+from tidings.worker.registry import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT_S, TaskRegistry, TaskSpec
+from tidings.worker.runtime import task_kwargs
+from tidings.worker.schema import TaskSignatureError
+from tidings.worker.tasks import examples
 
 
 class Point(BaseModel):
@@ -271,7 +271,7 @@ def test_decorator_options_are_recorded() -> None:
 
 
 def test_examples_registry() -> None:
-    registry = TaskRegistry.from_modules(["worker.tasks.examples"])
+    registry = TaskRegistry.from_modules(["tidings.worker.tasks.examples"])
     assert {spec.name for spec in registry} == {"sleep_steps", "noop", "fail", "flaky"}
     assert len(registry) == 4
     assert registry.get("missing") is None
@@ -336,12 +336,12 @@ def test_duplicate_task_names_are_rejected(fake_module: Any) -> None:
 
     module = fake_module("tidings_test_impostor", impostor=impostor)
     with pytest.raises(TaskSignatureError, match="'noop'"):
-        TaskRegistry.from_modules(["worker.tasks.examples", module])
+        TaskRegistry.from_modules(["tidings.worker.tasks.examples", module])
 
 
 def test_the_same_task_imported_twice_is_one_task(fake_module: Any) -> None:
     module = fake_module("tidings_test_reexport", noop=examples.noop, alias=examples.noop)
-    registry = TaskRegistry.from_modules(["worker.tasks.examples", module])
+    registry = TaskRegistry.from_modules(["tidings.worker.tasks.examples", module])
     assert len(registry) == 4
     assert registry.get("noop") is spec_of(examples.noop)
 

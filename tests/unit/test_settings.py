@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
 
-from core.settings import DEFAULT_TASK_MODULES, PROJECT_ROOT, Settings, SettingsError
+from tests.support.paths import REPO_ROOT
+from tidings.core.settings import DEFAULT_TASK_MODULES, Settings, SettingsError, settings_table
 
 
 def test_an_empty_environment_gives_the_defaults() -> None:
@@ -17,8 +18,13 @@ def test_an_empty_environment_gives_the_defaults() -> None:
     assert settings.port == 8000
     assert settings.queues == ("default",)
     assert settings.tasks == DEFAULT_TASK_MODULES
-    assert settings.data_dir == PROJECT_ROOT / ".data"
-    assert settings.migrations_dir == PROJECT_ROOT / "migrations"
+
+
+def test_data_lives_in_the_working_directory_not_the_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert Settings.from_env({}).data_dir == tmp_path / ".data"
 
 
 def test_only_prefixed_variables_are_read() -> None:
@@ -66,11 +72,8 @@ def test_tuples_are_read_from_comma_lists() -> None:
 
 
 def test_paths_are_converted() -> None:
-    settings = Settings.from_env(
-        {"TIDINGS_DATA_DIR": "/srv/tidings", "TIDINGS_MIGRATIONS_DIR": "sql"}
-    )
+    settings = Settings.from_env({"TIDINGS_DATA_DIR": "/srv/tidings"})
     assert settings.data_dir == Path("/srv/tidings")
-    assert settings.migrations_dir == Path("sql")
     assert isinstance(settings.data_dir, Path)
 
 
@@ -147,3 +150,16 @@ def test_embedded_unless_both_urls_are_given(
 ) -> None:
     settings = Settings(database_url=database_url, redis_url=redis_url)
     assert settings.embedded is embedded
+
+
+def test_the_readme_lists_every_setting_with_its_real_default() -> None:
+    readme = (REPO_ROOT / "README.md").read_text()
+    start = readme.index("<!-- settings-table: start -->\n") + len(
+        "<!-- settings-table: start -->\n"
+    )
+    end = readme.index("<!-- settings-table: end -->")
+    assert readme[start:end] == settings_table(), (
+        "README's settings table is out of date: paste `python -m tidings.core.settings`"
+    )
+    for item in fields(Settings):
+        assert f"`TIDINGS_{item.name.upper()}`" in readme[start:end]

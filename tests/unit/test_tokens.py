@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from server.tokens import StreamTokens
+from tidings.server.tokens import StreamTokens
 
 SECRET = b"k" * 32
 JOB = "6f1c2f0e-8d3b-4c55-9a41-0b8f0f1f2e3d"

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from core.errors import Unprocessable
-from server.validation import ArgsValidators, Validator, check, validate_submission
-from worker.registry import TaskRegistry
+from tidings.core.errors import Unprocessable
+from tidings.server.validation import ArgsValidators, Validator, check, validate_submission
+from tidings.worker.registry import TaskRegistry
 
-REGISTRY = TaskRegistry.from_modules(["worker.tasks.examples"])
+REGISTRY = TaskRegistry.from_modules(["tidings.worker.tasks.examples"])
 SLEEP_STEPS_SCHEMA = REGISTRY.get("sleep_steps").schema  # type: ignore[union-attr]
 UPDATED_AT = datetime(2024, 1, 1, tzinfo=UTC)
 

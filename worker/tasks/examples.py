@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from worker import Job, PermanentError, task
+from tidings.worker import Job, PermanentError, task
 
 
 @task(timeout=600)

@@ -11,9 +11,9 @@ from dataclasses import replace
 
 import click
 
-from core.embedded import start_embedded
-from core.migrate import migrate_url
-from core.settings import Settings
+from tidings.core.embedded import start_embedded
+from tidings.core.migrate import migrate_url
+from tidings.core.settings import Settings
 
 STOP_TIMEOUT_S = 15.0
 
@@ -32,7 +32,7 @@ async def _supervise(settings: Settings) -> int:
     env = child_env(settings)
     children = [
         await asyncio.create_subprocess_exec(sys.executable, "-m", module, env=env)
-        for module in ("server", "worker")
+        for module in ("tidings.server", "tidings.worker")
     ]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -78,7 +78,7 @@ def run_dev(settings: Settings) -> int:
         click.secho(f"Using embedded Postgres/Redis under {settings.data_dir}", fg="yellow")
     resolved, servers = start_embedded(settings)
     try:
-        asyncio.run(migrate_url(resolved.database_url, resolved.migrations_dir))
+        asyncio.run(migrate_url(resolved.database_url))
         return asyncio.run(_supervise(replace(resolved)))
     finally:
         servers.close()

@@ -19,11 +19,11 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, ProgressColumn, SpinnerColumn, Task, TaskID
 from rich.text import Text
 
-from client import exits
-from client.errors import Conflict
-from client.models import Event, Job
-from client.render import STATUS_STYLES, duration, number, say
-from client.sync import Client
+from tidings.cli import exits
+from tidings.cli.render import STATUS_STYLES, duration, number, say
+from tidings.client.errors import Conflict
+from tidings.client.models import Event, Job
+from tidings.client.sync import Client
 
 
 def describe(event: Event) -> Text:

@@ -16,7 +16,7 @@ from rich.json import JSON
 from rich.table import Column, Table
 from rich.text import Text
 
-from client.models import Job, Progress, TaskInfo, WorkerInfo
+from tidings.client.models import Job, Progress, TaskInfo, WorkerInfo
 
 STATUS_STYLES = {
     "queued": "cyan",

@@ -16,10 +16,11 @@ from typing import Any, NoReturn
 import click
 from rich.console import Console
 
-from client import errors, exits
-from client.models import TERMINAL_STATUSES
-from client.render import job_detail, jobs_table, say, tasks_table, workers_table
-from client.sync import Client
+from tidings.cli import exits
+from tidings.cli.render import job_detail, jobs_table, say, tasks_table, workers_table
+from tidings.client import errors
+from tidings.client.models import TERMINAL_STATUSES
+from tidings.client.sync import Client
 
 STATUSES = ("queued", "running", "retrying", *sorted(TERMINAL_STATUSES))
 
@@ -189,7 +190,7 @@ def submit(
 
 def follow_job(session: Session, job_id: str, cancel_on_interrupt: bool) -> NoReturn:
     # Imported here: the progress display is the heaviest import, and only these need it.
-    from client.follow import follow
+    from tidings.cli.follow import follow
 
     code = follow(
         session.client(),
