@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev server worker migrate test test-chaos check-alerts lint format typecheck check bench clean
+.PHONY: help install dev server worker migrate test test-chaos check-alerts lint format typecheck check bench mutate clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -36,9 +36,9 @@ test: install ## Run the test suite (TIDINGS_TEST_*_URL, else embedded servers)
 test-chaos: install ## Kill workers, flush and restart Redis, stop Postgres: nothing is lost
 	$(PY) -m pytest -m chaos
 
-check-alerts: ## Validate deploy/prometheus/alerts.yml with promtool (if installed)
-	@if command -v promtool >/dev/null 2>&1; then promtool check rules deploy/prometheus/alerts.yml; \
-	else echo "promtool not installed: alert rules are checked by the test suite only"; fi
+check-alerts: ## Validate deploy/prometheus/alerts.yml with promtool (fails without promtool)
+	@command -v promtool >/dev/null 2>&1 || { echo "promtool is missing: apt-get install prometheus" >&2; exit 1; }
+	promtool check rules deploy/prometheus/alerts.yml
 
 lint: install ## ruff lint and format check
 	$(BIN)/ruff check .
@@ -63,5 +63,16 @@ check: lint typecheck test ## Everything CI runs
 bench: install ## Benchmark against raw ARQ in one run (ARGS=--quick; bench/results/latest.json)
 	$(PY) -m bench $(ARGS)
 
+MUTATE_SESSION := .mutate/session.sqlite
+
+mutate: install ## Mutation testing of streams, submission and the job statements (not in CI)
+	rm -rf .mutate && mkdir -p .mutate
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/cosmic-ray init tests/mutation/cosmic-ray.toml $(MUTATE_SESSION)
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/cosmic-ray baseline tests/mutation/cosmic-ray.toml
+	PATH=$(abspath $(BIN)):$$PATH $(BIN)/cosmic-ray exec tests/mutation/cosmic-ray.toml $(MUTATE_SESSION)
+	$(BIN)/cr-report --show-pending $(MUTATE_SESSION) | tail -n 4
+	$(BIN)/cr-report $(MUTATE_SESSION) | grep -B1 -A12 'test outcome: TestOutcome.SURVIVED' > .mutate/survivors.txt || true
+	@echo "survivors: .mutate/survivors.txt"
+
 clean: ## Remove the venv, embedded data and caches
-	rm -rf $(VENV) .data .typecheck .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .data .typecheck .mutate .pytest_cache .mypy_cache .ruff_cache

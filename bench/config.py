@@ -39,6 +39,8 @@ class BenchConfig:
     sse_streams: int = 10_000
     sse_open_parallel: int = 200
     sse_cancel_connections: int = 32
+    # 8. cancel of a running job -> its `cancelled` event on the SSE stream
+    cancel_samples: int = 30
     # Shared by the tidings worker and the raw ARQ worker (max_jobs, poll_delay).
     concurrency: int = Settings.concurrency
     poll_delay_s: float = Settings.poll_delay_s
@@ -56,6 +58,7 @@ class BenchConfig:
             noop_jobs=1_000,
             warmup_jobs=100,
             pickup_samples=50,
+            cancel_samples=10,
             idle_window_s=3.0,
             idle_settle_s=1.0,
             progress_events=20_000,

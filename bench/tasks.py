@@ -37,3 +37,10 @@ async def progress_paced(
     for step in range(1, count + 1):
         await job.progress(step, count, sent_at=time.time())
         await asyncio.sleep(interval_s)
+
+
+@task(timeout=600, max_attempts=1)
+async def hold(job: Job, hold_s: float = 300.0) -> None:
+    """Report once, then wait until cancelled (or `hold_s` passes)."""
+    await job.progress(0, 1, "holding")
+    await asyncio.sleep(hold_s)

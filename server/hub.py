@@ -126,6 +126,11 @@ class Subscription:
             finally:
                 self._waiter = None
 
+    @property
+    def waiting(self) -> bool:
+        """Whether the stream is parked in `next`, waiting for something to wake it."""
+        return self._waiter is not None and not self._waiter.done()
+
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)

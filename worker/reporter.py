@@ -154,6 +154,11 @@ class Reporter:
         """Wait until everything submitted so far is written."""
         await self._idle.wait()
 
+    @property
+    def pending_notes(self) -> int:
+        """How many progress and log notes wait to be written."""
+        return self._pending_notes
+
     def note(self, job_id: uuid.UUID, attempt: int, item: NoteItem) -> bool:
         """Queue an event without waiting for it; False means the buffer is now full.
 

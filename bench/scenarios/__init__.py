@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from bench.runner import Scenario
-from bench.scenarios import idle, pickup, progress, rest, sse_latency, sse_scale, throughput
+from bench.scenarios import (
+    cancel,
+    idle,
+    pickup,
+    progress,
+    rest,
+    sse_latency,
+    sse_scale,
+    throughput,
+)
 
 SCENARIOS: dict[str, Scenario] = {
     "throughput": throughput.run,
@@ -13,4 +22,5 @@ SCENARIOS: dict[str, Scenario] = {
     "sse-latency": sse_latency.run,
     "rest": rest.run,
     "sse-scale": sse_scale.run,
+    "cancel": cancel.run,
 }

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -413,20 +412,18 @@ async def test_a_stream_that_never_connected_fails_at_once_without_retrying(
 
 
 async def test_wait_raises_timeout_error_when_the_job_runs_longer(client: AsyncClient) -> None:
-    job = await client.submit("sleep_steps", steps=200, args={"delay_s": 0.05})
-    started = time.monotonic()
+    job = await client.submit("sleep_steps", steps=2000, args={"delay_s": 0.05})
     with pytest.raises(TimeoutError, match=job.id):
         await client.wait(job.id, timeout=0.3)
-    assert time.monotonic() - started < 2
+    # It gave up on its own deadline, not because the job (100 s long) ended.
+    assert (await client.get(job.id)).status == "running"
 
-    def sync_wait() -> float:
-        begun = time.monotonic()
+    def sync_wait() -> None:
         with Client(client.url) as sync, pytest.raises(TimeoutError, match=job.id):
             sync.wait(job.id, timeout=0.3)
-        return time.monotonic() - begun
 
-    # Progress events arrive every 50 ms, so the sync deadline is met closely too.
-    assert await asyncio.to_thread(sync_wait) < 2
+    await asyncio.to_thread(sync_wait)
+    assert (await client.get(job.id)).status == "running"
     await client.cancel(job.id)
     assert (await client.wait(job.id, timeout=WITHIN_S)).status == "cancelled"
 

@@ -52,6 +52,15 @@ async def next_within(subscription: Subscription) -> dict[str, Any] | Notice:
         return await subscription.next()
 
 
+async def parked(subscription: Subscription, waiter: asyncio.Task[Any]) -> None:
+    """Let `waiter` run until it is blocked in `next`; fails if it returned instead."""
+    async with asyncio.timeout(WITHIN_S):
+        while not subscription.waiting:
+            assert not waiter.done(), f"returned {waiter.result()!r} instead of waiting"
+            await asyncio.sleep(0)
+    assert not waiter.done()
+
+
 # --- Subscription and Hub without Redis -----------------------------------------------------
 
 
@@ -118,8 +127,7 @@ async def test_next_waits_until_an_event_is_delivered() -> None:
     hub = Hub(UNUSED_REDIS, "unused")
     with hub.subscribe("a") as subscription:
         waiter = asyncio.create_task(next_within(subscription))
-        await asyncio.sleep(0)  # let the waiter run until it blocks on the empty queue
-        assert not waiter.done()
+        await parked(subscription, waiter)
         hub.dispatch(event("a", 1))
         assert await waiter == event("a", 1)
 
@@ -148,7 +156,7 @@ async def test_an_overflow_wakes_a_waiting_stream_with_resync() -> None:
     hub = Hub(UNUSED_REDIS, "unused", queue_size=1)
     with hub.subscribe("a") as subscription:
         waiter = asyncio.create_task(next_within(subscription))
-        await asyncio.sleep(0)  # let the waiter block on the empty queue
+        await parked(subscription, waiter)
         hub.dispatch(event("a", 1))
         hub.dispatch(event("a", 2))  # overflows before the waiter has run again
         assert await waiter is Notice.RESYNC
@@ -158,8 +166,7 @@ async def test_mark_resync_wakes_a_waiting_stream() -> None:
     hub = Hub(UNUSED_REDIS, "unused")
     with hub.subscribe("a") as subscription:
         waiter = asyncio.create_task(next_within(subscription))
-        await asyncio.sleep(0)
-        assert not waiter.done()
+        await parked(subscription, waiter)
         subscription.mark_resync()
         assert await waiter is Notice.RESYNC
 
@@ -186,8 +193,7 @@ async def test_a_keep_alive_comes_after_the_queued_events() -> None:
             Notice.KEEPALIVE,
         ]
         waiter = asyncio.create_task(next_within(one))
-        await asyncio.sleep(0)  # let the waiter block: one keep-alive asked, one given
-        assert not waiter.done()
+        await parked(one, waiter)  # one keep-alive asked, one given: nothing is left
         hub.keep_alive()
         assert await waiter is Notice.KEEPALIVE
 
@@ -196,7 +202,7 @@ async def test_closing_the_streams_ends_waiting_ones_and_any_opened_after() -> N
     hub = Hub(UNUSED_REDIS, "unused")
     with hub.subscribe("a") as waiting:
         waiter = asyncio.create_task(next_within(waiting))
-        await asyncio.sleep(0)
+        await parked(waiting, waiter)
         hub.close_streams()
         assert await waiter is Notice.CLOSED
         # Closed wins over anything still queued: the server is going away.

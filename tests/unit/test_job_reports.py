@@ -13,9 +13,13 @@ from tidings.worker.reporter import Reporter
 
 
 @pytest.fixture
-def job() -> Job:
+def reporter() -> Reporter:
     # Its writer never starts: these tests look only at what gets queued.
-    reporter = Reporter(None, None, None)  # type: ignore[arg-type]
+    return Reporter(None, None, None)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def job(reporter: Reporter) -> Job:
     return Job(
         id=uuid.uuid4(),
         task="t",
@@ -27,9 +31,10 @@ def job() -> Job:
     )
 
 
-async def test_storable_progress_and_log_are_accepted(job: Job) -> None:
+async def test_storable_progress_and_log_are_accepted(job: Job, reporter: Reporter) -> None:
     await job.progress(1, 2, "half way", rows=3, note="a \\u0000 as text is fine")
     await job.log("done", files=["a", "b"])
+    assert reporter.pending_notes == 2
 
 
 @pytest.mark.parametrize(
@@ -42,16 +47,21 @@ async def test_storable_progress_and_log_are_accepted(job: Job) -> None:
     ],
 )
 async def test_what_postgres_cannot_store_is_refused_in_the_task(
-    job: Job, message: object, data: dict[str, object], error: type[Exception]
+    job: Job,
+    reporter: Reporter,
+    message: object,
+    data: dict[str, object],
+    error: type[Exception],
 ) -> None:
     with pytest.raises(error):
         await job.progress(1, 2, message, **data)  # type: ignore[arg-type]
     with pytest.raises(error):
         await job.log(message, **data)  # type: ignore[arg-type]
+    assert reporter.pending_notes == 0
 
 
 def test_storable_tells_a_nul_character_from_its_escaped_text() -> None:
-    serialization.storable({"text": "\\u0000", "also": "\\\\u0000"})
+    serialization.storable({"text": "\\u0000", "also": "\\\\u0000"})  # accepted: no error
     for value in ("\x00", ["a", {"b": "c\x00"}], "\\\x00"):
         with pytest.raises(ValueError):
             serialization.storable(value)
