@@ -19,8 +19,8 @@ import structlog
 from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
 
 from bench.config import BenchConfig
+from tidings.core.db.migrate import migrate_url
 from tidings.core.embedded import start_embedded
-from tidings.core.migrate import migrate_url
 from tidings.core.settings import Settings
 
 ENV_DATABASE_URL = "TIDINGS_BENCH_DATABASE_URL"

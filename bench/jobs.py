@@ -109,7 +109,7 @@ class JobClient:
         for start in range(0, len(ids), CHUNK):
             chunk = ids[start : start + CHUNK]
             async with self._pool.acquire() as conn, conn.transaction():
-                rows = await conn.fetchmany(jobs.CANCEL_WAITING, [(i, TENANT) for i in chunk])
+                rows = await jobs.cancel_all_waiting(conn, job_ids=chunk, tenant=TENANT)
             await queue.publish_events(self._redis, self._names, map(event_json, rows))
             cancelled += len(rows)
         return cancelled

@@ -11,8 +11,8 @@ from dataclasses import replace
 
 import click
 
+from tidings.core.db.migrate import migrate_url
 from tidings.core.embedded import start_embedded
-from tidings.core.migrate import migrate_url
 from tidings.core.settings import Settings
 
 STOP_TIMEOUT_S = 15.0

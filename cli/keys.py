@@ -15,8 +15,8 @@ import asyncpg
 import click
 
 from tidings.core import keys
+from tidings.core.db.migrate import migrate_url
 from tidings.core.embedded import start_embedded
-from tidings.core.migrate import migrate_url
 from tidings.core.settings import Settings, SettingsError
 
 T = TypeVar("T")

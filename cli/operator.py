@@ -109,8 +109,8 @@ def migrate() -> None:
     with needs_extra("migrate"):
         import asyncio
 
+        from tidings.core.db.migrate import migrate_url
         from tidings.core.embedded import start_embedded
-        from tidings.core.migrate import migrate_url
 
         resolved, servers = start_embedded(settings)
         try:

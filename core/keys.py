@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from tidings.core.db import keys as statements
+from tidings.core.db import keys as key_rows
+from tidings.core.db.pool import Db
 
 KEY_PREFIX = "tdk"
 
@@ -29,31 +30,33 @@ def digest(secret: str) -> bytes:
     return hashlib.sha256(secret.encode()).digest()
 
 
-async def create_key(conn: asyncpg.Connection | asyncpg.Pool, tenant: str, name: str) -> NewKey:
+async def create_key(db: Db, tenant: str, name: str) -> NewKey:
     """Create a key for `tenant`; the caller shows `secret` once and forgets it."""
     lookup = secrets.token_hex(4)
     # Hex keeps the three parts separable by "_" and the key selectable by a double click.
     secret = f"{KEY_PREFIX}_{lookup}_{secrets.token_hex(32)}"
     key_id = uuid.uuid4()
-    await conn.execute(
-        statements.INSERT_KEY, key_id, tenant, name, f"{KEY_PREFIX}_{lookup}", digest(secret)
+    await key_rows.insert_key(
+        db,
+        key_id=key_id,
+        tenant=tenant,
+        name=name,
+        prefix=f"{KEY_PREFIX}_{lookup}",
+        digest=digest(secret),
     )
     return NewKey(key_id, tenant, name, secret)
 
 
-async def tenant_of(conn: asyncpg.Connection | asyncpg.Pool, secret: str) -> str | None:
+async def tenant_of(db: Db, secret: str) -> str | None:
     """The tenant a live key belongs to, or None for an unknown or revoked key."""
-    tenant: str | None = await conn.fetchval(statements.TENANT_OF_DIGEST, digest(secret))
-    return tenant
+    return await key_rows.tenant_of_digest(db, digest=digest(secret))
 
 
-async def list_keys(
-    conn: asyncpg.Connection | asyncpg.Pool, tenant: str | None = None
-) -> list[asyncpg.Record]:
+async def list_keys(db: Db, tenant: str | None = None) -> list[asyncpg.Record]:
     """Keys (never their secrets), for one tenant or all."""
-    return list(await conn.fetch(statements.LIST_KEYS, tenant))
+    return await key_rows.list_keys(db, tenant=tenant)
 
 
-async def revoke_key(conn: asyncpg.Connection | asyncpg.Pool, key_id: uuid.UUID) -> bool:
+async def revoke_key(db: Db, key_id: uuid.UUID) -> bool:
     """Revoke a key; False when there is no live key with that id."""
-    return await conn.fetchrow(statements.REVOKE_KEY, key_id) is not None
+    return await key_rows.revoke_key(db, key_id=key_id)

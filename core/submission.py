@@ -53,21 +53,21 @@ class JobRequest:
         """A digest of the canonical args (sorted keys), for the result cache."""
         return hashlib.sha256(orjson.dumps(self.args, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
-    def insert_args(self, job_id: uuid.UUID) -> tuple[Any, ...]:
-        """Parameters of `jobs.INSERT_JOB`."""
-        return (
-            job_id,
-            self.task,
-            self.args,
-            self.args_hash,
-            self.queue,
-            self.priority,
-            self.max_attempts,
-            self.timeout_s,
-            self.idempotency_key,
-            self.tenant,
-            self.run_at,
-            self.schedule_key,
+    def new_job(self, job_id: uuid.UUID) -> jobs.NewJob:
+        """The job row this request creates, with id `job_id`."""
+        return jobs.NewJob(
+            id=job_id,
+            task=self.task,
+            args=self.args,
+            args_hash=self.args_hash,
+            queue=self.queue,
+            priority=self.priority,
+            max_attempts=self.max_attempts,
+            timeout_s=self.timeout_s,
+            idempotency_key=self.idempotency_key,
+            tenant=self.tenant,
+            run_at=self.run_at,
+            schedule_key=self.schedule_key,
         )
 
 
@@ -122,7 +122,7 @@ class Submitter:
         try:
             row = await self._cached(request) if request.cache_ttl_s else None
             if row is None:
-                row = await self._pool.fetchrow(jobs.INSERT_JOB, *request.insert_args(uuid.uuid4()))
+                row = await jobs.insert_job(self._pool, request.new_job(uuid.uuid4()))
         except asyncpg.UniqueViolationError:
             return Submitted(await self.existing(request), created=False)
         if row is None:
@@ -134,9 +134,7 @@ class Submitter:
         """Create every job in one transaction, all or nothing."""
         try:
             async with self._pool.acquire() as conn, conn.transaction():
-                rows = await conn.fetchmany(
-                    jobs.INSERT_JOB, [r.insert_args(uuid.uuid4()) for r in requests]
-                )
+                rows = await jobs.insert_all(conn, [r.new_job(uuid.uuid4()) for r in requests])
         except asyncpg.UniqueViolationError as exc:
             raise Conflict(
                 "an idempotency key in the batch is already used; nothing was submitted",
@@ -147,26 +145,24 @@ class Submitter:
         return rows
 
     async def _cached(self, request: JobRequest) -> asyncpg.Record | None:
-        hit = await self._pool.fetchrow(
-            jobs.FIND_CACHED_RESULT,
-            request.tenant,
-            request.task,
-            request.args_hash,
-            request.cache_ttl_s,
+        assert request.cache_ttl_s is not None
+        hit = await jobs.find_cached_result(
+            self._pool,
+            tenant=request.tenant,
+            task=request.task,
+            args_hash=request.args_hash,
+            ttl_s=request.cache_ttl_s,
         )
         if hit is None:
             return None
-        # INSERT_CACHED_JOB takes the first ten INSERT_JOB parameters (id … tenant).
-        args = request.insert_args(uuid.uuid4())[:10]
-        row: asyncpg.Record | None = await self._pool.fetchrow(
-            jobs.INSERT_CACHED_JOB, *args, hit["result"], hit["id"]
+        return await jobs.insert_cached_job(
+            self._pool, request.new_job(uuid.uuid4()), result=hit["result"], cached_from=hit["id"]
         )
-        return row
 
     async def existing(self, request: JobRequest) -> asyncpg.Record:
         """The job the request's idempotency key names; 409 if it was for another body."""
-        existing = await self._pool.fetchrow(
-            jobs.GET_BY_IDEMPOTENCY_KEY, request.tenant, request.idempotency_key
+        existing = await jobs.get_by_idempotency_key(
+            self._pool, tenant=request.tenant, key=request.idempotency_key
         )
         if existing is None:  # the key's job vanished between the insert and this read
             raise Conflict("idempotency key is in use; retry the request")
@@ -197,7 +193,7 @@ class Submitter:
         events = [queued_event(row) for row in waiting]
         for row in rows:
             if row["status"] != Status.QUEUED:  # born finished: a result-cache hit
-                history = await job_events.events_after(self._pool, row["id"], 0)
+                history = await job_events.events_after(self._pool, job_id=row["id"], after=0)
                 events.extend(event_json(event) for event in history)
         try:
             await queue.enqueue_fresh(self._redis, self._names, tokens, events)

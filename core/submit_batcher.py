@@ -2,7 +2,7 @@
 
 Alone, each submission costs a Postgres round trip and a Redis pipeline of its own, and
 at a few thousand a second that per-request I/O is most of a server's CPU. Batched (see
-`core.batching`), one `INSERT_JOBS` writes every job of the batch with its `queued`
+`core.batching`), one `jobs.insert_jobs` writes every job of the batch with its `queued`
 event, and only after it commits does one pipeline enqueue and publish them all; each
 caller awaits its own row. A batch the statement refuses for a reason other than an
 unreachable Postgres is retried one job at a time, so a bad submission fails alone and
@@ -28,9 +28,6 @@ from tidings.core.submission import JobRequest, Submitted, Submitter
 
 log = structlog.get_logger("tidings.submission")
 
-# Parameters of `INSERT_JOBS` come from the first eleven of `JobRequest.insert_args`.
-INSERT_JOBS_COLUMNS = 11
-
 Outcome = asyncpg.Record | None | BaseException
 
 
@@ -40,12 +37,6 @@ class Pending:
 
     request: JobRequest
     job_id: uuid.UUID = field(default_factory=uuid.uuid4)
-
-
-def insert_jobs_args(batch: list[Pending]) -> list[list[object]]:
-    """Parameters of `jobs.INSERT_JOBS`: one array per column, one element per job."""
-    rows = [item.request.insert_args(item.job_id)[:INSERT_JOBS_COLUMNS] for item in batch]
-    return [list(column) for column in zip(*rows, strict=True)]
 
 
 class SubmitBatcher:
@@ -85,7 +76,8 @@ class SubmitBatcher:
 
     async def _insert(self, batch: list[Pending]) -> list[Outcome]:
         try:
-            rows = await self._pool.fetch(jobs.INSERT_JOBS, *insert_jobs_args(batch))
+            new_jobs = [item.request.new_job(item.job_id) for item in batch]
+            rows = await jobs.insert_jobs(self._pool, new_jobs)
         except CONNECTION_ERRORS:
             raise  # Postgres is away: every caller answers 503, none is retried
         except Exception as exc:

@@ -15,10 +15,10 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from tidings.core import queue
+from tidings.core.db.migrate import migrate_url
 from tidings.core.db.pool import create_pool
 from tidings.core.embedded import start_embedded
 from tidings.core.logging import configure_logging
-from tidings.core.migrate import migrate_url
 from tidings.core.settings import Settings
 from tidings.core.submission import Submitter
 from tidings.core.submit_batcher import SubmitBatcher
@@ -33,7 +33,7 @@ from tidings.server.key_lookup import KeyLookup
 from tidings.server.limits import RateLimiter, StreamLimits
 from tidings.server.metrics import ServerMetrics
 from tidings.server.middleware import RequestContext
-from tidings.server.routes import docs, health, jobs, registry
+from tidings.server.routes import docs, health, jobs, tasks, workers
 from tidings.server.routes import metrics as metrics_routes
 from tidings.server.state import ServerState
 from tidings.server.stream_routes import StreamRoutes
@@ -149,7 +149,8 @@ def create_app(settings: Settings) -> Dispatcher:
     app = Starlette(
         routes=[
             *jobs.routes,
-            *registry.routes,
+            *tasks.routes,
+            *workers.routes,
             *health.routes,
             *metrics_routes.routes,
             *docs.routes,

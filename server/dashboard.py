@@ -77,8 +77,8 @@ async def queues_page(request: Request) -> Response:
 
 async def job_counts(request: Request) -> Response:
     """GET /stats: the caller's jobs per status, each count stopping at `COUNT_CAP`."""
-    rows = await state_of(request).pool.fetch(
-        jobs.COUNT_BY_STATUS, tenant_of(request), COUNT_CAP, list(Status)
+    rows = await jobs.count_by_status(
+        state_of(request).pool, tenant=tenant_of(request), cap=COUNT_CAP
     )
     return JSONResponse({"counts": {row["status"]: row["count"] for row in rows}, "cap": COUNT_CAP})
 

@@ -15,7 +15,7 @@ import asyncpg
 
 from tidings.core import keys
 from tidings.core.batching import Batcher
-from tidings.core.db import keys as statements
+from tidings.core.db import keys as key_rows
 
 
 class KeyLookup:
@@ -48,6 +48,6 @@ class KeyLookup:
         return await self._batcher.call(keys.digest(secret))
 
     async def _lookup(self, digests: list[bytes]) -> list[str | None]:
-        rows = await self._pool.fetch(statements.TENANTS_OF_DIGESTS, list(set(digests)))
+        rows = await key_rows.tenants_of_digests(self._pool, digests=digests)
         tenants = {bytes(row["digest"]): row["tenant"] for row in rows}
         return [tenants.get(digest) for digest in digests]

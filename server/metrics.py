@@ -16,15 +16,7 @@ from typing import Any
 import asyncpg
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from tidings.core.db import registry as registry_db
-
-QUEUE_STATS = """
-SELECT queue, count(*) AS depth,
-       coalesce(extract(epoch FROM now() - min(run_at)), 0)::float8 AS oldest_s
-FROM jobs
-WHERE status IN ('queued', 'retrying') AND run_at <= now()
-GROUP BY queue
-"""
+from tidings.core.db import workers
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 RUN_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600)
@@ -143,15 +135,15 @@ class ServerMetrics:
         if now - self._refreshed_at < self.refresh_s:
             return
         self._refreshed_at = now
-        rows = await pool.fetch(QUEUE_STATS)
+        live_within_s = workers.live_within_s(heartbeat_s)
+        rows = await workers.queue_stats(pool, tenant=None, live_within_s=live_within_s)
         self.queue_depth.clear()
         self.queue_oldest_age.clear()
         for row in rows:
-            self.queue_depth.labels(row["queue"]).set(row["depth"])
-            self.queue_oldest_age.labels(row["queue"]).set(row["oldest_s"])
-        workers = await registry_db.list_workers(pool)
-        live = [w for w in workers if time.time() - w["heartbeat_at"].timestamp() < 3 * heartbeat_s]
-        self.workers_live.set(len(live))
+            self.queue_depth.labels(row["queue"]).set(row["due"])
+            self.queue_oldest_age.labels(row["queue"]).set(row["oldest_due_s"] or 0.0)
+        listed = await workers.list_workers(pool, live_within_s=live_within_s)
+        self.workers_live.set(sum(1 for worker in listed if worker["live"]))
 
     def render(self) -> bytes:
         """The text exposition of every series."""

@@ -54,9 +54,9 @@ async def follow_all(subscription: Subscription) -> AsyncGenerator[dict[str, Any
 
 
 async def _history(pool: asyncpg.Pool, job_id: uuid.UUID, after: int) -> list[dict[str, Any]]:
-    return [event_json(row) for row in await events.events_after(pool, job_id, after)]
+    return [event_json(row) for row in await events.events_after(pool, job_id=job_id, after=after)]
 
 
 async def _finished_at_or_before(pool: asyncpg.Pool, job_id: uuid.UUID, seq: int) -> bool:
-    row = await pool.fetchrow(jobs.JOB_POSITION, job_id)
+    row = await jobs.job_position(pool, job_id=job_id)
     return row is None or (row["status"] in TERMINAL_STATUSES and row["seq"] <= seq)

@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import fastjsonschema
 
-from tidings.core.db import registry
+from tidings.core.db import tasks
 from tidings.core.errors import Unprocessable
 
 Validator = Callable[[Any], Any]
@@ -83,7 +83,7 @@ class ArgsValidators:
         now = time.monotonic()
         if cached is not None and now - cached[0] < self._rows_ttl_s:
             return cached[1]
-        row = await registry.get_task(pool, name)
+        row = await tasks.get_task(pool, name=name)
         if row is not None:  # unknown tasks are not cached: a worker may register them now
             self._rows[name] = (now, row)
         return row

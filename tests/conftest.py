@@ -19,8 +19,8 @@ import pytest
 
 from tests.support.paths import REPO_ROOT
 from tests.support.servers import ServerHandle, WorkerHandle, start_server, start_worker
+from tidings.core.db.migrate import migrate_url
 from tidings.core.embedded import start_embedded
-from tidings.core.migrate import migrate_url
 from tidings.core.settings import Settings
 
 

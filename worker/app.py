@@ -15,11 +15,11 @@ import uvloop
 from redis.exceptions import RedisError
 
 from tidings.core import queue
-from tidings.core.db import jobs, registry
+from tidings.core.db import jobs, tasks
+from tidings.core.db.migrate import migrate_url
 from tidings.core.db.pool import CONNECTION_ERRORS, create_pool
 from tidings.core.embedded import start_embedded
 from tidings.core.logging import configure_logging
-from tidings.core.migrate import migrate_url
 from tidings.core.redis_url import arq_settings
 from tidings.core.settings import Settings
 from tidings.core.submission import Submitter
@@ -90,7 +90,8 @@ async def run_worker(
         redis = await queue.connect(settings.redis_url)
         stack.push_async_callback(redis.aclose)
         names = queue.Names(settings.namespace)
-        await registry.upsert_tasks(pool, [spec.registry_row() for spec in task_registry])
+        for spec in task_registry:
+            await tasks.upsert_task(pool, **spec.registry_row())
         metrics = WorkerMetrics()
         reporter = Reporter(pool, redis, names, on_batch=metrics.record_batch)
         reporter.start()
@@ -176,13 +177,13 @@ async def hand_back_unfinished(runtime: Runtime) -> None:
     try:
         async with asyncio.timeout(HAND_BACK_TIMEOUT_S):
             await runtime.reporter.flush()
-            rows = await runtime.pool.fetch(jobs.REQUEUE_OWN, runtime.worker_id)
+            rows = await jobs.requeue_own(runtime.pool, worker_id=runtime.worker_id)
     except HAND_BACK_ERRORS as exc:
         # Postgres is away: the reaper re-queues these jobs once this worker is silent.
         log.warning("worker.hand_back_failed", error=repr(exc))
         return
     try:
-        await hand_back(runtime.redis, runtime.names, list(rows), "worker_shutdown")
+        await hand_back(runtime.redis, runtime.names, rows, "worker_shutdown")
     except (RedisError, OSError) as exc:
         log.warning("worker.hand_back_failed", jobs=len(rows), error=repr(exc))
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import asyncpg
 import structlog
 
-from tidings.core.db import registry
+from tidings.core.db import workers
 from tidings.core.db.pool import CONNECTION_ERRORS
 
 log = structlog.get_logger("tidings.heartbeat")
@@ -59,7 +59,7 @@ class Heartbeat:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         try:
-            await self._pool.execute(registry.DEREGISTER_WORKER, self.worker_id)
+            await workers.deregister_worker(self._pool, worker_id=self.worker_id)
         except CONNECTION_ERRORS as exc:
             log.warning("heartbeat.deregister_failed", error=repr(exc))
 
@@ -71,8 +71,7 @@ class Heartbeat:
             # ended meanwhile (then it is no longer running either) or was taken away.
             running = self._running()
             try:
-                beat = await self._pool.fetchrow(registry.HEARTBEAT, self.worker_id)
-                assert beat is not None
+                beat = await workers.heartbeat(self._pool, worker_id=self.worker_id)
                 if not beat["registered"]:
                     # A reaper took this worker for lost while it was stalled or cut off,
                     # re-queued its jobs and removed its row. Without a row, every job it
@@ -93,11 +92,11 @@ class Heartbeat:
                 self._on_lost(sorted(lost))
 
     async def _register(self) -> None:
-        await self._pool.execute(
-            registry.REGISTER_WORKER,
-            self.worker_id,
-            socket.gethostname(),
-            os.getpid(),
-            self._queues,
-            self._concurrency,
+        await workers.register_worker(
+            self._pool,
+            worker_id=self.worker_id,
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            queues=self._queues,
+            concurrency=self._concurrency,
         )

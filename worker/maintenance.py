@@ -18,13 +18,11 @@ from arq.connections import ArqRedis
 from arq.constants import job_key_prefix
 
 from tidings.core import queue
-from tidings.core.db import jobs
+from tidings.core.db import jobs, locks, workers
 from tidings.core.db.pool import CONNECTION_ERRORS
 from tidings.core.model import event_json
 
 log = structlog.get_logger("tidings.maintenance")
-
-REAPER_LOCK_ID = 0x7469_6469_6E67_72  # any fixed number shared by every worker
 
 
 class Reaper:
@@ -70,12 +68,12 @@ class Reaper:
                 log.info("reaper.deferred", after_s=self._silence_s, reason="postgres_was_away")
             if self._clock() < self._judge_from:
                 return [], []
-            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", REAPER_LOCK_ID):
+            if not await locks.try_transaction_lock(conn, locks.REAPER):
                 return [], []
-            requeued = await conn.fetch(jobs.REQUEUE_LOST, self._silence_s)
-            failed = await conn.fetch(jobs.FAIL_LOST, self._silence_s)
-            await conn.execute(jobs.DELETE_SILENT_WORKERS, self._silence_s)
-        return list(requeued), list(failed)
+            requeued = await jobs.requeue_lost(conn, silence_s=self._silence_s)
+            failed = await jobs.fail_lost(conn, silence_s=self._silence_s)
+            await workers.delete_silent_workers(conn, silence_s=self._silence_s)
+        return requeued, failed
 
 
 async def hand_back(
@@ -117,7 +115,7 @@ class Reconciler:
 
     async def run_once(self) -> int:
         """One pass; returns how many tokens it restored."""
-        rows = await self._pool.fetch(jobs.WAITING_JOBS, self._queues)
+        rows = await jobs.waiting_jobs(self._pool, queues=self._queues)
         if not rows:
             return 0
         tokens = [queue.Token(r["id"], r["attempt"], r["queue"], r["run_at"]) for r in rows]

@@ -64,9 +64,15 @@ class TaskSpec:
             "cron": self.cron,
         }
 
-    def registry_row(self) -> tuple[str, str, dict[str, Any], dict[str, Any], str]:
-        """The row upserted into `tasks`."""
-        return (self.name, self.queue, self.schema, self.defaults, self.description)
+    def registry_row(self) -> dict[str, Any]:
+        """The row upserted into `tasks`, by column."""
+        return {
+            "name": self.name,
+            "queue": self.queue,
+            "args_schema": self.schema,
+            "defaults": self.defaults,
+            "description": self.description,
+        }
 
 
 @overload

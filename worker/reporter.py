@@ -17,7 +17,7 @@ import asyncio
 import itertools
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,12 +37,17 @@ log = structlog.get_logger("tidings.reporter")
 MAX_RETRY_DELAY_S = 5.0
 
 
+# A transition: a statement function of `core.db.jobs` (e.g. `jobs.succeed`), which takes
+# the connection and then its parameters by name, and returns the event row or None.
+Transition = Callable[..., Awaitable[asyncpg.Record | None]]
+
+
 @dataclass
 class Write:
-    """A transition a caller awaits: one statement, its parameters and the result."""
+    """A transition a caller awaits: the statement, its parameters and the result."""
 
-    statement: str
-    args: tuple[Any, ...]
+    statement: Transition
+    params: dict[str, Any]
     done: asyncio.Future[asyncpg.Record | None]
 
 
@@ -71,21 +76,13 @@ class Announcement:
 Pending = Write | Notes | Announcement
 
 
-def append_args(
-    job_id: uuid.UUID, attempt: int, items: list[NoteItem], encoded: orjson.Fragment
-) -> tuple[Any, ...]:
-    """Parameters of `jobs.APPEND_EVENTS` for consecutive events of one attempt."""
-    last = next((item for item in reversed(items) if item[0] == EventKind.PROGRESS), None)
-    return (
-        job_id,
-        attempt,
-        len(items),
-        last is not None,
-        last[1] if last else None,
-        last[2] if last else None,
-        last[3] if last else None,
-        encoded,
-    )
+def last_progress(items: list[NoteItem]) -> tuple[float, float | None, str | None] | None:
+    """The (current, total, message) of the last progress event among `items`, if any."""
+    for kind, current, total, message, _ in reversed(items):
+        if kind == EventKind.PROGRESS:
+            assert current is not None
+            return current, total, message
+    return None
 
 
 def by_attempt(run: Iterable[Pending]) -> dict[tuple[uuid.UUID, int], list[NoteItem]]:
@@ -98,7 +95,7 @@ def by_attempt(run: Iterable[Pending]) -> dict[tuple[uuid.UUID, int], list[NoteI
 
 
 def note_run(head: asyncpg.Record, encoded: orjson.Fragment) -> dict[str, Any]:
-    """The events `jobs.APPEND_EVENTS` just wrote, as one run (see `core.model.run_events`)."""
+    """The events `jobs.append_events` just wrote, as one run (see `core.model.run_events`)."""
     return {
         "job_id": str(head["id"]),
         "task": head["task"],
@@ -191,10 +188,11 @@ class Reporter:
         self._idle.clear()
         self._wake.set()
 
-    async def write(self, statement: str, args: tuple[Any, ...]) -> asyncpg.Record | None:
-        """Queue a write behind everything already submitted and wait for its row."""
+    async def write(self, statement: Transition, **params: Any) -> asyncpg.Record | None:
+        """Queue `statement(conn, **params)` behind everything already submitted and wait
+        for its row."""
         done: asyncio.Future[asyncpg.Record | None] = asyncio.get_running_loop().create_future()
-        self._pending.append(Write(statement, args, done))
+        self._pending.append(Write(statement, params, done))
         self._idle.clear()
         self._wake.set()
         return await done
@@ -269,15 +267,21 @@ class Reporter:
                     for (job_id, attempt), items in by_attempt(run).items():
                         # Encoded once: the same JSON goes to Postgres and into the PUBLISH.
                         encoded = serialization.encoded(items)
-                        args = append_args(job_id, attempt, items, encoded)
-                        head = await conn.fetchrow(jobs.APPEND_EVENTS, *args)
+                        head = await jobs.append_events(
+                            conn,
+                            job_id=job_id,
+                            attempt=attempt,
+                            count=len(items),
+                            progress=last_progress(items),
+                            items=encoded,
+                        )
                         if head is not None:  # else the attempt ended: it may add no events
                             events.append(note_run(head, encoded))
                             stored += len(items)
                 else:
                     for write in run:
                         assert isinstance(write, Write)
-                        row = await conn.fetchrow(write.statement, *write.args)
+                        row = await write.statement(conn, **write.params)
                         written.append((write, row))
                         if row is not None:
                             events.append(event_json(row))

@@ -73,10 +73,9 @@ class Runtime:
     async def claim(self, queue_name: str, count: int) -> list[asyncpg.Record]:
         """Claim up to `count` of the best due jobs of `queue_name`, in one statement."""
         limits = self.registry.concurrency_limits
-        rows: list[asyncpg.Record] = await self.pool.fetch(
-            jobs.CLAIM_JOBS, queue_name, self.worker_id, limits, count
+        return await jobs.claim_jobs(
+            self.pool, queue=queue_name, worker_id=self.worker_id, limits=limits, count=count
         )
-        return rows
 
     async def run_claimed(self, row: asyncpg.Record) -> None:
         """Announce a claimed job's `started` event, run the task, record how it ended."""
@@ -177,21 +176,31 @@ class Runtime:
     ) -> None:
         job_id, attempt = row["id"], row["attempt"]
         if outcome.kind == EventKind.SUCCEEDED:
-            written = await self.reporter.write(jobs.SUCCEED, (job_id, attempt, outcome.value))
+            written = await self.reporter.write(
+                jobs.succeed, job_id=job_id, attempt=attempt, result=outcome.value
+            )
         elif outcome.kind == EventKind.CANCELLED:
-            written = await self.reporter.write(jobs.CANCEL_RUNNING, (job_id, attempt))
+            written = await self.reporter.write(jobs.cancel_running, job_id=job_id, attempt=attempt)
         elif outcome.kind == EventKind.RETRYING:
             written = await self.reporter.write(
-                jobs.RETRY, (job_id, attempt, outcome.value, outcome.retry_in_s)
+                jobs.retry,
+                job_id=job_id,
+                attempt=attempt,
+                error=outcome.value,
+                delay_s=outcome.retry_in_s,
             )
             if written is not None:
                 token = queue.Token(job_id, attempt + 1, row["queue"], written["job_run_at"])
                 await self._enqueue(token, fresh=True)
             else:  # a cancel was requested while the attempt failed: it ends cancelled
                 outcome = Outcome(EventKind.CANCELLED)
-                written = await self.reporter.write(jobs.CANCEL_RUNNING, (job_id, attempt))
+                written = await self.reporter.write(
+                    jobs.cancel_running, job_id=job_id, attempt=attempt
+                )
         else:
-            written = await self.reporter.write(jobs.FAIL, (job_id, attempt, outcome.value))
+            written = await self.reporter.write(
+                jobs.fail, job_id=job_id, attempt=attempt, error=outcome.value
+            )
         if written is None:
             bound.warning("job.outcome_fenced", outcome=str(outcome.kind))
             return
@@ -212,7 +221,7 @@ class Runtime:
         """Nothing was claimable; if this token's own job still waits, try again later."""
         if token_job is None:
             return
-        run_at = await self.pool.fetchval(jobs.IS_WAITING, token_job, attempt)
+        run_at = await jobs.waiting_run_at(self.pool, job_id=token_job, attempt=attempt)
         if run_at is None:
             log.info("token.idle", job_id=str(token_job), attempt=attempt)
             return

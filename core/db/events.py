@@ -1,4 +1,4 @@
-"""Named statements on `job_events`: the per-job history that streams replay from."""
+"""Statements on `job_events`: the per-job history that streams replay from."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import uuid
 
 import asyncpg
 
-EVENTS_AFTER = """
+from tidings.core.db.pool import Db
+
+_EVENTS_AFTER = """
 SELECT e.*, j.task AS job_task, j.queue AS job_queue, j.tenant AS job_tenant
 FROM job_events e JOIN jobs j ON j.id = e.job_id
 WHERE e.job_id = $1 AND e.seq > $2
@@ -14,8 +16,6 @@ ORDER BY e.seq
 """
 
 
-async def events_after(
-    conn: asyncpg.Connection | asyncpg.Pool, job_id: uuid.UUID, after: int
-) -> list[asyncpg.Record]:
+async def events_after(db: Db, *, job_id: uuid.UUID, after: int) -> list[asyncpg.Record]:
     """Every event of `job_id` with seq greater than `after`, in order."""
-    return list(await conn.fetch(EVENTS_AFTER, job_id, after))
+    return list(await db.fetch(_EVENTS_AFTER, job_id, after))

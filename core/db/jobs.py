@@ -1,19 +1,42 @@
-"""Named statements on `jobs`; every change of a job commits together with its event row.
+"""Statements on `jobs`, one function each; every change of a job commits with its event row.
 
 Each transition is one statement: a CTE updates the job (bumping its `seq`) and the
 outer INSERT appends the matching `job_events` row, so the pair is atomic and the
-per-job seq stays gapless without an explicit transaction.
+per-job seq stays gapless without an explicit transaction. Callers pass parameters by
+name; the `$n` of a statement are known only to the function beside it.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from tidings.core.model import EventKind
+from tidings.core.db.pool import Connection, Db
+from tidings.core.db.workers import LIVE_WORKER, UP_FOR_SILENCE
+from tidings.core.model import EventKind, Status
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """The columns a submission sets on a new job (the rest take their defaults)."""
+
+    id: uuid.UUID
+    task: str
+    args: dict[str, Any]
+    args_hash: str
+    queue: str
+    priority: int
+    max_attempts: int
+    timeout_s: float
+    idempotency_key: str | None
+    tenant: str
+    run_at: datetime | None
+    schedule_key: str | None = None
 
 
 def _transition(
@@ -38,11 +61,16 @@ FROM event JOIN job ON job.id = event.job_id
 """
 
 
-INSERT_JOB = """
+# `$n` is the n-th field of `NewJob`, by construction.
+_NEW_JOB_COLUMNS = [column.name for column in fields(NewJob)]
+_NEW_JOB_VALUES = [
+    f"COALESCE(${n}, now())" if name == "run_at" else f"${n}"
+    for n, name in enumerate(_NEW_JOB_COLUMNS, 1)
+]
+_INSERT_JOB = f"""
 WITH job AS (
-    INSERT INTO jobs (id, task, args, args_hash, queue, priority, max_attempts, timeout_s,
-                      idempotency_key, tenant, run_at, schedule_key, seq)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, COALESCE($11, now()), $12, 1)
+    INSERT INTO jobs ({", ".join(_NEW_JOB_COLUMNS)}, seq)
+    VALUES ({", ".join(_NEW_JOB_VALUES)}, 1)
     ON CONFLICT (schedule_key) DO NOTHING
     RETURNING *
 ),
@@ -58,16 +86,29 @@ SELECT job.*, event.at AS event_at FROM job, event
 # column, one row each. A row that hits a unique index (an idempotency key already used,
 # even by an earlier row of the same call) is skipped, not an error, so one submission
 # cannot fail the others; its caller looks the existing job up instead.
-INSERT_JOBS = """
+# The array type of each column `insert_jobs` writes (a cron slot's `schedule_key` never
+# goes through it); `$n` is the n-th entry, by construction.
+_COLUMN_ARRAYS = {
+    "id": "uuid[]",
+    "task": "text[]",
+    "args": "jsonb[]",
+    "args_hash": "text[]",
+    "queue": "text[]",
+    "priority": "smallint[]",
+    "max_attempts": "integer[]",
+    "timeout_s": "float8[]",
+    "idempotency_key": "text[]",
+    "tenant": "text[]",
+    "run_at": "timestamptz[]",
+}
+_UNNEST = ", ".join(f"${n}::{array}" for n, array in enumerate(_COLUMN_ARRAYS.values(), 1))
+_INSERT_JOBS = f"""
 WITH job AS (
     INSERT INTO jobs (id, task, args, args_hash, queue, priority, max_attempts, timeout_s,
                       idempotency_key, tenant, run_at, seq)
     SELECT id, task, args, args_hash, queue, priority, max_attempts, timeout_s,
            idempotency_key, tenant, COALESCE(run_at, now()), 1
-    FROM unnest($1::uuid[], $2::text[], $3::jsonb[], $4::text[], $5::text[], $6::smallint[],
-                $7::integer[], $8::float8[], $9::text[], $10::text[], $11::timestamptz[])
-        AS r(id, task, args, args_hash, queue, priority, max_attempts, timeout_s,
-             idempotency_key, tenant, run_at)
+    FROM unnest({_UNNEST}) AS r({", ".join(_COLUMN_ARRAYS)})
     ON CONFLICT DO NOTHING
     RETURNING *
 ),
@@ -80,7 +121,7 @@ SELECT job.*, event.at AS event_at FROM job JOIN event ON event.job_id = job.id
 """
 
 # A result-cache hit: the new job is born succeeded, with both of its events.
-INSERT_CACHED_JOB = """
+_INSERT_CACHED_JOB = """
 WITH job AS (
     INSERT INTO jobs (id, task, args, args_hash, queue, priority, max_attempts, timeout_s,
                       idempotency_key, tenant, status, result, cached_from,
@@ -104,7 +145,7 @@ SELECT job.*, done.at AS event_at FROM job, done
 
 # Only a job that ran is a source: a cache hit is born succeeded "now", and serving from
 # hits would name the wrong source and stretch the TTL for as long as requests keep coming.
-FIND_CACHED_RESULT = """
+_FIND_CACHED_RESULT = """
 SELECT id, result FROM jobs
 WHERE tenant = $1 AND task = $2 AND args_hash = $3 AND status = 'succeeded'
   AND cached_from IS NULL AND finished_at > now() - make_interval(secs => $4)
@@ -113,7 +154,7 @@ LIMIT 1
 """
 
 # Each claimed job's `started` event, plus what the worker needs to run it: up to $4 jobs.
-CLAIM_JOBS = """
+_CLAIM_JOBS = """
 SELECT (c.claimed_event).*,
        (c.claimed_job).id, (c.claimed_job).task, (c.claimed_job).args,
        (c.claimed_job).queue, (c.claimed_job).timeout_s, (c.claimed_job).max_attempts,
@@ -132,7 +173,7 @@ _RUN_S = "extract(epoch FROM now() - started_at)::float8"
 # [kind, current, total, message, data] items. One statement, however many events;
 # it returns one row (no row: the attempt is no longer running), from which the writer
 # rebuilds the events it just wrote (they share one `at`) instead of reading them back.
-APPEND_EVENTS = """
+_APPEND_EVENTS = """
 WITH job AS (
     UPDATE jobs SET seq = seq + $3, updated_at = now(),
            progress_current = CASE WHEN $4 THEN $5 ELSE progress_current END,
@@ -152,7 +193,7 @@ event AS (
 SELECT * FROM job
 """
 
-SUCCEED = _transition(
+_SUCCEED = _transition(
     f"""UPDATE jobs SET status = 'succeeded', seq = seq + 1, result = $3, error = NULL,
            finished_at = now(), updated_at = now()
        {_RUNNING_ATTEMPT}""",
@@ -160,7 +201,7 @@ SUCCEED = _transition(
     data=f"jsonb_build_object('result', $3::jsonb, 'run_s', {_RUN_S})",
 )
 
-FAIL = _transition(
+_FAIL = _transition(
     f"""UPDATE jobs SET status = 'failed', seq = seq + 1, error = $3,
            finished_at = now(), updated_at = now()
        {_RUNNING_ATTEMPT}""",
@@ -170,7 +211,7 @@ FAIL = _transition(
 )
 
 # The failed attempt is recorded on the event; the job moves on to the next attempt.
-RETRY = _transition(
+_RETRY = _transition(
     f"""UPDATE jobs SET status = 'retrying', seq = seq + 1, error = $3,
            attempt = attempt + 1, run_at = now() + make_interval(secs => $4),
            worker_id = NULL, updated_at = now()
@@ -182,7 +223,7 @@ RETRY = _transition(
                                'retry_at', run_at, 'delay_s', $4::float8, 'run_s', {_RUN_S})""",
 )
 
-CANCEL_RUNNING = _transition(
+_CANCEL_RUNNING = _transition(
     f"""UPDATE jobs SET status = 'cancelled', seq = seq + 1, finished_at = now(),
            updated_at = now()
        {_RUNNING_ATTEMPT}""",
@@ -191,7 +232,7 @@ CANCEL_RUNNING = _transition(
     data=f"jsonb_build_object('run_s', {_RUN_S})",
 )
 
-CANCEL_WAITING = _transition(
+_CANCEL_WAITING = _transition(
     """UPDATE jobs SET status = 'cancelled', seq = seq + 1, finished_at = now(),
            cancel_requested_at = now(), updated_at = now()
        WHERE id = $1 AND tenant = $2 AND status IN ('queued', 'retrying')""",
@@ -199,13 +240,13 @@ CANCEL_WAITING = _transition(
     message="'cancelled before it started'",
 )
 
-REQUEST_CANCEL = """
+_REQUEST_CANCEL = """
 UPDATE jobs SET cancel_requested_at = COALESCE(cancel_requested_at, now()), updated_at = now()
 WHERE id = $1 AND tenant = $2 AND status = 'running'
 RETURNING *
 """
 
-MANUAL_RETRY = _transition(
+_MANUAL_RETRY = _transition(
     """UPDATE jobs SET status = 'queued', seq = seq + 1, attempt = attempt + 1,
            max_attempts = GREATEST(max_attempts, attempt + 1), run_at = now(),
            result = NULL, error = NULL, started_at = NULL, finished_at = NULL,
@@ -216,17 +257,14 @@ MANUAL_RETRY = _transition(
     data="jsonb_build_object('reason', 'manual retry')",
 )
 
-# No worker can heartbeat while Postgres is down: silence counts only from when Postgres
-# (re)started, so a restart never makes the live workers look lost.
-_UP_FOR_SILENCE = "pg_postmaster_start_time() < now() - make_interval(secs => $1)"
 
 # Running jobs whose worker is gone or silent for longer than $1 seconds.
-_LOST = f"""WHERE status = 'running' AND {_UP_FOR_SILENCE} AND NOT EXISTS (
+_LOST = f"""WHERE status = 'running' AND {UP_FOR_SILENCE.format(silence="$1")} AND NOT EXISTS (
            SELECT 1 FROM workers w
             WHERE w.id = jobs.worker_id AND w.heartbeat_at > now() - make_interval(secs => $1))"""
 
 # A lost attempt counts: a job that keeps killing its workers ends up failed.
-REQUEUE_LOST = _transition(
+_REQUEUE_LOST = _transition(
     f"""UPDATE jobs SET status = 'queued', seq = seq + 1, attempt = attempt + 1,
            run_at = now(), worker_id = NULL, started_at = NULL, updated_at = now()
        {_LOST} AND attempt < max_attempts""",
@@ -235,7 +273,7 @@ REQUEUE_LOST = _transition(
     data="jsonb_build_object('reason', 'worker_lost')",
 )
 
-FAIL_LOST = _transition(
+_FAIL_LOST = _transition(
     f"""UPDATE jobs SET status = 'failed', seq = seq + 1, finished_at = now(), updated_at = now(),
            error = jsonb_build_object('type', 'WorkerLost', 'traceback', NULL,
                'message', 'the worker running the last attempt stopped responding')
@@ -245,13 +283,9 @@ FAIL_LOST = _transition(
     data="jsonb_build_object('error', error)",
 )
 
-DELETE_SILENT_WORKERS = f"""
-DELETE FROM workers WHERE heartbeat_at < now() - make_interval(secs => $1) AND {_UP_FOR_SILENCE}
-"""
-
 # A stopping worker hands back what it could not finish; that is not the job's fault,
 # so the attempt it lost does not use up its budget.
-REQUEUE_OWN = _transition(
+_REQUEUE_OWN = _transition(
     """UPDATE jobs SET status = 'queued', seq = seq + 1, attempt = attempt + 1,
            max_attempts = GREATEST(max_attempts, attempt + 1), run_at = now(),
            worker_id = NULL, started_at = NULL, updated_at = now()
@@ -261,11 +295,11 @@ REQUEUE_OWN = _transition(
     data="jsonb_build_object('reason', 'worker_shutdown')",
 )
 
-GET_JOB = "SELECT * FROM jobs WHERE id = $1 AND tenant = $2"
+_GET_JOB = "SELECT * FROM jobs WHERE id = $1 AND tenant = $2"
 
 # Jobs per status for the dashboard. Each count stops at $2 rows, so a long history costs
 # at most $2 entries of the jobs_status index per status, not a scan of the whole table.
-COUNT_BY_STATUS = """
+_COUNT_BY_STATUS = """
 SELECT s.status,
        (SELECT count(*) FROM (SELECT 1 FROM jobs j
                               WHERE j.tenant = $1 AND j.status = s.status LIMIT $2) AS capped)
@@ -275,7 +309,7 @@ FROM unnest($3::text[]) AS s (status)
 
 # What a waiting job's ETA is estimated from: the task's recent run time, the jobs due
 # ahead of it in its queue, and the live consumers of that queue.
-ETA_INPUTS = """
+_ETA_INPUTS = f"""
 SELECT
     (SELECT avg(extract(epoch FROM recent.finished_at - recent.started_at))
        FROM (SELECT finished_at, started_at FROM jobs
@@ -286,15 +320,15 @@ SELECT
         AND (w.priority > $3 OR (w.priority = $3 AND (w.run_at, w.created_at) < ($4, $5))))
         AS ahead,
     (SELECT coalesce(sum(concurrency), 0) FROM workers
-      WHERE $2 = ANY(queues) AND heartbeat_at > now() - interval '30 seconds') AS slots
+      WHERE $2 = ANY(queues) AND {LIVE_WORKER.format(within="$6")}) AS slots
 """
-JOB_POSITION = "SELECT status, seq FROM jobs WHERE id = $1"
-GET_BY_IDEMPOTENCY_KEY = "SELECT * FROM jobs WHERE tenant = $1 AND idempotency_key = $2"
-IS_WAITING = """
+_JOB_POSITION = "SELECT status, seq FROM jobs WHERE id = $1"
+_GET_BY_IDEMPOTENCY_KEY = "SELECT * FROM jobs WHERE tenant = $1 AND idempotency_key = $2"
+_IS_WAITING = """
 SELECT run_at FROM jobs WHERE id = $1 AND attempt = $2 AND status IN ('queued', 'retrying')
 """
 
-WAITING_JOBS = """
+_WAITING_JOBS = """
 SELECT id, attempt, queue, run_at FROM jobs
 WHERE status IN ('queued', 'retrying') AND queue = ANY($1::text[])
 ORDER BY run_at
@@ -302,7 +336,7 @@ ORDER BY run_at
 
 
 async def list_jobs(
-    conn: asyncpg.Connection | asyncpg.Pool,
+    db: Db,
     *,
     tenant: str,
     status: str | None = None,
@@ -326,4 +360,202 @@ async def list_jobs(
         f"SELECT * FROM jobs WHERE {' AND '.join(clauses)} "
         f"ORDER BY created_at DESC, id DESC LIMIT ${len(params)}"
     )
-    return list(await conn.fetch(sql, *params))
+    return list(await db.fetch(sql, *params))
+
+
+# --- creating jobs --------------------------------------------------------------------------
+
+
+def _values(job: NewJob) -> list[Any]:
+    """`_INSERT_JOB`'s parameters: the job's fields in order (not `astuple`, which copies
+    the args deeply)."""
+    return [getattr(job, name) for name in _NEW_JOB_COLUMNS]
+
+
+async def insert_job(db: Db, job: NewJob) -> asyncpg.Record | None:
+    """The new job with its `queued` event (`event_at`); None if its cron slot is taken."""
+    return await db.fetchrow(_INSERT_JOB, *_values(job))
+
+
+async def insert_all(conn: Connection, new_jobs: Sequence[NewJob]) -> list[asyncpg.Record]:
+    """Every job, one statement each, on `conn` (the caller's transaction makes it all or
+    nothing); a used idempotency key raises `UniqueViolationError`."""
+    return list(await conn.fetchmany(_INSERT_JOB, [_values(job) for job in new_jobs]))
+
+
+async def insert_jobs(db: Db, new_jobs: Sequence[NewJob]) -> list[asyncpg.Record]:
+    """Many jobs in one statement; a job whose idempotency key is taken is skipped, not an
+    error (its caller looks the existing one up)."""
+    columns = [[getattr(job, name) for job in new_jobs] for name in _COLUMN_ARRAYS]
+    return list(await db.fetch(_INSERT_JOBS, *columns))
+
+
+async def insert_cached_job(
+    db: Db, job: NewJob, *, result: Any, cached_from: uuid.UUID
+) -> asyncpg.Record | None:
+    """A job born succeeded with `result` of the job `cached_from` (a result-cache hit)."""
+    row: asyncpg.Record | None = await db.fetchrow(
+        _INSERT_CACHED_JOB,
+        job.id,
+        job.task,
+        job.args,
+        job.args_hash,
+        job.queue,
+        job.priority,
+        job.max_attempts,
+        job.timeout_s,
+        job.idempotency_key,
+        job.tenant,
+        result,
+        cached_from,
+    )
+    return row
+
+
+async def find_cached_result(
+    db: Db, *, tenant: str, task: str, args_hash: str, ttl_s: float
+) -> asyncpg.Record | None:
+    """The newest job that ran `task` on these args and succeeded within `ttl_s`."""
+    return await db.fetchrow(_FIND_CACHED_RESULT, tenant, task, args_hash, ttl_s)
+
+
+# --- claiming and running -------------------------------------------------------------------
+
+
+async def claim_jobs(
+    db: Db, *, queue: str, worker_id: str, limits: dict[str, int], count: int
+) -> list[asyncpg.Record]:
+    """Claim up to `count` of the best due jobs of `queue`: each row is its `started` event
+    and what the worker needs to run it."""
+    return list(await db.fetch(_CLAIM_JOBS, queue, worker_id, limits, count))
+
+
+async def append_events(
+    db: Db,
+    *,
+    job_id: uuid.UUID,
+    attempt: int,
+    count: int,
+    progress: tuple[float, float | None, str | None] | None,
+    items: Any,
+) -> asyncpg.Record | None:
+    """Append `count` progress/log events (`items`, a JSON array) to a running attempt;
+    `progress` is the last progress event's (current, total, message), if any. None when
+    the attempt no longer runs."""
+    current, total, message = progress if progress is not None else (None, None, None)
+    return await db.fetchrow(
+        _APPEND_EVENTS, job_id, attempt, count, progress is not None, current, total, message, items
+    )
+
+
+async def succeed(db: Db, *, job_id: uuid.UUID, attempt: int, result: Any) -> asyncpg.Record | None:
+    """Running attempt → succeeded; its event, or None if the attempt no longer runs."""
+    return await db.fetchrow(_SUCCEED, job_id, attempt, result)
+
+
+async def fail(db: Db, *, job_id: uuid.UUID, attempt: int, error: Any) -> asyncpg.Record | None:
+    """Running attempt → failed for good."""
+    return await db.fetchrow(_FAIL, job_id, attempt, error)
+
+
+async def retry(
+    db: Db, *, job_id: uuid.UUID, attempt: int, error: Any, delay_s: float
+) -> asyncpg.Record | None:
+    """Running attempt → retrying: the next attempt is due in `delay_s` (None if a cancel
+    was requested meanwhile)."""
+    return await db.fetchrow(_RETRY, job_id, attempt, error, delay_s)
+
+
+async def cancel_running(db: Db, *, job_id: uuid.UUID, attempt: int) -> asyncpg.Record | None:
+    """Running attempt → cancelled."""
+    return await db.fetchrow(_CANCEL_RUNNING, job_id, attempt)
+
+
+async def waiting_run_at(db: Db, *, job_id: uuid.UUID, attempt: int) -> datetime | None:
+    """When the attempt is due, if it still waits."""
+    run_at: datetime | None = await db.fetchval(_IS_WAITING, job_id, attempt)
+    return run_at
+
+
+async def waiting_jobs(db: Db, *, queues: Sequence[str]) -> list[asyncpg.Record]:
+    """Every waiting job of `queues`, soonest due first."""
+    return list(await db.fetch(_WAITING_JOBS, list(queues)))
+
+
+# --- what callers ask of a job --------------------------------------------------------------
+
+
+async def cancel_waiting(db: Db, *, job_id: uuid.UUID, tenant: str) -> asyncpg.Record | None:
+    """A waiting job → cancelled at once; its event, or None if it does not wait."""
+    return await db.fetchrow(_CANCEL_WAITING, job_id, tenant)
+
+
+async def cancel_all_waiting(
+    conn: Connection, *, job_ids: Sequence[uuid.UUID], tenant: str
+) -> list[asyncpg.Record]:
+    """`cancel_waiting` for each job, pipelined on `conn`; the events of those cancelled."""
+    return list(await conn.fetchmany(_CANCEL_WAITING, [(job_id, tenant) for job_id in job_ids]))
+
+
+async def request_cancel(db: Db, *, job_id: uuid.UUID, tenant: str) -> asyncpg.Record | None:
+    """Mark a running job for cancellation; the job, or None if it does not run."""
+    return await db.fetchrow(_REQUEST_CANCEL, job_id, tenant)
+
+
+async def manual_retry(db: Db, *, job_id: uuid.UUID, tenant: str) -> asyncpg.Record | None:
+    """A failed or cancelled job → queued as a new attempt; its event, or None."""
+    return await db.fetchrow(_MANUAL_RETRY, job_id, tenant)
+
+
+async def get_job(db: Db, *, job_id: uuid.UUID, tenant: str) -> asyncpg.Record | None:
+    """The tenant's job, or None (another tenant's job is None too)."""
+    return await db.fetchrow(_GET_JOB, job_id, tenant)
+
+
+async def get_by_idempotency_key(db: Db, *, tenant: str, key: str | None) -> asyncpg.Record | None:
+    """The tenant's job created with idempotency key `key`."""
+    return await db.fetchrow(_GET_BY_IDEMPOTENCY_KEY, tenant, key)
+
+
+async def job_position(db: Db, *, job_id: uuid.UUID) -> asyncpg.Record | None:
+    """The job's status and last seq."""
+    return await db.fetchrow(_JOB_POSITION, job_id)
+
+
+async def count_by_status(db: Db, *, tenant: str, cap: int) -> list[asyncpg.Record]:
+    """The tenant's jobs per status, each count stopping at `cap`."""
+    return list(await db.fetch(_COUNT_BY_STATUS, tenant, cap, list(Status)))
+
+
+async def eta_inputs(
+    db: Db,
+    *,
+    task: str,
+    queue: str,
+    priority: int,
+    run_at: datetime,
+    created_at: datetime,
+    live_within_s: float,
+) -> asyncpg.Record:
+    """What a waiting job's ETA is estimated from: `run_s`, `ahead`, `slots`."""
+    row = await db.fetchrow(_ETA_INPUTS, task, queue, priority, run_at, created_at, live_within_s)
+    assert row is not None  # an aggregate always has its one row
+    return row
+
+
+# --- recovery -------------------------------------------------------------------------------
+
+
+async def requeue_lost(db: Db, *, silence_s: float) -> list[asyncpg.Record]:
+    """Re-queue the running jobs of workers silent for `silence_s` (attempts left)."""
+    return list(await db.fetch(_REQUEUE_LOST, silence_s))
+
+
+async def fail_lost(db: Db, *, silence_s: float) -> list[asyncpg.Record]:
+    """Fail the running jobs of silent workers that have no attempt left."""
+    return list(await db.fetch(_FAIL_LOST, silence_s))
+
+
+async def requeue_own(db: Db, *, worker_id: str) -> list[asyncpg.Record]:
+    """Hand back a stopping worker's running jobs (the lost attempt is not counted)."""
+    return list(await db.fetch(_REQUEUE_OWN, worker_id))

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from tidings.core import serialization
 from tidings.core.errors import Unavailable
@@ -22,6 +23,10 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 Pool = asyncpg.Pool
+# A connection of its own, or one acquired from a pool (e.g. to run a transaction on).
+Connection = asyncpg.Connection | PoolConnectionProxy
+# What a statement function runs on: the pool, or a connection.
+Db = asyncpg.Pool | Connection
 
 
 # jsonb's binary wire format: a version byte, then the JSON text.
@@ -82,3 +87,8 @@ async def create_pool(
         raise Unavailable(f"postgres is unreachable: {exc.__class__.__name__}") from exc
     assert pool is not None
     return pool
+
+
+async def ping(db: Db) -> None:
+    """One round trip: raises a `CONNECTION_ERRORS` error when Postgres does not answer."""
+    await db.fetchval("SELECT 1")

@@ -79,7 +79,7 @@ async def job_events(
         )
     job_id = job["id"]  # the stream keeps only the id, not the whole job row
     if wants_json(request):
-        rows = await events.events_after(state.pool, job_id, after)
+        rows = await events.events_after(state.pool, job_id=job_id, after=after)
         return JSONResponse({"events": [event_json(row) for row in rows]})
 
     return held_stream(

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tidings.core.db.pool import CONNECTION_ERRORS
+from tidings.core.db.pool import CONNECTION_ERRORS, ping
 from tidings.server.responses import JSONResponse
 from tidings.server.state import state_of
 
@@ -28,7 +28,7 @@ async def readyz(request: Request) -> Response:
     checks: dict[str, str] = {}
     try:
         async with asyncio.timeout(CHECK_TIMEOUT_S):
-            await state.pool.fetchval("SELECT 1")
+            await ping(state.pool)
         checks["postgres"] = "ok"
     except CONNECTION_ERRORS as exc:
         checks["postgres"] = f"down: {exc.__class__.__name__}"

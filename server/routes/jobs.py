@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tidings.core import queue
-from tidings.core.db import jobs
+from tidings.core.db import jobs, workers
 from tidings.core.errors import Conflict, NotFound, TidingsError, Unprocessable
 from tidings.core.model import Status, event_json, job_json, waiting_eta_s
 from tidings.core.submission import JobRequest
@@ -53,7 +53,7 @@ def parse_job_id(raw: str) -> uuid.UUID:
 
 async def load_job(state: ServerState, raw_id: str, tenant: str) -> asyncpg.Record:
     """The caller's job for a path id, or 404 (another tenant's job is a 404 too)."""
-    row = await state.pool.fetchrow(jobs.GET_JOB, parse_job_id(raw_id), tenant)
+    row = await jobs.get_job(state.pool, job_id=parse_job_id(raw_id), tenant=tenant)
     if row is None:
         raise NotFound(f"no job with id {raw_id!r}")
     return row
@@ -124,15 +124,15 @@ async def get_job(request: Request) -> Response:
     row = await load_job(state, request.path_params["job_id"], tenant_of(request))
     eta_s = None
     if row["status"] in (Status.QUEUED, Status.RETRYING):
-        inputs = await state.pool.fetchrow(
-            jobs.ETA_INPUTS,
-            row["task"],
-            row["queue"],
-            row["priority"],
-            row["run_at"],
-            row["created_at"],
+        inputs = await jobs.eta_inputs(
+            state.pool,
+            task=row["task"],
+            queue=row["queue"],
+            priority=row["priority"],
+            run_at=row["run_at"],
+            created_at=row["created_at"],
+            live_within_s=workers.live_within_s(state.settings.heartbeat_s),
         )
-        assert inputs is not None
         starts_in_s = (row["run_at"] - datetime.now(UTC)).total_seconds()
         # run_s is an SQL numeric (a Decimal), which the JSON response cannot encode.
         run_s = None if inputs["run_s"] is None else float(inputs["run_s"])
@@ -144,12 +144,12 @@ async def cancel_job(request: Request) -> Response:
     """POST /jobs/{id}/cancel: waiting → cancelled now; running → its worker is told."""
     state = state_of(request)
     job_id = parse_job_id(request.path_params["job_id"])
-    event = await state.pool.fetchrow(jobs.CANCEL_WAITING, job_id, tenant_of(request))
+    event = await jobs.cancel_waiting(state.pool, job_id=job_id, tenant=tenant_of(request))
     if event is not None:
         await _publish(state, event)
         cancelled = await load_job(state, str(job_id), tenant_of(request))
         return JSONResponse(render(request, cancelled))
-    row = await state.pool.fetchrow(jobs.REQUEST_CANCEL, job_id, tenant_of(request))
+    row = await jobs.request_cancel(state.pool, job_id=job_id, tenant=tenant_of(request))
     if row is not None:
         try:
             await state.redis.publish(state.names.cancel_channel, str(job_id))
@@ -169,9 +169,15 @@ async def retry_job(request: Request) -> Response:
     """POST /jobs/{id}/retry: a failed or cancelled job runs again as a new attempt."""
     state = state_of(request)
     job_id = parse_job_id(request.path_params["job_id"])
-    event = await state.pool.fetchrow(jobs.MANUAL_RETRY, job_id, tenant_of(request))
+    tenant = tenant_of(request)
+    # The job is read in the retry's own transaction: once that commits, a worker may claim
+    # it at once, and the answer is the job as the retry left it.
+    async with state.pool.acquire() as conn, conn.transaction():
+        event = await jobs.manual_retry(conn, job_id=job_id, tenant=tenant)
+        current = await jobs.get_job(conn, job_id=job_id, tenant=tenant)
+    if current is None:
+        raise NotFound(f"no job with id {str(job_id)!r}")
     if event is None:
-        current = await load_job(state, str(job_id), tenant_of(request))
         raise Conflict(
             f"job is {current['status']}; only failed or cancelled jobs can be retried",
             {"status": current["status"]},
@@ -183,8 +189,7 @@ async def retry_job(request: Request) -> Response:
     except (RedisError, OSError) as exc:
         log.warning("job.enqueue_failed", job_id=str(job_id), error=repr(exc))
     await _publish(state, event)
-    row = await load_job(state, str(job_id), tenant_of(request))
-    return JSONResponse(render(request, row), status_code=202)
+    return JSONResponse(render(request, current), status_code=202)
 
 
 async def _publish(state: ServerState, event: asyncpg.Record) -> None:

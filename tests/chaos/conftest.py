@@ -96,11 +96,12 @@ async def db(chaos_settings: Settings) -> AsyncIterator[asyncpg.Pool]:
 
 async def register_tasks(pool: asyncpg.Pool, settings: Settings) -> None:
     """Register the tasks as a worker does at start, so jobs can be submitted before one runs."""
-    from tidings.core.db import registry
+    from tidings.core.db import tasks as task_rows
     from tidings.worker.registry import TaskRegistry
 
     tasks = TaskRegistry.from_modules(settings.tasks)
-    await registry.upsert_tasks(pool, [spec.registry_row() for spec in tasks])
+    for spec in tasks:
+        await task_rows.upsert_task(pool, **spec.registry_row())
 
 
 def log_records(process: Process, event: str) -> list[dict[str, Any]]:

@@ -28,8 +28,8 @@ from tests.chaos.checks import (
 from tests.chaos.conftest import Cluster
 from tests.chaos.servers import PostgresServer, RedisServer
 from tidings.core import queue
+from tidings.core.db.migrate import migrate_url
 from tidings.core.db.pool import CONNECTION_ERRORS, create_pool
-from tidings.core.migrate import migrate_url
 from tidings.worker.maintenance import Reaper
 
 pytestmark = pytest.mark.chaos

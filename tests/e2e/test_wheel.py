@@ -8,6 +8,7 @@ server` and `tidings worker` on the app's task module; another installs the bare
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -96,8 +97,18 @@ def new_venv(path: Path, requirement: str, project: Path) -> Install:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Built from a copy of the files git would commit (as a clean clone has them), so the
+    build neither leaves files in the checkout nor picks up ignored ones."""
+    source = tmp_path_factory.mktemp("source")
+    listed = run(
+        "git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", cwd=REPO_ROOT
+    )
+    for name in filter(None, listed.split("\0")):
+        if (REPO_ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO_ROOT / name, source / name)
     out = tmp_path_factory.mktemp("dist")
-    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", out, REPO_ROOT, cwd=out)
+    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", out, source, cwd=out)
     (built,) = out.glob("tidings-*.whl")
     return built
 

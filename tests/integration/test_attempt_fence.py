@@ -44,7 +44,7 @@ async def reporter(
 
 
 async def claim(pool: asyncpg.Pool, worker_id: str) -> asyncpg.Record:
-    (row,) = await pool.fetch(jobs.CLAIM_JOBS, PARKED, worker_id, {}, 1)
+    (row,) = await jobs.claim_jobs(pool, queue=PARKED, worker_id=worker_id, limits={}, count=1)
     return row
 
 
@@ -100,10 +100,11 @@ async def test_a_stale_attempt_changes_nothing_while_the_next_one_runs(
     reporter.note(job_id, 1, ("progress", 3.0, 4.0, "stale progress", None))
     reporter.note(job_id, 1, ("log", None, None, "stale log line", None))
     await reporter.flush()
-    assert await reporter.write(jobs.SUCCEED, (job_id, 1, {"stale": True})) is None
-    assert await reporter.write(jobs.FAIL, (job_id, 1, stale_error())) is None
-    assert await reporter.write(jobs.RETRY, (job_id, 1, stale_error(), 0.0)) is None
-    assert await reporter.write(jobs.CANCEL_RUNNING, (job_id, 1)) is None
+    stale = {"job_id": job_id, "attempt": 1}
+    assert await reporter.write(jobs.succeed, **stale, result={"stale": True}) is None
+    assert await reporter.write(jobs.fail, **stale, error=stale_error()) is None
+    assert await reporter.write(jobs.retry, **stale, error=stale_error(), delay_s=0.0) is None
+    assert await reporter.write(jobs.cancel_running, **stale) is None
 
     assert await job_state(pool, job_id) == before_state
     assert await history(pool, job_id) == before_events
@@ -111,7 +112,8 @@ async def test_a_stale_attempt_changes_nothing_while_the_next_one_runs(
     # The live attempt is untouched and ends normally, right after its own events.
     reporter.note(job_id, 2, ("progress", 4.0, 4.0, "attempt 2 done", None))
     await reporter.flush()
-    assert await reporter.write(jobs.SUCCEED, (job_id, 2, {"attempt": 2})) is not None
+    succeeded = await reporter.write(jobs.succeed, job_id=job_id, attempt=2, result={"attempt": 2})
+    assert succeeded is not None
     after = await history(pool, job_id)
     assert after[: len(before_events)] == before_events
     assert [(e["seq"], e["kind"], e["attempt"]) for e in after[len(before_events) :]] == [

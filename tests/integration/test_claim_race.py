@@ -75,8 +75,8 @@ async def claim_together(
     """Claim as a worker does, released with the others; commit only once all claimed."""
     await start.wait()
     async with conn.transaction():
-        rows: list[asyncpg.Record] = await conn.fetch(
-            jobs.CLAIM_JOBS, queue_name, worker_id, case.limits, CLAIMS_PER_CALL
+        rows = await jobs.claim_jobs(
+            conn, queue=queue_name, worker_id=worker_id, limits=case.limits, count=CLAIMS_PER_CALL
         )
         await all_claimed.wait()
     return rows
@@ -135,7 +135,10 @@ async def test_racing_claimers_never_run_more_than_the_limit(
         peaks_seen.append(len(running))
         if running:  # free one slot for the next round
             oldest = running[0]
-            assert await pool.fetchrow(jobs.SUCCEED, oldest["id"], oldest["attempt"], {"ok": 1})
+            ended = await jobs.succeed(
+                pool, job_id=oldest["id"], attempt=oldest["attempt"], result={"ok": 1}
+            )
+            assert ended is not None
 
     events = await pool.fetch(
         "SELECT e.kind, e.at FROM job_events e JOIN jobs j ON j.id = e.job_id WHERE j.queue = $1",

@@ -508,7 +508,7 @@ async def test_a_cancel_the_worker_missed_on_redis_arrives_with_the_heartbeat(
     async with live(client, job_id) as events:
         before = await events.until("progress")
         # Record the request as the server would, but publish nothing on the cancel channel.
-        row = await pool.fetchrow(jobs.REQUEST_CANCEL, uuid.UUID(job_id), TENANT)
+        row = await jobs.request_cancel(pool, job_id=uuid.UUID(job_id), tenant=TENANT)
         assert row is not None and row["status"] == "running"
         after = await events.rest()
 

@@ -12,7 +12,8 @@ import asyncpg
 import pytest
 
 from tests.conftest import _admin, with_database
-from tidings.core.migrate import MIGRATION_LOCK_ID, Migration, discover, migrate, migrate_url
+from tidings.core.db import locks
+from tidings.core.db.migrate import Migration, discover, migrate, migrate_url
 from tidings.core.settings import Settings
 
 # The columns DESIGN.md's data model names for each table.
@@ -198,7 +199,7 @@ async def test_a_failing_migration_rolls_back_alone_and_releases_the_lock(
         with pytest.raises(asyncpg.DivisionByZeroError):
             await migrate(conn, tmp_path)
         # The session that failed is still open, yet another one can take the lock.
-        assert await fetchval(url, "SELECT pg_try_advisory_lock($1)", MIGRATION_LOCK_ID) is True
+        assert await fetchval(url, "SELECT pg_try_advisory_lock($1)", locks.MIGRATIONS) is True
     finally:
         await conn.close()
     versions = [row["version"] for row in await fetch(url, "SELECT version FROM schema_migrations")]

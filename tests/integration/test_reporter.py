@@ -61,7 +61,9 @@ async def running_jobs(
     for _ in range(count):
         request = JobRequest(task="noop", args={}, queue=PARKED, max_attempts=1, timeout_s=60)
         await submitter.submit(request)
-    rows: list[asyncpg.Record] = await pool.fetch(jobs.CLAIM_JOBS, PARKED, "test-worker", {}, count)
+    rows = await jobs.claim_jobs(
+        pool, queue=PARKED, worker_id="test-worker", limits={}, count=count
+    )
     assert len(rows) == count
     return rows
 
@@ -87,7 +89,9 @@ async def received(pubsub: PubSub, job_ids: set[str], count: int) -> list[dict[s
 
 
 async def stored(pool: asyncpg.Pool, job_id: uuid.UUID) -> list[dict[str, Any]]:
-    return [event_json(row) for row in await events.events_after(pool, job_id, STARTED_SEQ)]
+    return [
+        event_json(row) for row in await events.events_after(pool, job_id=job_id, after=STARTED_SEQ)
+    ]
 
 
 async def test_interleaved_notes_of_two_jobs_are_stored_and_published_in_order_once(
@@ -150,7 +154,7 @@ async def test_notes_of_an_attempt_that_ended_are_not_written(
 ) -> None:
     (job,) = await running_jobs(pool, redis, queue.Names(settings.namespace), 1)
     reporter.note(job["id"], 1, progress(1))
-    succeeded = await reporter.write(jobs.SUCCEED, (job["id"], 1, {"ok": True}))
+    succeeded = await reporter.write(jobs.succeed, job_id=job["id"], attempt=1, result={"ok": True})
     assert succeeded is not None
     reporter.note(job["id"], 1, progress(2))
     await reporter.flush()
@@ -167,7 +171,9 @@ async def test_what_postgres_refuses_fails_alone_and_the_rest_of_the_batch_is_wr
     # Queued together, so that the writer takes them as one batch.
     reporter.note(a["id"], 1, progress(1, 2, "fine"))
     reporter.note(b["id"], 1, progress(1, 2, "jsonb refuses \x00"))  # Job.progress refuses it
-    succeeded = asyncio.ensure_future(reporter.write(jobs.SUCCEED, (a["id"], 1, {"ok": True})))
+    succeeded = asyncio.ensure_future(
+        reporter.write(jobs.succeed, job_id=a["id"], attempt=1, result={"ok": True})
+    )
     await reporter.flush()
     assert (await succeeded) is not None
     assert [(e["kind"], e["message"]) for e in await stored(pool, a["id"])] == [

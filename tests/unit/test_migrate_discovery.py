@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.paths import REPO_ROOT
-from tidings.core.migrate import Migration, MigrationError, discover
+from tidings.core.db.migrate import Migration, MigrationError, discover
 
 
 def write(directory: Path, *names: str) -> None:

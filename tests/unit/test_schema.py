@@ -299,7 +299,10 @@ def test_example_fail_and_flaky_schemas() -> None:
 
 def test_registry_row_is_what_the_tasks_table_stores() -> None:
     spec = spec_of(examples.sleep_steps)
-    name, queue, schema, defaults, description = spec.registry_row()
+    row = spec.registry_row()
+    name, queue, schema, defaults, description = (
+        row[column] for column in ("name", "queue", "args_schema", "defaults", "description")
+    )
     assert (name, queue) == ("sleep_steps", "default")
     assert schema == spec.schema
     assert defaults == {

@@ -13,8 +13,7 @@ from importlib.resources.abc import Traversable
 
 import asyncpg
 
-# Any fixed 64-bit number shared by every tidings process; spells "tidings".
-MIGRATION_LOCK_ID = 0x7469_6469_6E67_73
+from tidings.core.db import locks
 
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -72,7 +71,7 @@ async def migrate(
     """Apply every migration not yet recorded; returns the ones this call applied."""
     pending = discover(directory)
     applied: list[Migration] = []
-    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_ID)
+    await locks.lock_session(conn, locks.MIGRATIONS)
     try:
         await conn.execute(CREATE_LEDGER)
         done = {row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")}
@@ -88,7 +87,7 @@ async def migrate(
                 )
             applied.append(migration)
     finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_ID)
+        await locks.unlock_session(conn, locks.MIGRATIONS)
     return applied
 
 

@@ -1,0 +1,29 @@
+"""Postgres advisory locks: every lock tidings takes, by name, with one id each.
+
+Ids are fixed 64-bit numbers shared by every tidings process ("tidings" in ASCII, with a
+last byte per lock). Transaction-scoped locks end with their transaction; the migration
+lock is held by the session for the whole run of migrations.
+"""
+
+from __future__ import annotations
+
+from tidings.core.db.pool import Connection, Db
+
+MIGRATIONS = 0x7469_6469_6E67_73  # one process applies migrations at a time
+REAPER = 0x7469_6469_6E67_72  # one reaper re-queues lost workers' jobs at a time
+
+
+async def try_transaction_lock(conn: Connection, lock_id: int) -> bool:
+    """Take `lock_id` until the current transaction ends, if no one else holds it."""
+    taken: bool = await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", lock_id)
+    return taken
+
+
+async def lock_session(db: Db, lock_id: int) -> None:
+    """Wait for `lock_id` and hold it until `unlock_session` (or the session ends)."""
+    await db.execute("SELECT pg_advisory_lock($1)", lock_id)
+
+
+async def unlock_session(db: Db, lock_id: int) -> None:
+    """Release a lock taken with `lock_session`."""
+    await db.execute("SELECT pg_advisory_unlock($1)", lock_id)
