@@ -13,7 +13,6 @@ from typing import Any
 
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 TERMINAL_KINDS = TERMINAL_STATUSES
-WAITING_STATUSES = frozenset({"queued", "retrying"})
 
 
 def parse_time(value: Any) -> datetime | None:

@@ -176,11 +176,9 @@ def add_events(pipe: Pipeline, names: Names, events: Iterable[dict[str, Any]]) -
 def decode_events(message: bytes) -> list[dict[str, Any]]:
     """The events of one message on the events channel, runs expanded (see `add_events`).
 
-    A message that is one event object (as published before messages were arrays) is
-    that event. Anything else unreadable raises ValueError.
+    Anything but a JSON array of objects raises ValueError.
     """
-    decoded = serialization.loads(message)
-    entries = [decoded] if isinstance(decoded, dict) else decoded
+    entries = serialization.loads(message)
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise ValueError("an events message is a JSON array of objects")
     events: list[dict[str, Any]] = []

@@ -127,7 +127,7 @@ class Submitter:
             return Submitted(await self.existing(request), created=False)
         if row is None:
             return None
-        await self.announce([row])
+        await self.enqueue_committed([row])
         return Submitted(row, created=True)
 
     async def submit_many(self, requests: Sequence[JobRequest]) -> list[asyncpg.Record]:
@@ -141,7 +141,7 @@ class Submitter:
                 {"reason": exc.detail},
                 code="idempotency_conflict",
             ) from None
-        await self.announce(rows)
+        await self.enqueue_committed(rows)
         return rows
 
     async def _cached(self, request: JobRequest) -> asyncpg.Record | None:
@@ -174,7 +174,7 @@ class Submitter:
             )
         return existing
 
-    async def announce(self, rows: Sequence[asyncpg.Record]) -> None:
+    async def enqueue_committed(self, rows: Sequence[asyncpg.Record]) -> None:
         """Count and log committed jobs, then enqueue and publish them in one round trip."""
         for row in rows:
             self._on_created(row)

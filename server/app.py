@@ -21,14 +21,10 @@ from tidings.core.embedded import start_embedded
 from tidings.core.logging import configure_logging
 from tidings.core.settings import Settings
 from tidings.core.submission import Submitter
-from tidings.core.submit_batcher import SubmitBatcher
 from tidings.server import dashboard
 from tidings.server.alerts import AlertPolicy, FailureAlerts
 from tidings.server.auth import Authenticate
-from tidings.server.dispatch import Dispatcher
 from tidings.server.errors import EXCEPTION_HANDLERS
-from tidings.server.hub import Hub
-from tidings.server.keepalive import KeepAlive
 from tidings.server.key_lookup import KeyLookup
 from tidings.server.limits import RateLimiter, StreamLimits
 from tidings.server.metrics import ServerMetrics
@@ -36,7 +32,11 @@ from tidings.server.middleware import RequestContext
 from tidings.server.routes import docs, health, jobs, tasks, workers
 from tidings.server.routes import metrics as metrics_routes
 from tidings.server.state import ServerState
-from tidings.server.stream_routes import StreamRoutes
+from tidings.server.streams.dispatch import Dispatcher
+from tidings.server.streams.hub import Hub
+from tidings.server.streams.keepalive import KeepAlive
+from tidings.server.streams.routes import StreamRoutes
+from tidings.server.submission import SubmitBatcher
 from tidings.server.tokens import StreamTokens
 from tidings.server.validation import ArgsValidators
 
@@ -78,7 +78,7 @@ def create_app(settings: Settings) -> Dispatcher:
     """The tidings app for `settings` (whose database and Redis URLs must be set).
 
     The SSE stream paths are served by `StreamRoutes`, the rest by a Starlette app (which
-    also runs the lifespan and keeps `state`): see `server/dispatch.py`.
+    also runs the lifespan and keeps `state`): see `server/streams/dispatch.py`.
     """
     metrics = ServerMetrics()
 
@@ -105,10 +105,10 @@ def create_app(settings: Settings) -> Dispatcher:
                 on_event=lambda event: notify_all(observers, event),
                 on_disconnect=metrics.backend_errors.labels("redis").inc,
             )
-            await hub.start()
+            hub.start()
             stack.push_async_callback(hub.stop)
             keepalive = KeepAlive(hub, settings.keepalive_s)
-            await keepalive.start()
+            keepalive.start()
             stack.push_async_callback(keepalive.stop)
             submitter = Submitter(pool, redis, names, on_created=metrics.count_submitted)
             batcher = SubmitBatcher(submitter, pool)

@@ -3,7 +3,7 @@
 Every request still reads its key from Postgres after it arrives, so a key revoked
 before a request is refused by that request (a cache could not promise that: revocation
 writes Postgres directly and no server hears of it). What is shared is the round trip
-(see `core.batching`): requests that arrive while a lookup is in flight are answered
+(see `server.batching`): requests that arrive while a lookup is in flight are answered
 together by the next one.
 """
 
@@ -14,8 +14,8 @@ from collections.abc import Callable
 import asyncpg
 
 from tidings.core import keys
-from tidings.core.batching import Batcher
 from tidings.core.db import keys as key_rows
+from tidings.server.batching import Batcher
 
 
 class KeyLookup:

@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 from arq.connections import ArqRedis
 
-from tidings.core.batching import Batcher
 from tidings.core.errors import TidingsError
+from tidings.server.batching import Batcher
 
 # KEYS[1] bucket; ARGV: rate per second, burst, now (seconds), tokens wanted.
 # Takes as many of the wanted tokens as the bucket holds; returns {taken, tokens left}.
@@ -54,7 +54,7 @@ class ServerBusy(TidingsError):
 class RateLimiter:
     """A shared token bucket per key: `rate_per_s` sustained, `burst` at once.
 
-    Checks that arrive together are batched (`core.batching`): one script call per key
+    Checks that arrive together are batched (`server.batching`): one script call per key
     takes that key's tokens for all of them, in arrival order, in one round trip.
     """
 

@@ -11,11 +11,11 @@ from starlette.requests import Request
 from tidings.core.queue import Names
 from tidings.core.settings import Settings
 from tidings.core.submission import Submitter
-from tidings.core.submit_batcher import SubmitBatcher
-from tidings.server.hub import Hub
 from tidings.server.key_lookup import KeyLookup
 from tidings.server.limits import RateLimiter, StreamLimits
 from tidings.server.metrics import ServerMetrics
+from tidings.server.streams.hub import Hub
+from tidings.server.submission import SubmitBatcher
 from tidings.server.tokens import StreamTokens
 from tidings.server.validation import ArgsValidators
 

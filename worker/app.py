@@ -56,7 +56,6 @@ def arq_worker(
         max_jobs=settings.concurrency,
         # Running tokens stay in the queue: read past them to find due ones.
         queue_read_limit=settings.concurrency * 4,
-        poll_delay=settings.poll_delay_s,
         fallback_s=settings.poll_delay_s,
         runtime=runtime,
         queue=queue_name,

@@ -8,7 +8,6 @@ state lives in Postgres).
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
@@ -16,11 +15,10 @@ from typing import Any
 import structlog
 from redis.exceptions import RedisError
 
+from tidings.core.service import Service
 from tidings.worker.pickup import PushWorker
 
 log = structlog.get_logger("tidings.consumers")
-
-MAX_RESTART_DELAY_S = 5.0
 
 
 class Consumers:
@@ -29,14 +27,23 @@ class Consumers:
     def __init__(self, workers: dict[str, PushWorker], *, on_restart: Callable[[], None]) -> None:
         self._by_queue = workers
         self._workers = list(workers.values())
-        self._on_restart = on_restart
-        self._supervisors: list[asyncio.Task[None]] = []
-
-    def start(self) -> None:
-        self._supervisors = [
-            asyncio.create_task(self._supervise(worker), name=f"consumer-{worker.queue_name}")
+        # A consumer that loses Redis is an outage to wait out; any other error is a bug,
+        # said loudly, and still no reason to leave the queue without this worker.
+        self._services = [
+            Service(
+                f"consumer-{worker.queue_name}",
+                worker.async_run,
+                outages=(RedisError, OSError),
+                on_restart=on_restart,
+                log_name="consumer",
+                log_fields={"queue": worker.queue_name},
+            )
             for worker in self._workers
         ]
+
+    def start(self) -> None:
+        for service in self._services:
+            service.start()
 
     def wake(self, queue: str) -> None:
         """A token for `queue` is due now: let its consumer poll at once."""
@@ -50,9 +57,7 @@ class Consumers:
 
     async def stop_taking_jobs(self) -> None:
         """Stop polling; running jobs go on."""
-        for supervisor in self._supervisors:
-            supervisor.cancel()
-        await asyncio.gather(*self._supervisors, return_exceptions=True)
+        await asyncio.gather(*(service.stop() for service in self._services))
 
     async def drain(self, timeout_s: float) -> list[asyncio.Task[Any]]:
         """Wait up to `timeout_s` for running jobs, then cancel the rest; returns those."""
@@ -71,26 +76,3 @@ class Consumers:
         for worker in self._workers:
             with suppress(RedisError, OSError):
                 await worker.close()
-
-    async def _supervise(self, worker: PushWorker) -> None:
-        delay = 0.1
-        while True:
-            started = time.monotonic()
-            try:
-                await worker.async_run()
-                return
-            except (RedisError, OSError) as exc:
-                if time.monotonic() - started > MAX_RESTART_DELAY_S:
-                    delay = 0.1  # it ran fine for a while: this is a new outage
-                log.warning(
-                    "consumer.restarting", queue=worker.queue_name, error=repr(exc), delay_s=delay
-                )
-            except Exception:
-                # Not an outage: a bug, or an error nobody expected. Say so, and go on
-                # consuming rather than leave the queue without this worker.
-                if time.monotonic() - started > MAX_RESTART_DELAY_S:
-                    delay = 0.1
-                log.exception("consumer.crashed", queue=worker.queue_name, delay_s=delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, MAX_RESTART_DELAY_S)
-            self._on_restart()

@@ -14,6 +14,7 @@ import structlog
 
 from tidings.core.db import workers
 from tidings.core.db.pool import CONNECTION_ERRORS
+from tidings.core.service import Service
 
 log = structlog.get_logger("tidings.heartbeat")
 
@@ -42,12 +43,12 @@ class Heartbeat:
         self._running = running
         self._on_lost = on_lost
         self.last_beat = time.monotonic()
-        self._task: asyncio.Task[None] | None = None
+        self._service = Service("tidings-heartbeat", self._beat)
 
     async def start(self) -> None:
         """Register the worker, then beat in the background."""
         await self._register()
-        self._task = asyncio.create_task(self._beat(), name="tidings-heartbeat")
+        self._service.start()
 
     def age_s(self) -> float:
         """Seconds since the last heartbeat that reached Postgres."""
@@ -55,9 +56,7 @@ class Heartbeat:
 
     async def stop(self) -> None:
         """Stop beating and remove the worker's row."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self._service.stop()
         try:
             await workers.deregister_worker(self._pool, worker_id=self.worker_id)
         except CONNECTION_ERRORS as exc:

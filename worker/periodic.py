@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
-from contextlib import suppress
 from typing import Any
 
 import structlog
+
+from tidings.core.service import Service
 
 log = structlog.get_logger("tidings.periodic")
 
@@ -30,16 +31,13 @@ class Periodic:
         self._action = action
         self._sleep = sleep
         self._poked = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._service = Service(f"tidings-{name}", self._run)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"tidings-{self.name}")
+        self._service.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
+        await self._service.stop()
 
     def poke(self) -> None:
         """Run again now rather than at the end of the period."""

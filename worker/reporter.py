@@ -31,6 +31,7 @@ from tidings.core import queue, serialization
 from tidings.core.db import jobs
 from tidings.core.db.pool import CONNECTION_ERRORS
 from tidings.core.model import EventKind, event_json, iso
+from tidings.core.service import Service
 
 log = structlog.get_logger("tidings.reporter")
 
@@ -67,13 +68,13 @@ class Notes:
 
 
 @dataclass
-class Announcement:
+class Committed:
     """An event already committed elsewhere (a claim's `started`), published in order."""
 
     event: dict[str, Any]
 
 
-Pending = Write | Notes | Announcement
+Pending = Write | Notes | Committed
 
 
 def last_progress(items: list[NoteItem]) -> tuple[float, float | None, str | None] | None:
@@ -134,18 +135,22 @@ class Reporter:
         self._idle = asyncio.Event()
         self._idle.set()
         self._closing = False
-        self._task: asyncio.Task[None] | None = None
+        # Closing waits for every write, however long Postgres is away: nothing is dropped.
+        self._service = Service(
+            "tidings-reporter", self._run, drain=self._finish, stop_timeout_s=None
+        )
 
     def start(self) -> None:
         """Start the writer task."""
-        self._task = asyncio.create_task(self._run(), name="tidings-reporter")
+        self._service.start()
 
     async def close(self) -> None:
         """Flush everything submitted so far, then stop the writer."""
+        await self._service.stop()
+
+    def _finish(self) -> None:
         self._closing = True
         self._wake.set()
-        if self._task is not None:
-            await self._task
 
     async def flush(self) -> None:
         """Wait until everything submitted so far is written."""
@@ -182,9 +187,9 @@ class Reporter:
         """Wait until the writer has taken the notes that filled the buffer."""
         await self._room.wait()
 
-    def announce(self, event: dict[str, Any]) -> None:
+    def publish_committed(self, event: dict[str, Any]) -> None:
         """Publish a committed event with the next batch, after everything queued before it."""
-        self._pending.append(Announcement(event))
+        self._pending.append(Committed(event))
         self._idle.clear()
         self._wake.set()
 
@@ -251,18 +256,18 @@ class Reporter:
     ) -> tuple[list[tuple[Write, asyncpg.Record | None]], list[dict[str, Any]], int]:
         """Write the batch in one transaction.
 
-        Returns each write's row, every event to publish in order (runs and announcements
+        Returns each write's row, every event to publish in order (runs and committed events
         included), and how many events this commit stored.
         """
-        if all(isinstance(item, Announcement) for item in batch):
-            return [], [item.event for item in batch if isinstance(item, Announcement)], 0
+        if all(isinstance(item, Committed) for item in batch):
+            return [], [item.event for item in batch if isinstance(item, Committed)], 0
         written: list[tuple[Write, asyncpg.Record | None]] = []
         events: list[dict[str, Any]] = []
         stored = 0
         async with self._pool.acquire() as conn, conn.transaction():
             for kind, run in itertools.groupby(batch, key=type):
-                if kind is Announcement:
-                    events.extend(item.event for item in run if isinstance(item, Announcement))
+                if kind is Committed:
+                    events.extend(item.event for item in run if isinstance(item, Committed))
                 elif kind is Notes:
                     for (job_id, attempt), items in by_attempt(run).items():
                         # Encoded once: the same JSON goes to Postgres and into the PUBLISH.

@@ -79,7 +79,7 @@ class Runtime:
 
     async def run_claimed(self, row: asyncpg.Record) -> None:
         """Announce a claimed job's `started` event, run the task, record how it ended."""
-        self.reporter.announce(event_json(row))
+        self.reporter.publish_committed(event_json(row))
         bound = log.bind(
             job_id=str(row["id"]),
             task=row["task"],

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import suppress
 from datetime import UTC, datetime
 
 import structlog
 from croniter import croniter
 
+from tidings.core.service import Service
 from tidings.core.submission import JobRequest, Submitter
 from tidings.worker.registry import TaskSpec
 
@@ -53,23 +53,24 @@ class CronScheduler:
         self._specs = [spec for spec in specs if spec.cron is not None]
         self._clock = clock
         self._sleep = sleep
-        self._task: asyncio.Task[None] | None = None
+        self._started_at = clock()
+        self._service = Service("tidings-cron", self._follow)
 
     async def start(self) -> None:
         """Catch up where asked, then follow the schedule in the background."""
         if not self._specs:
             return
-        now = self._clock()
+        self._started_at = now = self._clock()
         for spec in self._specs:
             if spec.cron_catch_up:
                 await self.fire(spec, croniter(spec.cron, now).get_prev(datetime))
-        self._task = asyncio.create_task(self.run(now), name="tidings-cron")
+        self._service.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
+        await self._service.stop()
+
+    async def _follow(self) -> None:
+        await self.run(self._started_at)
 
     async def run(self, start: datetime) -> None:
         """Fire each slot after `start` when the clock reaches it, forever.

@@ -8,15 +8,14 @@ Postgres, and the fallback poll finds tokens, so a lost message only delays.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import uuid
 from collections.abc import Callable, Iterable
-from contextlib import suppress
 
 import structlog
 
 from tidings.core.queue import Names
+from tidings.core.service import Service
 from tidings.core.subscriber import follow_channels
 
 log = structlog.get_logger("tidings.signals")
@@ -45,19 +44,16 @@ class SignalListener:
             self._handlers[names.wake_channel(queue)] = functools.partial(_wake, wake, queue)
         self._cancel = cancel
         self._on_connect = on_connect
-        self._task: asyncio.Task[None] | None = None
+        self._service = Service("tidings-signals", self._follow)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(
-            follow_channels(self._redis_url, self._handlers, on_connect=self._on_connect),
-            name="tidings-signals",
-        )
+        self._service.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
+        await self._service.stop()
+
+    async def _follow(self) -> None:
+        await follow_channels(self._redis_url, self._handlers, on_connect=self._on_connect)
 
     def cancel_all(self, job_ids: Iterable[uuid.UUID]) -> None:
         """Cancel each job of `job_ids` that runs here (from the heartbeat's check)."""

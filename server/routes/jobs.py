@@ -22,6 +22,7 @@ from tidings.core.model import Status, event_json, job_json, waiting_eta_s
 from tidings.core.submission import JobRequest
 from tidings.server.auth import ALL_JOBS, tenant_of
 from tidings.server.body import read_json_object
+from tidings.server.job_lookup import load_job, parse_job_id
 from tidings.server.responses import JSONResponse
 from tidings.server.state import ServerState, state_of
 from tidings.server.submission import TaskRows, job_request
@@ -41,22 +42,6 @@ def render(request: Request, row: asyncpg.Record, eta_s: float | None = None) ->
     """A job's JSON, with a stream token in `links.events` for browsers."""
     token = state_of(request).tokens.issue(str(row["id"]), row["tenant"])
     return job_json(row, base_url(request), eta_s, token)
-
-
-def parse_job_id(raw: str) -> uuid.UUID:
-    """A job id from a path; anything that is not a UUID names no job (404)."""
-    try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise NotFound(f"no job with id {raw!r}") from None
-
-
-async def load_job(state: ServerState, raw_id: str, tenant: str) -> asyncpg.Record:
-    """The caller's job for a path id, or 404 (another tenant's job is a 404 too)."""
-    row = await jobs.get_job(state.pool, job_id=parse_job_id(raw_id), tenant=tenant)
-    if row is None:
-        raise NotFound(f"no job with id {raw_id!r}")
-    return row
 
 
 async def submit_job(request: Request) -> Response:

@@ -25,9 +25,9 @@ from tests.support.sse import job_events
 from tidings.core import queue
 from tidings.core.model import TERMINAL_STATUSES, event_json
 from tidings.core.settings import Settings
-from tidings.server.hub import Hub, Notice, Subscription
-from tidings.server.keepalive import KeepAlive
-from tidings.server.streams import replay_then_follow
+from tidings.server.streams.follow import replay_then_follow
+from tidings.server.streams.hub import Hub, Notice, Subscription
+from tidings.server.streams.keepalive import KeepAlive
 
 WITHIN_S = 10.0
 # Never connected: `start()` is not called, so these hubs touch no Redis.
@@ -224,7 +224,7 @@ async def test_the_keepalive_timer_asks_every_stream_once_a_period() -> None:
 
     keepalive = KeepAlive(hub, 15.0, sleep=fake_sleep)
     with hub.subscribe("a") as one, hub.subscribe(None) as every:
-        await keepalive.start()
+        keepalive.start()
         try:
             for _ in range(2):
                 ticks.put_nowait(None)
@@ -414,7 +414,7 @@ async def test_a_stream_left_unread_overflows_and_still_yields_every_event_once_
 ) -> None:
     names = queue.Names(settings.namespace)
     hub = RecordingHub(settings.redis_url, names.events_channel, queue_size=1)
-    await hub.start()
+    hub.start()
     try:
         async with asyncio.timeout(WITHIN_S):
             await hub.connected.wait()

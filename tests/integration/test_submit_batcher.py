@@ -20,7 +20,7 @@ from tidings.core import queue
 from tidings.core.errors import Conflict
 from tidings.core.settings import Settings
 from tidings.core.submission import JobRequest, Submitted, Submitter
-from tidings.core.submit_batcher import SubmitBatcher
+from tidings.server.submission import SubmitBatcher
 
 QUEUE = "batched"  # no worker consumes it: jobs stay queued
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tidings.core.batching import Batcher
+from tidings.server.batching import Batcher
 
 
 class Doubler:

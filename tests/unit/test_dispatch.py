@@ -6,7 +6,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
-from tidings.server.dispatch import Dispatcher
+from tidings.server.streams.dispatch import Dispatcher
 
 
 class Recorder:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -52,3 +53,17 @@ def test_the_client_imports_nothing_else_of_tidings() -> None:
 def test_core_imports_neither_side() -> None:
     sides = ("tidings.server", "tidings.worker", "tidings.cli")
     assert offenders(("core",), lambda name: name.startswith(sides)) == {}
+
+
+def test_every_package_folder_is_listed_for_the_wheel() -> None:
+    """setuptools ships only the packages pyproject.toml lists: a new subpackage that is
+    missing there imports from a checkout and is absent from the wheel."""
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    setuptools = pyproject["tool"]["setuptools"]
+    listed = set(setuptools["packages"])
+    found = set()
+    for name, folder in setuptools["package-dir"].items():
+        for init in (REPO_ROOT / folder).rglob("__init__.py"):
+            relative = init.parent.relative_to(REPO_ROOT / folder)
+            found.add(".".join([name, *relative.parts]))
+    assert found - listed == set(), "add these to [tool.setuptools] packages"

@@ -10,7 +10,7 @@ import asyncpg
 
 from tidings.core.db import events, jobs
 from tidings.core.model import TERMINAL_KINDS, TERMINAL_STATUSES, event_json
-from tidings.server.hub import Notice, Subscription
+from tidings.server.streams.hub import Notice, Subscription
 
 
 async def replay_then_follow(

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from contextlib import suppress
 
-from tidings.server.hub import Hub
+from tidings.core.service import Service
+from tidings.server.streams.hub import Hub
 
 
 class KeepAlive:
@@ -27,18 +27,15 @@ class KeepAlive:
         self._hub = hub
         self._period_s = period_s
         self._sleep = sleep
-        self._task: asyncio.Task[None] | None = None
+        self._service = Service("tidings-keepalive", self._run)
 
-    async def start(self) -> None:
+    def start(self) -> None:
         """Start ticking in the background."""
-        self._task = asyncio.create_task(self._run(), name="tidings-keepalive")
+        self._service.start()
 
     async def stop(self) -> None:
         """Stop ticking."""
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
+        await self._service.stop()
 
     async def _run(self) -> None:
         while True:

@@ -24,9 +24,9 @@ from tidings.server.auth import ALL_EVENTS_PATH, authenticate, stream_subject
 from tidings.server.errors import response_for_error
 from tidings.server.metrics import ServerMetrics
 from tidings.server.middleware import context_headers, record_request, request_id_of
-from tidings.server.routes.events import all_events, job_events
 from tidings.server.state import ServerState
-from tidings.server.stream_response import StreamResponse
+from tidings.server.streams.endpoints import all_events, job_events
+from tidings.server.streams.response import StreamResponse
 
 JOB_EVENTS_ROUTE = "/jobs/{job_id}/events"
 STREAM_METHODS = ("GET", "HEAD")

@@ -14,6 +14,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+from tidings.core.service import Service
+
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
@@ -40,23 +42,24 @@ class Batcher(Generic[Item, Result]):
         self._pending: deque[tuple[Item, asyncio.Future[Result]]] = deque()
         self._wake = asyncio.Event()
         self._closing = False
-        self._task: asyncio.Task[None] | None = None
+        self._service = Service(name, self._run, drain=self._finish, stop_timeout_s=None)
 
     @property
     def running(self) -> bool:
         """Whether `call` is served: started and not closing."""
-        return self._task is not None and not self._task.done() and not self._closing
+        return self._service.running
 
     def start(self) -> None:
         """Start the task that runs the batches."""
-        self._task = asyncio.create_task(self._run(), name=self._name)
+        self._service.start()
 
     async def close(self) -> None:
         """Run every call made so far, then stop."""
+        await self._service.stop()
+
+    def _finish(self) -> None:
         self._closing = True
         self._wake.set()
-        if self._task is not None:
-            await self._task
 
     async def call(self, item: Item) -> Result:
         """Run `item` with whatever else arrives meanwhile; its own outcome. Needs `running`."""

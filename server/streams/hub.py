@@ -15,12 +15,12 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import Callable, Iterator
-from contextlib import suppress
 from typing import Any
 
 import structlog
 
 from tidings.core.queue import decode_events
+from tidings.core.service import Service
 from tidings.core.subscriber import follow_channels
 
 log = structlog.get_logger("tidings.hub")
@@ -157,7 +157,7 @@ class Hub:
         # ~200 bytes more than a one-item list.
         self._by_job: dict[str, list[Subscription]] = {}
         self._all: set[Subscription] = set()
-        self._task: asyncio.Task[None] | None = None
+        self._service = Service("tidings-hub", self._run)
         self._closing = False
         self.connected = asyncio.Event()
 
@@ -166,16 +166,13 @@ class Hub:
         """How many streams are subscribed now."""
         return len(self._all) + sum(len(subs) for subs in self._by_job.values())
 
-    async def start(self) -> None:
+    def start(self) -> None:
         """Connect and start relaying in the background."""
-        self._task = asyncio.create_task(self._run(), name="tidings-hub")
+        self._service.start()
 
     async def stop(self) -> None:
         """Stop relaying and close the connection."""
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
+        await self._service.stop()
 
     def subscribe(self, job_id: str | None) -> Subscription:
         """Register a stream for one job's events (or every job's, with None).

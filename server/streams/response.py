@@ -18,8 +18,8 @@ from typing import Any
 from sse_starlette import ServerSentEvent
 from starlette.types import Message, Receive, Scope, Send
 
-from tidings.server.hub import Notice, Subscription
 from tidings.server.middleware import context_headers
+from tidings.server.streams.hub import Notice, Subscription
 
 # What EventSourceResponse sends, built once for every stream rather than per response.
 HEADERS = (

@@ -13,12 +13,12 @@ from tidings.core import serialization
 from tidings.core.db import events
 from tidings.core.errors import Unprocessable
 from tidings.core.model import event_json
-from tidings.server.hub import Notice, Subscription
+from tidings.server.job_lookup import load_job
 from tidings.server.responses import JSONResponse
-from tidings.server.routes.jobs import load_job
 from tidings.server.state import ServerState
-from tidings.server.stream_response import StreamResponse
-from tidings.server.streams import follow_all, replay_then_follow
+from tidings.server.streams.follow import follow_all, replay_then_follow
+from tidings.server.streams.hub import Notice, Subscription
+from tidings.server.streams.response import StreamResponse
 
 
 def held_stream(
