@@ -19,7 +19,7 @@ from arq.connections import ArqRedis
 
 from tidings.core import queue
 from tidings.core.db import jobs
-from tidings.core.model import event_json
+from tidings.core.events import event_json
 from tidings.core.submission import JobRequest, Submitter
 
 TERMINAL_STATUSES = ["succeeded", "failed", "cancelled"]

@@ -1,10 +1,13 @@
-"""The job model: statuses, event kinds, and the public JSON shape of jobs and events."""
+"""The job model: statuses, and a job row as the API shows it (`shapes.Job`)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from tidings.core.shapes import Job, Progress
 
 
 class Status(StrEnum):
@@ -16,18 +19,6 @@ class Status(StrEnum):
     CANCELLED = "cancelled"
 
 
-class EventKind(StrEnum):
-    QUEUED = "queued"
-    STARTED = "started"
-    PROGRESS = "progress"
-    LOG = "log"
-    RETRYING = "retrying"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    REQUEUED = "requeued"
-
-
 class Row(Protocol):
     """A database row read by column name (an asyncpg Record or a plain mapping)."""
 
@@ -35,7 +26,9 @@ class Row(Protocol):
 
 
 TERMINAL_STATUSES = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
-TERMINAL_KINDS = frozenset({EventKind.SUCCEEDED, EventKind.FAILED, EventKind.CANCELLED})
+# What `POST /jobs/{id}/cancel` and `POST /jobs/{id}/retry` accept.
+CANCELLABLE_STATUSES = frozenset({Status.QUEUED, Status.RETRYING, Status.RUNNING})
+RETRYABLE_STATUSES = frozenset({Status.FAILED, Status.CANCELLED})
 
 
 def iso(value: datetime | None) -> str | None:
@@ -43,7 +36,7 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat() if value is not None else None
 
 
-def progress_json(row: Row, now: datetime | None = None) -> dict[str, Any]:
+def progress_json(row: Row, now: datetime | None = None) -> Progress:
     """The progress block of a job: current, total, fraction, message and an ETA while running."""
     current, total = row["progress_current"], row["progress_total"]
     fraction = None
@@ -63,6 +56,11 @@ def progress_json(row: Row, now: datetime | None = None) -> dict[str, Any]:
     }
 
 
+def with_eta(progress: Progress, eta_s: float | None) -> Progress:
+    """`progress` with a waiting job's ETA, when there is one."""
+    return progress if eta_s is None else {**progress, "eta_s": eta_s}
+
+
 def waiting_eta_s(run_s: float | None, ahead: int, slots: int, starts_in_s: float) -> float | None:
     """Seconds until a waiting job should finish: its wait, the queue ahead, its own run."""
     if run_s is None:
@@ -73,7 +71,7 @@ def waiting_eta_s(run_s: float | None, ahead: int, slots: int, starts_in_s: floa
 
 def job_json(
     row: Row, base_url: str = "", eta_s: float | None = None, token: str | None = None
-) -> dict[str, Any]:
+) -> Job:
     """The public JSON of a job row."""
     job_id = str(row["id"])
     return {
@@ -87,7 +85,7 @@ def job_json(
         "max_attempts": row["max_attempts"],
         "seq": row["seq"],
         "timeout_s": row["timeout_s"],
-        "progress": progress_json(row) | ({"eta_s": eta_s} if eta_s is not None else {}),
+        "progress": with_eta(progress_json(row), eta_s),
         "result": row["result"],
         "error": row["error"],
         "worker_id": row["worker_id"],
@@ -103,83 +101,3 @@ def job_json(
             "events": f"{base_url}/jobs/{job_id}/events" + (f"?token={token}" if token else ""),
         },
     }
-
-
-def make_event(
-    job_id: str,
-    task: str,
-    queue: str,
-    tenant: str,
-    seq: int,
-    kind: str,
-    status: str,
-    attempt: int,
-    current: float | None,
-    total: float | None,
-    message: str | None,
-    data: Any,
-    at: str | None,
-) -> dict[str, Any]:
-    """The public JSON of one job event, as stored, published and streamed."""
-    return {
-        "job_id": job_id,
-        "task": task,
-        "queue": queue,
-        "tenant": tenant,
-        "seq": seq,
-        "kind": kind,
-        "status": status,
-        "attempt": attempt,
-        "current": current,
-        "total": total,
-        "message": message,
-        "data": data,
-        "at": at,
-    }
-
-
-def event_json(row: Row) -> dict[str, Any]:
-    """The event of a `job_events` row joined with its job's task, queue and tenant."""
-    return make_event(
-        str(row["job_id"]),
-        row["job_task"],
-        row["job_queue"],
-        row["job_tenant"],
-        row["seq"],
-        row["kind"],
-        row["status"],
-        row["attempt"],
-        row["progress_current"],
-        row["progress_total"],
-        row["message"],
-        row["data"],
-        iso(row["at"]),
-    )
-
-
-def run_events(run: dict[str, Any]) -> list[dict[str, Any]]:
-    """Expand a run: consecutive events of one attempt written together, sent compactly.
-
-    A run carries the fields its events share once, `first_seq`, and `events` as
-    [kind, current, total, message, data] items; each becomes a `make_event` event.
-    """
-    job_id, task, queue, tenant = run["job_id"], run["task"], run["queue"], run["tenant"]
-    status, attempt, at, first = run["status"], run["attempt"], run["at"], run["first_seq"]
-    return [
-        make_event(
-            job_id,
-            task,
-            queue,
-            tenant,
-            first + offset,
-            kind,
-            status,
-            attempt,
-            current,
-            total,
-            message,
-            data,
-            at,
-        )
-        for offset, (kind, current, total, message, data) in enumerate(run["events"])
-    ]

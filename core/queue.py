@@ -18,7 +18,7 @@ from arq.utils import timestamp_ms, to_unix_ms
 from redis.asyncio.client import Pipeline
 
 from tidings.core import serialization
-from tidings.core.model import run_events
+from tidings.core.events import run_events
 from tidings.core.redis_url import arq_settings as redis_url_settings
 
 RUN_FUNCTION = "tidings.run"

@@ -24,7 +24,8 @@ from tidings.core import queue
 from tidings.core.db import events as job_events
 from tidings.core.db import jobs
 from tidings.core.errors import Conflict
-from tidings.core.model import EventKind, Status, event_json, iso, make_event
+from tidings.core.events import EventKind, event_json, make_event
+from tidings.core.model import Status, iso
 
 log = structlog.get_logger("tidings.submission")
 

@@ -25,8 +25,8 @@ log = structlog.get_logger("tidings.auth")
 
 DEFAULT_TENANT = "default"
 BACKEND_ERRORS: tuple[type[BaseException], ...] = (RedisError, *CONNECTION_ERRORS)
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/"})
-PUBLIC_PREFIXES = ("/static/", "/ui/")
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/"})
+PUBLIC_PREFIXES = ("/static/", "/ui/", "/docs/assets/")
 STREAM_PATH = re.compile(r"^/jobs/([^/]+)/events$")
 ALL_EVENTS_PATH = "/events"
 ALL_JOBS = "*"  # the subject of a token for the tenant's `/events` stream

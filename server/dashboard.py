@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -19,7 +20,13 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from tidings.core.db import jobs
-from tidings.core.model import Status
+from tidings.core.events import EventKind
+from tidings.core.model import (
+    CANCELLABLE_STATUSES,
+    RETRYABLE_STATUSES,
+    TERMINAL_STATUSES,
+    Status,
+)
 from tidings.server.auth import tenant_of
 from tidings.server.responses import JSONResponse
 from tidings.server.state import state_of
@@ -27,6 +34,16 @@ from tidings.server.state import state_of
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE / "static"
 # A loader and its compiled-template cache, read-only once built: Starlette's own pattern.
+# The lifecycle the page follows, from the model itself (the page holds no copy of it).
+MODEL_JSON = orjson.dumps(
+    {
+        "statuses": list(Status),
+        "kinds": list(EventKind),
+        "terminal": [status for status in Status if status in TERMINAL_STATUSES],
+        "cancellable": [status for status in Status if status in CANCELLABLE_STATUSES],
+        "retryable": [status for status in Status if status in RETRYABLE_STATUSES],
+    }
+).decode()
 TEMPLATES = Jinja2Templates(directory=HERE / "templates")
 # Counting stops here: the dashboard shows "10000+" rather than scan a long history.
 COUNT_CAP = 10_000
@@ -48,6 +65,7 @@ def render_page(
             "view": view,
             "root": request.scope.get("root_path", ""),
             "version": asset_version(),
+            "model": MODEL_JSON,
             **context,
         },
         status_code=status_code,

@@ -1,48 +1,67 @@
-"""The OpenAPI 3.1 document of the HTTP API, written by hand to match what the routes do.
+"""The OpenAPI 3.1 document, made from the API's shapes.
 
-The fuzzing test (schemathesis) holds the two together: every response it provokes must
-have a status and a body this document declares.
+Every request and response body is a TypedDict of `core/shapes.py`, turned into a JSON
+schema by pydantic; the request shapes are also what the server validates bodies with
+(`server/validation.py`). Declared here is only what the shapes cannot say: each path's
+operations, which shape each takes and answers, parameters and errors. The fuzzing test
+(schemathesis) holds the server to it: every response must have a status and a body the
+document declares.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from tidings.server.validation import MAX_BATCH, SUBMISSION_SCHEMA
+from pydantic import TypeAdapter
+from pydantic.json_schema import JsonSchemaMode
 
-NULLABLE_STRING = {"type": ["string", "null"]}
-NULLABLE_NUMBER = {"type": ["number", "null"]}
-TIMESTAMP = {"type": ["string", "null"], "format": "date-time"}
-STATUS = {
-    "type": "string",
-    "enum": ["queued", "running", "retrying", "succeeded", "failed", "cancelled"],
-}
-KIND = {
-    "type": "string",
-    "enum": [
-        "queued",
-        "started",
-        "progress",
-        "log",
-        "retrying",
-        "succeeded",
-        "failed",
-        "cancelled",
-        "requeued",
-    ],
-}
+from tidings import __version__
+from tidings.core import shapes
+from tidings.core.events import EventKind
+from tidings.core.model import Status
 
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
+REF = "#/components/schemas/{model}"
+REQUEST_SHAPES = (shapes.SubmitRequest, shapes.BatchRequest)
+RESPONSE_SHAPES = (
+    shapes.ErrorBody,
+    shapes.Job,
+    shapes.Event,
+    shapes.JobPage,
+    shapes.BatchCreated,
+    shapes.History,
+    shapes.Stats,
+    shapes.TaskList,
+    shapes.WorkerList,
+    shapes.QueueList,
+    shapes.Health,
+)
 
 
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
+def component_schemas() -> dict[str, Any]:
+    """Every shape's JSON schema, and the schemas they refer to, by name."""
+    schemas: dict[str, Any] = {}
+    shapes_by_mode: tuple[tuple[JsonSchemaMode, tuple[Any, ...]], ...] = (
+        ("validation", REQUEST_SHAPES),
+        ("serialization", RESPONSE_SHAPES),
+    )
+    for mode, group in shapes_by_mode:
+        for shape in group:
+            schema = TypeAdapter(shape).json_schema(mode=mode, ref_template=REF)
+            schemas.update(schema.pop("$defs", {}))
+            schemas[shape.__name__] = schema
+    return schemas
+
+
+def _ref(shape: Any) -> dict[str, str]:
+    return {"$ref": REF.format(model=shape.__name__)}
+
+
+def _json(shape: Any, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(shape)}}}
 
 
 def _error(description: str, headers: tuple[str, ...] = ()) -> dict[str, Any]:
-    response = _json(_ref("Error"), description)
+    response = _json(shapes.ErrorBody, description)
     if headers:
         response["headers"] = {name: {"schema": {"type": "string"}} for name in headers}
     return response
@@ -58,123 +77,18 @@ ERRORS: dict[str, dict[str, Any]] = {
     "429": _error("Rate or stream limit reached.", ("Retry-After",)),
     "503": _error("Postgres or Redis is unreachable, or this server is full.", ("Retry-After",)),
 }
+READ_ERRORS = ("401", "429", "503")
 
 
 def _errors(*codes: str) -> dict[str, Any]:
     return {code: ERRORS[code] for code in codes}
 
 
-JOB_ID = {
-    "name": "job_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string"},
-    "description": "The job's id (a UUID; anything else names no job).",
-}
-
-SCHEMAS: dict[str, Any] = {
-    "Error": {
-        "type": "object",
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code", "message"],
-                "properties": {
-                    "code": {"type": "string"},
-                    "message": {"type": "string"},
-                    "details": {},
-                },
-            }
-        },
-    },
-    "Progress": {
-        "type": "object",
-        "required": ["current", "total", "fraction", "message", "eta_s"],
-        "properties": {
-            "current": NULLABLE_NUMBER,
-            "total": NULLABLE_NUMBER,
-            "fraction": NULLABLE_NUMBER,
-            "message": NULLABLE_STRING,
-            "eta_s": NULLABLE_NUMBER,
-        },
-    },
-    "Job": {
-        "type": "object",
-        "required": [
-            "id",
-            "task",
-            "args",
-            "queue",
-            "priority",
-            "status",
-            "attempt",
-            "max_attempts",
-            "progress",
-            "result",
-            "error",
-            "links",
-            "created_at",
-        ],
-        "properties": {
-            "id": {"type": "string", "format": "uuid"},
-            "task": {"type": "string"},
-            "args": {"type": "object"},
-            "queue": {"type": "string"},
-            "priority": {"type": "integer"},
-            "status": STATUS,
-            "attempt": {"type": "integer"},
-            "max_attempts": {"type": "integer"},
-            "seq": {"type": "integer", "description": "The job's last event seq."},
-            "timeout_s": {"type": "number"},
-            "progress": _ref("Progress"),
-            "result": {},
-            "error": {
-                "type": ["object", "null"],
-                "properties": {
-                    "type": {"type": "string"},
-                    "message": {"type": "string"},
-                    "traceback": NULLABLE_STRING,
-                },
-            },
-            "worker_id": NULLABLE_STRING,
-            "cached_from": NULLABLE_STRING,
-            "cancel_requested_at": TIMESTAMP,
-            "created_at": TIMESTAMP,
-            "run_at": TIMESTAMP,
-            "started_at": TIMESTAMP,
-            "finished_at": TIMESTAMP,
-            "updated_at": TIMESTAMP,
-            "links": {
-                "type": "object",
-                "required": ["self", "events"],
-                "properties": {"self": {"type": "string"}, "events": {"type": "string"}},
-            },
-        },
-    },
-    "Event": {
-        "type": "object",
-        "required": ["job_id", "seq", "kind", "status", "attempt", "at"],
-        "properties": {
-            "job_id": {"type": "string", "format": "uuid"},
-            "task": {"type": "string"},
-            "queue": {"type": "string"},
-            "tenant": {"type": "string"},
-            "seq": {"type": "integer", "minimum": 1},
-            "kind": KIND,
-            "status": STATUS,
-            "attempt": {"type": "integer"},
-            "current": NULLABLE_NUMBER,
-            "total": NULLABLE_NUMBER,
-            "message": NULLABLE_STRING,
-            "data": {},
-            "at": TIMESTAMP,
-        },
-    },
-}
+def _page(media_type: str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {media_type: {"schema": {"type": "string"}}}}
 
 
-def _sse(kinds: Any) -> dict[str, Any]:
+def _sse(kinds: list[str]) -> dict[str, Any]:
     """A text/event-stream whose events carry an `Event` as JSON in `data`."""
     return {
         "text/event-stream": {
@@ -185,7 +99,7 @@ def _sse(kinds: Any) -> dict[str, Any]:
                     "data": {
                         "type": "string",
                         "contentMediaType": "application/json",
-                        "contentSchema": _ref("Event"),
+                        "contentSchema": _ref(shapes.Event),
                     },
                     "event": {"type": "string", "enum": kinds},
                     "id": {"type": "string", "pattern": "^[0-9]+$"},
@@ -195,10 +109,13 @@ def _sse(kinds: Any) -> dict[str, Any]:
     }
 
 
-JOB_SSE = _sse(KIND["enum"])
-ALL_SSE = _sse([*KIND["enum"], "resync"])
-
-
+JOB_ID = {
+    "name": "job_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "The job's id (a UUID; anything else names no job).",
+}
 JOB_LINKS = {
     name: {"operationId": operation, "parameters": {"job_id": "$response.body#/id"}}
     for name, operation in (
@@ -208,332 +125,199 @@ JOB_LINKS = {
         ("RetryJob", "retryJob"),
     )
 }
+LIST_PARAMETERS = [
+    {"name": "status", "in": "query", "schema": _ref(Status)},
+    {"name": "task", "in": "query", "schema": {"type": "string"}},
+    {"name": "queue", "in": "query", "schema": {"type": "string"}},
+    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+    {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+]
+EVENTS_PARAMETERS = [
+    JOB_ID,
+    {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+    {"name": "Last-Event-ID", "in": "header", "schema": {"type": "integer", "minimum": 0}},
+    {
+        "name": "token",
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "A stream token from the job's links.events.",
+    },
+]
+
+
+def _get(summary: str, shape: Any, description: str, *errors: str) -> dict[str, Any]:
+    """A GET answering one shape, with the errors every read can get plus `errors`."""
+    return {
+        "get": {
+            "summary": summary,
+            "responses": {"200": _json(shape, description), **_errors(*READ_ERRORS, *errors)},
+        }
+    }
+
+
+def _public(summary: str, responses: dict[str, Any]) -> dict[str, Any]:
+    """A GET that needs no key."""
+    return {"get": {"summary": summary, "security": [], "responses": responses}}
+
+
+def paths() -> dict[str, Any]:
+    """Each path's operations."""
+    job = {**_json(shapes.Job, "The job."), "links": JOB_LINKS}
+    return {
+        "/jobs": {
+            "post": {
+                "operationId": "submitJob",
+                "summary": "Submit a job",
+                "parameters": [
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref(shapes.SubmitRequest)}},
+                },
+                "responses": {
+                    "202": {**job, "headers": {"Location": {"schema": {"type": "string"}}}},
+                    "200": {
+                        **_json(shapes.Job, "The job an idempotency key already names."),
+                        "links": JOB_LINKS,
+                    },
+                    **_errors("400", "401", "409", "413", "422", "429", "503"),
+                },
+            },
+            "get": {
+                "summary": "List jobs, newest first",
+                "parameters": LIST_PARAMETERS,
+                "responses": {
+                    "200": _json(shapes.JobPage, "One page of jobs."),
+                    **_errors("401", "422", "429", "503"),
+                },
+            },
+        },
+        "/jobs/batch": {
+            "post": {
+                "summary": "Submit many jobs in one transaction",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref(shapes.BatchRequest)}},
+                },
+                "responses": {
+                    "202": _json(shapes.BatchCreated, "Every job was created."),
+                    **_errors("400", "401", "409", "413", "422", "429", "503"),
+                },
+            }
+        },
+        "/jobs/{job_id}": {
+            "get": {
+                "operationId": "getJob",
+                "summary": "Read a job",
+                "parameters": [JOB_ID],
+                "responses": {"200": job, **_errors("401", "404", "429", "503")},
+            }
+        },
+        "/jobs/{job_id}/cancel": {
+            "post": {
+                "operationId": "cancelJob",
+                "summary": "Cancel a job",
+                "parameters": [JOB_ID],
+                "responses": {
+                    "200": _json(shapes.Job, "It was waiting: it is cancelled now."),
+                    "202": _json(shapes.Job, "It is running: its worker was told."),
+                    **_errors("401", "404", "409", "429", "503"),
+                },
+            }
+        },
+        "/jobs/{job_id}/retry": {
+            "post": {
+                "operationId": "retryJob",
+                "summary": "Run a failed or cancelled job again",
+                "parameters": [JOB_ID],
+                "responses": {
+                    "202": _json(shapes.Job, "Queued as a new attempt."),
+                    **_errors("401", "404", "409", "429", "503"),
+                },
+            }
+        },
+        "/jobs/{job_id}/events": {
+            "get": {
+                "operationId": "getJobEvents",
+                "summary": "A job's events: live SSE, or the history as JSON",
+                "parameters": EVENTS_PARAMETERS,
+                "responses": {
+                    "200": {
+                        "description": "SSE (id = seq, event = kind, data = Event), or "
+                        "with Accept: application/json the history.",
+                        "content": {
+                            **_sse(list(EventKind)),
+                            "application/json": {"schema": _ref(shapes.History)},
+                        },
+                    },
+                    **_errors("401", "404", "422", "429", "503"),
+                },
+            }
+        },
+        "/events": {
+            "get": {
+                "summary": "Live events of every job of the tenant (no replay)",
+                "responses": {
+                    "200": {
+                        "description": "SSE of Event.",
+                        "content": _sse([*EventKind, "resync"]),
+                    },
+                    **_errors(*READ_ERRORS),
+                },
+            }
+        },
+        "/stats": _get("The caller's jobs per status (for the dashboard)", shapes.Stats, "Counts."),
+        "/tasks": _get("Tasks the workers registered", shapes.TaskList, "The registry."),
+        "/queues": _get("Depth, age and consumers of each queue", shapes.QueueList, "Queues."),
+        "/workers": _get("Registered workers and their heartbeats", shapes.WorkerList, "Workers."),
+        "/": _public(
+            "The live dashboard (its data comes from this API)",
+            {"200": _page("text/html", "An HTML page.")},
+        ),
+        "/docs": _public("This API's documentation", {"200": _page("text/html", "A page.")}),
+        "/healthz": _public("Liveness", {"200": _json(shapes.Health, "The process answers.")}),
+        "/readyz": _public(
+            "Readiness",
+            {
+                "200": _json(shapes.Health, "Postgres and Redis answer."),
+                "503": _json(shapes.Health, "One of them does not (named in checks)."),
+            },
+        ),
+        "/metrics": _public(
+            "Prometheus metrics",
+            {"200": _page("text/plain", "Text exposition."), **_errors("503")},
+        ),
+        "/openapi.json": _public(
+            "This document", {"200": _page("application/json", "The OpenAPI document.")}
+        ),
+    }
 
 
 def document(task_names: list[str]) -> dict[str, Any]:
     """The whole OpenAPI document; `task` is one of the tasks workers registered."""
-    job = _json(_ref("Job"), "The job.")
-    linked_job = {**job, "links": JOB_LINKS}
-    submit = {**SUBMISSION_SCHEMA, "properties": {**SUBMISSION_SCHEMA["properties"]}}
+    schemas = component_schemas()
     if task_names:
-        submit["properties"]["task"] = {"type": "string", "enum": task_names}
+        submit = schemas["SubmitRequest"]
+        submit["properties"] = {
+            **submit["properties"],
+            "task": {"type": "string", "enum": task_names},
+        }
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "tidings",
-            "version": "0.1.0",
+            "version": __version__,
             "description": "Durable jobs on ARQ with live progress over SSE.",
         },
         "components": {
-            "schemas": {**SCHEMAS, "SubmitRequest": submit},
+            "schemas": schemas,
             "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{"apiKey": []}],
-        "paths": {
-            "/jobs": {
-                "post": {
-                    "operationId": "submitJob",
-                    "summary": "Submit a job",
-                    "parameters": [
-                        {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}}
-                    ],
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": _ref("SubmitRequest")}},
-                    },
-                    "responses": {
-                        "202": {
-                            **linked_job,
-                            "headers": {"Location": {"schema": {"type": "string"}}},
-                        },
-                        "200": {
-                            **_json(_ref("Job"), "The job an idempotency key already names."),
-                            "links": JOB_LINKS,
-                        },
-                        **_errors("400", "401", "409", "413", "422", "429", "503"),
-                    },
-                },
-                "get": {
-                    "summary": "List jobs, newest first",
-                    "parameters": [
-                        {"name": "status", "in": "query", "schema": STATUS},
-                        {"name": "task", "in": "query", "schema": {"type": "string"}},
-                        {"name": "queue", "in": "query", "schema": {"type": "string"}},
-                        {
-                            "name": "limit",
-                            "in": "query",
-                            "schema": {"type": "integer", "minimum": 1, "maximum": 500},
-                        },
-                        {"name": "cursor", "in": "query", "schema": {"type": "string"}},
-                    ],
-                    "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "required": ["jobs", "next_cursor", "events"],
-                                "properties": {
-                                    "jobs": {"type": "array", "items": _ref("Job")},
-                                    "next_cursor": NULLABLE_STRING,
-                                    "events": {
-                                        "type": "string",
-                                        "description": "The tenant's /events, with a token.",
-                                    },
-                                },
-                            },
-                            "One page of jobs.",
-                        ),
-                        **_errors("401", "422", "429", "503"),
-                    },
-                },
-            },
-            "/jobs/batch": {
-                "post": {
-                    "summary": "Submit many jobs in one transaction",
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "type": "object",
-                                    "required": ["jobs"],
-                                    "additionalProperties": False,
-                                    "properties": {
-                                        "jobs": {
-                                            "type": "array",
-                                            "minItems": 1,
-                                            "maxItems": MAX_BATCH,
-                                            "items": _ref("SubmitRequest"),
-                                        }
-                                    },
-                                }
-                            }
-                        },
-                    },
-                    "responses": {
-                        "202": _json(
-                            {
-                                "type": "object",
-                                "required": ["ids", "count"],
-                                "properties": {
-                                    "ids": {"type": "array", "items": {"type": "string"}},
-                                    "count": {"type": "integer"},
-                                },
-                            },
-                            "Every job was created.",
-                        ),
-                        **_errors("400", "401", "409", "413", "422", "429", "503"),
-                    },
-                }
-            },
-            "/jobs/{job_id}": {
-                "get": {
-                    "operationId": "getJob",
-                    "summary": "Read a job",
-                    "parameters": [JOB_ID],
-                    "responses": {"200": job, **_errors("401", "404", "429", "503")},
-                }
-            },
-            "/jobs/{job_id}/cancel": {
-                "post": {
-                    "operationId": "cancelJob",
-                    "summary": "Cancel a job",
-                    "parameters": [JOB_ID],
-                    "responses": {
-                        "200": _json(_ref("Job"), "It was waiting: it is cancelled now."),
-                        "202": _json(_ref("Job"), "It is running: its worker was told."),
-                        **_errors("401", "404", "409", "429", "503"),
-                    },
-                }
-            },
-            "/jobs/{job_id}/retry": {
-                "post": {
-                    "operationId": "retryJob",
-                    "summary": "Run a failed or cancelled job again",
-                    "parameters": [JOB_ID],
-                    "responses": {
-                        "202": _json(_ref("Job"), "Queued as a new attempt."),
-                        **_errors("401", "404", "409", "429", "503"),
-                    },
-                }
-            },
-            "/jobs/{job_id}/events": {
-                "get": {
-                    "operationId": "getJobEvents",
-                    "summary": "A job's events: live SSE, or the history as JSON",
-                    "parameters": [
-                        JOB_ID,
-                        {
-                            "name": "after",
-                            "in": "query",
-                            "schema": {"type": "integer", "minimum": 0},
-                        },
-                        {
-                            "name": "Last-Event-ID",
-                            "in": "header",
-                            "schema": {"type": "integer", "minimum": 0},
-                        },
-                        {
-                            "name": "token",
-                            "in": "query",
-                            "schema": {"type": "string"},
-                            "description": "A stream token from the job's links.events.",
-                        },
-                    ],
-                    "responses": {
-                        "200": {
-                            "description": "SSE (id = seq, event = kind, data = Event), or "
-                            "with Accept: application/json the history.",
-                            "content": {
-                                **JOB_SSE,
-                                "application/json": {
-                                    "schema": {
-                                        "type": "object",
-                                        "required": ["events"],
-                                        "properties": {
-                                            "events": {"type": "array", "items": _ref("Event")}
-                                        },
-                                    }
-                                },
-                            },
-                        },
-                        **_errors("401", "404", "422", "429", "503"),
-                    },
-                }
-            },
-            "/events": {
-                "get": {
-                    "summary": "Live events of every job of the tenant (no replay)",
-                    "responses": {
-                        "200": {"description": "SSE of Event.", "content": ALL_SSE},
-                        **_errors("401", "429", "503"),
-                    },
-                }
-            },
-            "/stats": {
-                "get": {
-                    "summary": "The caller's jobs per status (for the dashboard)",
-                    "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "required": ["counts", "cap"],
-                                "properties": {
-                                    "counts": {
-                                        "type": "object",
-                                        "properties": {
-                                            status: {"type": "integer", "minimum": 0}
-                                            for status in STATUS["enum"]
-                                        },
-                                    },
-                                    "cap": {
-                                        "type": "integer",
-                                        "description": "Counting stops here: a count equal "
-                                        "to it means at least that many.",
-                                    },
-                                },
-                            },
-                            "Counts per status.",
-                        ),
-                        **_errors("401", "429", "503"),
-                    },
-                }
-            },
-            "/": {
-                "get": {
-                    "summary": "The live dashboard (its data comes from this API)",
-                    "security": [],
-                    "responses": {
-                        "200": {
-                            "description": "An HTML page.",
-                            "content": {"text/html": {"schema": {"type": "string"}}},
-                        }
-                    },
-                }
-            },
-            "/tasks": {
-                "get": {
-                    "summary": "Tasks the workers registered",
-                    "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "required": ["tasks"],
-                                "properties": {"tasks": {"type": "array"}},
-                            },
-                            "The registry.",
-                        ),
-                        **_errors("401", "429", "503"),
-                    },
-                }
-            },
-            "/queues": {
-                "get": {
-                    "summary": "Depth, age and consumers of each queue",
-                    "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "required": ["queues"],
-                                "properties": {"queues": {"type": "array"}},
-                            },
-                            "The queues.",
-                        ),
-                        **_errors("401", "429", "503"),
-                    },
-                }
-            },
-            "/workers": {
-                "get": {
-                    "summary": "Registered workers and their heartbeats",
-                    "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "required": ["workers"],
-                                "properties": {"workers": {"type": "array"}},
-                            },
-                            "The workers.",
-                        ),
-                        **_errors("401", "429", "503"),
-                    },
-                }
-            },
-            "/healthz": {
-                "get": {
-                    "summary": "Liveness",
-                    "security": [],
-                    "responses": {"200": _json({"type": "object"}, "The process answers.")},
-                }
-            },
-            "/readyz": {
-                "get": {
-                    "summary": "Readiness",
-                    "security": [],
-                    "responses": {
-                        "200": _json({"type": "object"}, "Postgres and Redis answer."),
-                        "503": _json({"type": "object"}, "One of them does not (named in checks)."),
-                    },
-                }
-            },
-            "/metrics": {
-                "get": {
-                    "summary": "Prometheus metrics",
-                    "security": [],
-                    "responses": {
-                        "200": {
-                            "description": "Text exposition.",
-                            "content": {"text/plain": {"schema": {"type": "string"}}},
-                        },
-                        **_errors("503"),
-                    },
-                }
-            },
-            "/openapi.json": {
-                "get": {
-                    "summary": "This document",
-                    "security": [],
-                    "responses": {"200": _json({"type": "object"}, "The OpenAPI document.")},
-                }
-            },
-        },
+        "paths": paths(),
     }

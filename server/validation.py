@@ -9,40 +9,21 @@ from typing import Any
 
 import asyncpg
 import fastjsonschema
+from pydantic import TypeAdapter
 
 from tidings.core.db import tasks
 from tidings.core.errors import Unprocessable
+from tidings.core.shapes import BatchRequest, SubmitRequest
 
 Validator = Callable[[Any], Any]
 
-SUBMISSION_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["task"],
-    "additionalProperties": False,
-    "properties": {
-        "task": {"type": "string", "minLength": 1, "maxLength": 200},
-        "args": {"type": "object"},
-        "queue": {"type": "string", "minLength": 1, "maxLength": 200},
-        "priority": {"type": "integer", "minimum": -10, "maximum": 10},
-        "delay_s": {"type": "number", "minimum": 0, "maximum": 31_536_000},
-        "run_at": {"type": "string", "minLength": 1, "maxLength": 64},
-        "max_attempts": {"type": "integer", "minimum": 1, "maximum": 100},
-        "timeout_s": {"type": "number", "exclusiveMinimum": 0, "maximum": 604_800},
-        "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 200},
-        "cache": {"type": "boolean"},
-    },
-}
-
-MAX_BATCH = 10_000
-
-BATCH_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["jobs"],
-    "additionalProperties": False,
-    "properties": {
-        "jobs": {"type": "array", "minItems": 1, "maxItems": MAX_BATCH, "items": {"type": "object"}}
-    },
-}
+# The envelope of a submission, from its shape; args are checked against the task's own
+# schema afterwards. A batch's items are each checked as a submission of their own, so
+# that the answer can name every invalid one: the batch envelope takes any objects.
+SUBMISSION_SCHEMA: dict[str, Any] = TypeAdapter(SubmitRequest).json_schema()
+BATCH_SCHEMA: dict[str, Any] = TypeAdapter(BatchRequest).json_schema()
+BATCH_SCHEMA.pop("$defs")
+BATCH_SCHEMA["properties"]["jobs"]["items"] = {"type": "object"}
 
 
 def check(validator: Validator, value: Any, *, root: str, message: str) -> None:

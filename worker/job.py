@@ -10,7 +10,7 @@ from typing import Any
 import structlog
 
 from tidings.core import serialization
-from tidings.core.model import EventKind
+from tidings.core.events import EventKind
 from tidings.worker.reporter import Reporter
 
 # Plain strings, not enum members: the garbage collector can ignore a tuple of these.
@@ -63,7 +63,7 @@ class Job:
         """
         if message is not None or data:
             _check_storable(message, data)
-        item = (
+        item = (  # a `core.events.Note`: kind, current, total, message, data
             PROGRESS,
             float(current),
             None if total is None else float(total),

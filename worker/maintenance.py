@@ -20,7 +20,7 @@ from arq.constants import job_key_prefix
 from tidings.core import queue
 from tidings.core.db import jobs, locks, workers
 from tidings.core.db.pool import CONNECTION_ERRORS
-from tidings.core.model import event_json
+from tidings.core.events import event_json
 
 log = structlog.get_logger("tidings.maintenance")
 

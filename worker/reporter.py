@@ -30,7 +30,8 @@ from redis.exceptions import RedisError
 from tidings.core import queue, serialization
 from tidings.core.db import jobs
 from tidings.core.db.pool import CONNECTION_ERRORS
-from tidings.core.model import EventKind, event_json, iso
+from tidings.core.events import EventKind, Note, event_json
+from tidings.core.model import iso
 from tidings.core.service import Service
 
 log = structlog.get_logger("tidings.reporter")
@@ -52,10 +53,8 @@ class Write:
     done: asyncio.Future[asyncpg.Record | None]
 
 
-# What a note says: kind, current, total, message, data. A plain tuple of plain values: a
-# task may make a hundred thousand of them, the garbage collector need not track them,
-# and they go to Postgres and Redis as one JSON array as they are.
-NoteItem = tuple[str, float | None, float | None, str | None, dict[str, Any] | None]
+# What a note says: `core.events.Note`, a plain tuple (see there for why).
+NoteItem = Note
 
 
 @dataclass(slots=True)

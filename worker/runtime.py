@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 
 from tidings.core import queue, serialization
 from tidings.core.db import jobs
-from tidings.core.model import EventKind, event_json
+from tidings.core.events import EventKind, event_json
 from tidings.worker.job import Job
 from tidings.worker.registry import TaskRegistry, TaskSpec
 from tidings.worker.reporter import Reporter

@@ -3,7 +3,7 @@
 Each sample submits a job that holds until cancelled, follows its stream until the job
 reports, then POSTs the cancel and times until the stream delivers `cancelled`: the
 server's request, the cancel channel to the worker, the task's cancellation, the write
-of the event and its way back. DESIGN.md promises a running job is cancelled within 1 s.
+of the event and its way back. A running job is to be cancelled within 1 s.
 """
 
 from __future__ import annotations

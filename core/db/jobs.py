@@ -18,7 +18,8 @@ import asyncpg
 
 from tidings.core.db.pool import Connection, Db
 from tidings.core.db.workers import LIVE_WORKER, UP_FOR_SILENCE
-from tidings.core.model import EventKind, Status
+from tidings.core.events import EventKind, note_field
+from tidings.core.model import Status
 
 
 @dataclass(frozen=True)
@@ -167,13 +168,19 @@ _RUNNING_ATTEMPT = "WHERE id = $1 AND attempt = $2 AND status = 'running'"
 # How long the attempt that just ended ran, for the run-time histogram.
 _RUN_S = "extract(epoch FROM now() - started_at)::float8"
 
+
+def _note(field: str, *, as_text: bool = True) -> str:
+    """SQL reading field `field` of a note `e.item` (a JSON array: see `core.events`)."""
+    return f"e.item {'->>' if as_text else '->'} {note_field(field)}"
+
+
 # Many progress/log events of one running attempt at once: the job row is updated once
 # (seq moves by the number of events; progress takes the last progress event's values)
 # and the events get seq base+1 … base+n in order. The events come as one JSON array of
-# [kind, current, total, message, data] items. One statement, however many events;
+# notes (`core.events.NOTE_FIELDS`). One statement, however many events;
 # it returns one row (no row: the attempt is no longer running), from which the writer
 # rebuilds the events it just wrote (they share one `at`) instead of reading them back.
-_APPEND_EVENTS = """
+_APPEND_EVENTS = f"""
 WITH job AS (
     UPDATE jobs SET seq = seq + $3, updated_at = now(),
            progress_current = CASE WHEN $4 THEN $5 ELSE progress_current END,
@@ -185,9 +192,9 @@ WITH job AS (
 event AS (
     INSERT INTO job_events
         (job_id, seq, kind, status, attempt, progress_current, progress_total, message, data, at)
-    SELECT job.id, job.base + e.n, e.item ->> 0, job.status, job.attempt,
-           (e.item ->> 1)::float8, (e.item ->> 2)::float8, e.item ->> 3,
-           NULLIF(e.item -> 4, 'null'::jsonb), job.at
+    SELECT job.id, job.base + e.n, {_note("kind")}, job.status, job.attempt,
+           ({_note("current")})::float8, ({_note("total")})::float8, {_note("message")},
+           NULLIF({_note("data", as_text=False)}, 'null'::jsonb), job.at
       FROM job, jsonb_array_elements($8::jsonb) WITH ORDINALITY AS e (item, n)
 )
 SELECT * FROM job

@@ -18,7 +18,9 @@ from starlette.routing import Route
 from tidings.core import queue
 from tidings.core.db import jobs, workers
 from tidings.core.errors import Conflict, NotFound, TidingsError, Unprocessable
-from tidings.core.model import Status, event_json, job_json, waiting_eta_s
+from tidings.core.events import event_json
+from tidings.core.model import Status, job_json, waiting_eta_s
+from tidings.core.shapes import Job
 from tidings.core.submission import JobRequest
 from tidings.server.auth import ALL_JOBS, tenant_of
 from tidings.server.body import read_json_object
@@ -38,7 +40,7 @@ def base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
-def render(request: Request, row: asyncpg.Record, eta_s: float | None = None) -> dict[str, Any]:
+def render(request: Request, row: asyncpg.Record, eta_s: float | None = None) -> Job:
     """A job's JSON, with a stream token in `links.events` for browsers."""
     token = state_of(request).tokens.issue(str(row["id"]), row["tenant"])
     return job_json(row, base_url(request), eta_s, token)

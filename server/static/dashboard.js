@@ -5,14 +5,13 @@
 
 const KEY_STORAGE = "tidings.apiKey";
 const ROOT = document.body.dataset.root || "";
-const KINDS = [
-  "queued", "started", "progress", "log", "retrying",
-  "succeeded", "failed", "cancelled", "requeued",
-];
-const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
-const CANCELLABLE = new Set(["queued", "retrying", "running"]);
-const RETRYABLE = new Set(["failed", "cancelled"]);
-const STATUSES = ["queued", "running", "retrying", "succeeded", "failed", "cancelled"];
+// Statuses, event kinds and which statuses allow what: sent by the server with the page.
+const MODEL = JSON.parse(document.body.dataset.model);
+const KINDS = MODEL.kinds;
+const TERMINAL = new Set(MODEL.terminal);
+const CANCELLABLE = new Set(MODEL.cancellable);
+const RETRYABLE = new Set(MODEL.retryable);
+const STATUSES = MODEL.statuses;
 const PAGE_SIZE = 50;
 // Live inserts grow the first page; past this many rows the list is read afresh.
 const MAX_LIVE_ROWS = 500;

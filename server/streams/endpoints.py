@@ -12,7 +12,7 @@ from starlette.responses import Response
 from tidings.core import serialization
 from tidings.core.db import events
 from tidings.core.errors import Unprocessable
-from tidings.core.model import event_json
+from tidings.core.events import event_json
 from tidings.server.job_lookup import load_job
 from tidings.server.responses import JSONResponse
 from tidings.server.state import ServerState

@@ -9,7 +9,8 @@ from typing import Any
 import asyncpg
 
 from tidings.core.db import events, jobs
-from tidings.core.model import TERMINAL_KINDS, TERMINAL_STATUSES, event_json
+from tidings.core.events import TERMINAL_KINDS, event_json
+from tidings.core.model import TERMINAL_STATUSES
 from tidings.server.streams.hub import Notice, Subscription
 
 

@@ -469,3 +469,15 @@ async def test_pages_are_scaffolding_with_no_inline_script_or_style(server: Serv
         "cancelled",
     }
     assert stats["cap"] == 10_000
+
+
+async def test_the_docs_page_renders_every_operation_of_the_document_under_the_csp(
+    server: ServerProcess, tab: Tab
+) -> None:
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        document = (await client.get("/openapi.json")).json()
+    operations = sum(len(methods) for methods in document["paths"].values())
+    await tab.page.goto(f"{server.url}/docs")
+    await expect(tab.page.locator(".opblock")).to_have_count(operations)
+    # Every asset came from this server: no CDN.
+    assert all(url.startswith(server.url) or url.startswith("data:") for url in tab.requests)

@@ -30,7 +30,7 @@ from tests.support.api import stream_kinds, submit
 from tests.support.servers import ServerHandle, WorkerHandle, start_server
 from tests.support.sse import job_events
 from tidings.core import keys
-from tidings.core.model import TERMINAL_KINDS
+from tidings.core.events import TERMINAL_KINDS
 from tidings.core.settings import Settings, SettingsError
 from tidings.server.tokens import StreamTokens
 from tidings.worker import Job, task

@@ -23,7 +23,8 @@ from httpx_sse import aconnect_sse
 from tests.support.servers import ServerHandle, WorkerHandle, start_server
 from tests.support.sse import job_events
 from tidings.core import queue
-from tidings.core.model import TERMINAL_STATUSES, event_json
+from tidings.core.events import event_json
+from tidings.core.model import TERMINAL_STATUSES
 from tidings.core.settings import Settings
 from tidings.server.streams.follow import replay_then_follow
 from tidings.server.streams.hub import Hub, Notice, Subscription

@@ -18,7 +18,7 @@ from redis.asyncio.client import PubSub
 
 from tidings.core import queue
 from tidings.core.db import events, jobs
-from tidings.core.model import event_json
+from tidings.core.events import event_json
 from tidings.core.settings import Settings
 from tidings.core.submission import JobRequest, Submitter
 from tidings.worker.reporter import NoteItem, Reporter
