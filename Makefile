@@ -68,11 +68,10 @@ MUTATE_SESSION := .mutate/session.sqlite
 mutate: install ## Mutation testing of streams, submission and the job statements (not in CI)
 	rm -rf .mutate && mkdir -p .mutate
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/cosmic-ray init tests/mutation/cosmic-ray.toml $(MUTATE_SESSION)
+	$(BIN)/cr-filter-operators $(MUTATE_SESSION) tests/mutation/cosmic-ray.toml
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/cosmic-ray baseline tests/mutation/cosmic-ray.toml
 	PATH=$(abspath $(BIN)):$$PATH $(BIN)/cosmic-ray exec tests/mutation/cosmic-ray.toml $(MUTATE_SESSION)
-	$(BIN)/cr-report --show-pending $(MUTATE_SESSION) | tail -n 4
-	$(BIN)/cr-report $(MUTATE_SESSION) | grep -B1 -A12 'test outcome: TestOutcome.SURVIVED' > .mutate/survivors.txt || true
-	@echo "survivors: .mutate/survivors.txt"
+	$(PY) tests/mutation/survivors.py $(MUTATE_SESSION) | tee .mutate/survivors.txt
 
 clean: ## Remove the venv, embedded data and caches
 	rm -rf $(VENV) .data .typecheck .mutate .pytest_cache .mypy_cache .ruff_cache

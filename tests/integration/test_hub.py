@@ -23,6 +23,7 @@ from httpx_sse import aconnect_sse
 from tests.support.servers import ServerHandle, WorkerHandle, start_server
 from tests.support.sse import job_events
 from tidings.core import queue
+from tidings.core.db import events
 from tidings.core.events import event_json
 from tidings.core.model import TERMINAL_STATUSES
 from tidings.core.settings import Settings
@@ -331,6 +332,31 @@ async def test_a_hole_in_the_live_events_is_filled_from_postgres_and_late_ones_s
         with pytest.raises(StopAsyncIteration):
             await anext(stream)
     assert hub.subscriptions == 0
+
+
+async def test_in_order_live_events_reach_the_stream_without_reading_postgres_again(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Postgres is read for the replay and for holes only, never per live event (a spy
+    counts the history reads; the reads themselves are real)."""
+    reads: list[int] = []
+    real = events.events_after
+
+    async def counted(db: Any, *, job_id: uuid.UUID, after: int) -> Any:
+        reads.append(after)
+        return await real(db, job_id=job_id, after=after)
+
+    monkeypatch.setattr(events, "events_after", counted)
+    hub = Hub(UNUSED_REDIS, "unused", queue_size=8)
+    job_id = await parked_job(pool)
+    async with aclosing(followed(pool, hub, job_id)) as stream:
+        assert await anext(stream) == (1, "queued")
+        for kind in ("started", "progress", "progress", "succeeded"):
+            event = await commit(pool, job_id, kind)
+            hub.dispatch(event)
+            hub.dispatch(event)  # published twice: the copy is skipped, not looked up
+            assert await anext(stream) == (event["seq"], kind)
+    assert reads == [0]  # the replay, and nothing since
 
 
 async def test_replay_then_follow_passes_keep_alives_on_and_ends_when_the_hub_closes(

@@ -17,7 +17,9 @@ import pytest
 from arq.connections import ArqRedis
 
 from tidings.core import queue
+from tidings.core.db import events as job_rows
 from tidings.core.errors import Conflict
+from tidings.core.events import event_json
 from tidings.core.settings import Settings
 from tidings.core.submission import JobRequest, Submitted, Submitter
 from tidings.server.submission import SubmitBatcher
@@ -181,3 +183,31 @@ async def test_close_writes_what_was_submitted(
     late = await batcher.submit(request(args={"late": True}))
     assert late is not None and late.created
     assert sum(batches.sizes) == 5
+
+
+async def test_the_queued_events_published_at_submit_are_those_the_history_replays(
+    settings: Settings, pool: asyncpg.Pool, redis: ArqRedis
+) -> None:
+    """What a live subscriber is told equals what a late one reads: gap-filling would
+    otherwise hide a wrong seq on the live path."""
+    names = queue.Names(settings.namespace)
+    submitter = Submitter(pool, redis, names)
+    async with redis.pubsub() as pubsub:
+        await pubsub.subscribe(names.events_channel)
+        alone = await submitter.submit(request())
+        grouped = await submitter.submit_many([request(), request()])
+        assert alone is not None
+        rows = [alone.row, *grouped]
+        published: list[dict[str, object]] = []
+        async with asyncio.timeout(10):
+            while len(published) < len(rows):
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                if message is not None:
+                    published += queue.decode_events(message["data"])
+    replayed = [
+        event_json(event)
+        for row in rows
+        for event in await job_rows.events_after(pool, job_id=row["id"], after=0)
+    ]
+    assert published == replayed
+    assert [event["seq"] for event in published] == [1, 1, 1]
