@@ -84,6 +84,9 @@ async def run_worker(
             settings.database_url,
             max_size=max(4, settings.concurrency // 4),
             connect_timeout_s=settings.db_timeout_s,
+            # Within the reap delay, a frozen worker's open transaction is ended, so its
+            # locks cannot stop the reaper that takes its jobs back.
+            idle_in_transaction_s=settings.reap_after_s / 2,
         )
         stack.push_async_callback(pool.close)
         redis = await queue.connect(settings.redis_url)

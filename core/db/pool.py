@@ -20,6 +20,9 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     # The server is shutting down or restarting (admin shutdown, crash recovery).
     asyncpg.exceptions.OperatorInterventionError,
+    # The server ended a session whose transaction sat idle too long (see `create_pool`):
+    # what the transaction did was rolled back, and it can be tried again.
+    asyncpg.exceptions.IdleInTransactionSessionTimeoutError,
 )
 
 Pool = asyncpg.Pool
@@ -66,19 +69,34 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(
-    dsn: str, *, min_size: int = 1, max_size: int = 10, connect_timeout_s: float = 5.0
+    dsn: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    connect_timeout_s: float = 5.0,
+    idle_in_transaction_s: float | None = None,
 ) -> Pool:
     """Open a pool whose json/jsonb columns read and write Python values.
 
     New connections give up after `connect_timeout_s`, so a request made while Postgres
-    is unreachable fails fast (503) instead of hanging.
+    is unreachable fails fast (503) instead of hanging. With `idle_in_transaction_s`,
+    Postgres ends a session that leaves a transaction open and silent for that long: a
+    process frozen mid-transaction (SIGSTOP, a suspended VM) cannot hold its row and
+    advisory locks, say the reaper's, for as long as it stays frozen.
     """
+
+    async def init(conn: asyncpg.Connection) -> None:
+        await _init_connection(conn)
+        if idle_in_transaction_s is not None:
+            timeout_ms = max(1, round(idle_in_transaction_s * 1000))
+            await conn.execute(f"SET idle_in_transaction_session_timeout = {timeout_ms}")
+
     try:
         pool = await asyncpg.create_pool(
             dsn,
             min_size=min_size,
             max_size=max_size,
-            init=_init_connection,
+            init=init,
             reset=_keep_session,
             timeout=connect_timeout_s,
             command_timeout=30,
