@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -135,6 +136,15 @@ class Settings:
     def embedded(self) -> bool:
         """True when no server URL is given and the embedded Postgres/Redis are used."""
         return not (self.database_url and self.redis_url)
+
+
+def settings_or_exit(environ: Mapping[str, str] | None = None) -> Settings:
+    """A process's settings; a value it cannot run with is one line on stderr, exit 2."""
+    try:
+        return Settings.from_env(environ)
+    except SettingsError as exc:
+        print(f"tidings: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _convert(name: str, raw: str, default: object) -> object:

@@ -22,7 +22,9 @@ Timestamp = Annotated[
     str | None, WithJsonSchema({"type": ["string", "null"], "format": "date-time"})
 ]
 Uuid = Annotated[str, WithJsonSchema({"type": "string", "format": "uuid"})]
-Name = Annotated[str, Field(min_length=1, max_length=200)]
+# Task and queue names and idempotency keys (body field or header) are at most this long.
+MAX_NAME = 200
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
 
 
 # --- requests -------------------------------------------------------------------------------

@@ -136,10 +136,10 @@ class Submitter:
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 rows = await jobs.insert_all(conn, [r.new_job(uuid.uuid4()) for r in requests])
-        except asyncpg.UniqueViolationError as exc:
+        except asyncpg.UniqueViolationError:
             raise Conflict(
                 "an idempotency key in the batch is already used; nothing was submitted",
-                {"reason": exc.detail},
+                {"reason": "the key names another job of this tenant"},
                 code="idempotency_conflict",
             ) from None
         await self.enqueue_committed(rows)

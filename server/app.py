@@ -19,7 +19,7 @@ from tidings.core.db.migrate import migrate_url
 from tidings.core.db.pool import create_pool
 from tidings.core.embedded import start_embedded
 from tidings.core.logging import configure_logging
-from tidings.core.settings import Settings
+from tidings.core.settings import Settings, settings_or_exit
 from tidings.core.submission import Submitter
 from tidings.server import dashboard
 from tidings.server.alerts import AlertPolicy, FailureAlerts
@@ -207,7 +207,7 @@ class GracefulServer(uvicorn.Server):
 
 def main(environ: dict[str, str] | None = None) -> None:
     """Entry point of `python -m server`: serve until interrupted."""
-    settings = Settings.from_env(environ)
+    settings = settings_or_exit(environ)
     configure_logging(settings)
     settings, embedded = start_embedded(settings)
     try:

@@ -44,6 +44,7 @@ class TooManyRequests(TidingsError):
 
 class TooManyStreams(TidingsError):
     status, code = 429, "too_many_streams"
+    retry_after_s = 5  # a stream slot frees when one of the tenant's streams ends
 
 
 class ServerBusy(TidingsError):

@@ -172,7 +172,7 @@ def paths() -> dict[str, Any]:
                     {
                         "name": "Idempotency-Key",
                         "in": "header",
-                        "schema": {"type": "string"},
+                        "schema": {"type": "string", "minLength": 1, "maxLength": shapes.MAX_NAME},
                     }
                 ],
                 "requestBody": {

@@ -29,6 +29,7 @@ from tidings.core import serialization
 from tidings.core.db import jobs
 from tidings.core.db.pool import CONNECTION_ERRORS
 from tidings.core.errors import PayloadTooLarge, Unprocessable
+from tidings.core.shapes import MAX_NAME
 from tidings.core.submission import JobRequest, Submitted, Submitter
 from tidings.server.batching import Batcher
 from tidings.server.validation import ArgsValidators, check, validate_submission
@@ -98,6 +99,15 @@ async def job_request(
 ) -> JobRequest:
     """Validate one submission against the envelope and its task's registered schema."""
     check(validate_submission, body, root="body", message="the submission is invalid")
+    if header_key is not None and not 0 < len(header_key) <= MAX_NAME:
+        raise Unprocessable(
+            "the submission is invalid",
+            {
+                "field": "header.Idempotency-Key",
+                "reason": f"must be 1 to {MAX_NAME} characters, got {len(header_key)}",
+            },
+            code="invalid_request",
+        )
     tasks = {} if tasks is None else tasks
     name = body["task"]
     if name not in tasks:

@@ -21,7 +21,7 @@ from tidings.core.db.pool import CONNECTION_ERRORS, create_pool
 from tidings.core.embedded import start_embedded
 from tidings.core.logging import configure_logging
 from tidings.core.redis_url import arq_settings
-from tidings.core.settings import Settings
+from tidings.core.settings import Settings, settings_or_exit
 from tidings.core.submission import Submitter
 from tidings.worker.consumers import Consumers
 from tidings.worker.heartbeat import Heartbeat
@@ -192,7 +192,7 @@ async def hand_back_unfinished(runtime: Runtime) -> None:
 
 def main(environ: dict[str, str] | None = None) -> None:
     """Entry point of `python -m worker`: run until SIGINT or SIGTERM."""
-    settings = Settings.from_env(environ)
+    settings = settings_or_exit(environ)
     configure_logging(settings)
 
     async def run() -> None:

@@ -7,6 +7,12 @@ from collections.abc import Callable
 from typing import Any, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, create_model
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+from pydantic_core import core_schema
+
+# The integers JSON carries through tidings: orjson encodes no wider one, so a task's
+# progress or result holding a larger one could not be stored. Refused at submit instead.
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 
 
 class TaskSignatureError(TypeError):
@@ -44,9 +50,19 @@ def args_model(fn: Callable[..., Any]) -> type[BaseModel]:
     return model
 
 
+class BoundedIntegers(GenerateJsonSchema):
+    """pydantic's JSON schema, with every integer bounded to what tidings can carry."""
+
+    def int_schema(self, schema: core_schema.IntSchema) -> JsonSchemaValue:
+        json_schema = super().int_schema(schema)
+        json_schema.setdefault("minimum", INT_MIN)
+        json_schema.setdefault("maximum", INT_MAX)
+        return json_schema
+
+
 def args_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The JSON schema the server validates submissions against."""
-    schema = model.model_json_schema()
+    schema = model.model_json_schema(schema_generator=BoundedIntegers)
     schema.setdefault("properties", {})
     schema["additionalProperties"] = False
     schema["type"] = "object"

@@ -323,7 +323,8 @@ SELECT
               WHERE task = $1 AND status = 'succeeded' AND cached_from IS NULL
               ORDER BY finished_at DESC LIMIT 20) AS recent) AS run_s,
     (SELECT count(*) FROM jobs w
-      WHERE w.queue = $2 AND w.status IN ('queued', 'retrying') AND w.run_at <= now()
+      WHERE w.queue = $2 AND w.tenant = $7
+        AND w.status IN ('queued', 'retrying') AND w.run_at <= now()
         AND (w.priority > $3 OR (w.priority = $3 AND (w.run_at, w.created_at) < ($4, $5))))
         AS ahead,
     (SELECT coalesce(sum(concurrency), 0) FROM workers
@@ -543,9 +544,13 @@ async def eta_inputs(
     run_at: datetime,
     created_at: datetime,
     live_within_s: float,
+    tenant: str,
 ) -> asyncpg.Record:
-    """What a waiting job's ETA is estimated from: `run_s`, `ahead`, `slots`."""
-    row = await db.fetchrow(_ETA_INPUTS, task, queue, priority, run_at, created_at, live_within_s)
+    """What a waiting job's ETA is estimated from: `run_s`, `ahead` (the tenant's own jobs
+    due before it: another tenant's backlog is not the caller's to see), `slots`."""
+    row = await db.fetchrow(
+        _ETA_INPUTS, task, queue, priority, run_at, created_at, live_within_s, tenant
+    )
     assert row is not None  # an aggregate always has its one row
     return row
 

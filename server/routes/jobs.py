@@ -119,6 +119,7 @@ async def get_job(request: Request) -> Response:
             run_at=row["run_at"],
             created_at=row["created_at"],
             live_within_s=workers.live_within_s(state.settings.heartbeat_s),
+            tenant=row["tenant"],
         )
         starts_in_s = (row["run_at"] - datetime.now(UTC)).total_seconds()
         # run_s is an SQL numeric (a Decimal), which the JSON response cannot encode.

@@ -675,6 +675,7 @@ async def test_stream_slots_per_tenant_and_per_server(
             # A second stream of the same tenant, even of another kind, is refused ...
             second = await client.get(events_path(erins), headers=bearer(erin) | sse)
             assert_error(second, 429, "too_many_streams")
+            assert int(second.headers["retry-after"]) > 0
             assert_error(await client.get("/events", headers=bearer(erin)), 429, "too_many_streams")
             # ... while the JSON history holds no slot, and another tenant streams freely.
             history = await client.get(

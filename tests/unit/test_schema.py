@@ -13,8 +13,11 @@ from pydantic import BaseModel, ValidationError
 from tidings.worker import Job, task
 from tidings.worker.registry import DEFAULT_MAX_ATTEMPTS, DEFAULT_TIMEOUT_S, TaskRegistry, TaskSpec
 from tidings.worker.runtime import task_kwargs
-from tidings.worker.schema import TaskSignatureError
+from tidings.worker.schema import INT_MAX, INT_MIN, TaskSignatureError
 from tidings.worker.tasks import examples
+
+# Every integer argument is bounded to what JSON carries through tidings (64 bits).
+INT_BOUNDS = {"minimum": INT_MIN, "maximum": INT_MAX}
 
 
 class Point(BaseModel):
@@ -81,7 +84,7 @@ def test_schema_is_a_closed_object() -> None:
 
 def test_scalar_types_and_defaults() -> None:
     props = properties(spec_of(typed).schema)
-    assert props["count"] == {"type": "integer"}
+    assert props["count"] == {"type": "integer", **INT_BOUNDS}
     assert props["ratio"] == {"type": "number", "default": 0.5}
     assert props["label"] == {"type": "string", "default": "x"}
 
@@ -94,7 +97,10 @@ def test_container_and_optional_types() -> None:
     }
     assert props["meta"]["anyOf"][0]["type"] == "object"
     assert props["meta"]["anyOf"][1] == {"type": "null"}
-    assert props["limit"] == {"anyOf": [{"type": "integer"}, {"type": "null"}], "default": None}
+    assert props["limit"] == {
+        "anyOf": [{"type": "integer", **INT_BOUNDS}, {"type": "null"}],
+        "default": None,
+    }
 
 
 def test_literal_is_an_enum() -> None:
@@ -280,7 +286,7 @@ def test_examples_registry() -> None:
 def test_example_sleep_steps_schema() -> None:
     spec = spec_of(examples.sleep_steps)
     assert properties(spec.schema) == {
-        "steps": {"type": "integer", "default": 10},
+        "steps": {"type": "integer", "default": 10, **INT_BOUNDS},
         "delay_s": {"type": "number", "default": 0.5},
     }
     assert "required" not in spec.schema
@@ -293,7 +299,9 @@ def test_example_fail_and_flaky_schemas() -> None:
         "message": {"type": "string", "default": "failed on purpose"}
     }
     flaky = spec_of(examples.flaky)
-    assert properties(flaky.schema) == {"fail_times": {"type": "integer", "default": 1}}
+    assert properties(flaky.schema) == {
+        "fail_times": {"type": "integer", "default": 1, **INT_BOUNDS}
+    }
     assert flaky.max_attempts == 5
 
 

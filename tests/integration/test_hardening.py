@@ -1,0 +1,141 @@
+"""Findings of the hostile-input review, each reproduced: what used to break, and now holds.
+
+Each test sends what the review sent. Before the fix, the first answered 500 with a
+Postgres error, the second put SQL in a 409 body, the third accepted an integer no task
+could ever report back, the fourth printed a traceback instead of one line, and the last
+counted other tenants' jobs into a job's ETA.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.support.paths import REPO_ROOT
+from tests.support.servers import ServerHandle, WorkerHandle, settings_env
+from tidings.core import queue
+from tidings.core.db import jobs
+from tidings.core.settings import Settings
+from tidings.core.submission import JobRequest, Submitter
+
+PARKED = "parked"  # no worker consumes it
+
+
+@pytest.fixture(scope="module")
+async def client(server: ServerHandle, worker: WorkerHandle) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+        yield client
+
+
+async def test_an_idempotency_key_header_longer_than_the_field_is_a_422(
+    client: httpx.AsyncClient,
+) -> None:
+    for key, length in (("k" * 201, 201), ("k" * 5000, 5000)):
+        response = await client.post(
+            "/jobs", json={"task": "noop", "queue": PARKED}, headers={"Idempotency-Key": key}
+        )
+        assert response.status_code == 422, response.text
+        details = response.json()["error"]["details"]
+        assert details["field"] == "header.Idempotency-Key"
+        assert str(length) in details["reason"]
+    at_the_limit = await client.post(
+        "/jobs", json={"task": "noop", "queue": PARKED}, headers={"Idempotency-Key": "k" * 200}
+    )
+    assert at_the_limit.status_code == 202, at_the_limit.text
+
+
+async def test_a_batch_whose_key_is_taken_says_so_without_sql(client: httpx.AsyncClient) -> None:
+    job = {"task": "noop", "queue": PARKED, "idempotency_key": "taken-by-a-batch"}
+    assert (await client.post("/jobs", json=job)).status_code == 202
+    response = await client.post("/jobs/batch", json={"jobs": [job]})
+    assert response.status_code == 409, response.text
+    body = response.text
+    assert "Key (" not in body and "already exists" not in body and "tenant," not in body
+    assert response.json()["error"]["code"] == "idempotency_conflict"
+
+
+async def test_an_integer_wider_than_64_bits_is_refused_at_submit(
+    client: httpx.AsyncClient,
+) -> None:
+    for steps in (2**70, -(2**64)):
+        response = await client.post(
+            "/jobs", json={"task": "sleep_steps", "queue": PARKED, "args": {"steps": steps}}
+        )
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["details"]["field"] == "args.steps"
+    widest = await client.post(
+        "/jobs", json={"task": "sleep_steps", "queue": PARKED, "args": {"steps": 2**63 - 1}}
+    )
+    assert widest.status_code == 202, widest.text
+
+
+@pytest.mark.parametrize("module", ["tidings.server", "tidings.worker"])
+async def test_settings_no_process_can_run_with_are_one_line_and_exit_2(
+    settings: Settings, module: str
+) -> None:
+    env = settings_env(settings) | {"TIDINGS_AUTH": "off", "TIDINGS_HOST": "0.0.0.0"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        module,
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    assert process.returncode == 2
+    lines = err.decode().strip().splitlines()
+    assert lines == [
+        "tidings: TIDINGS_AUTH=off is only allowed when TIDINGS_HOST is a loopback address"
+    ]
+    assert out == b""
+
+
+async def test_a_waiting_jobs_eta_counts_only_its_own_tenants_jobs_ahead(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """Another tenant's backlog rising and falling must not show in this tenant's ETA."""
+    redis = await queue.connect(settings.redis_url)
+    try:
+        submitter = Submitter(pool, redis, queue.Names(settings.namespace))
+
+        async def waiting(tenant: str) -> asyncpg.Record:
+            request = JobRequest(
+                task="noop",
+                args={},
+                queue="eta-isolation",
+                max_attempts=1,
+                timeout_s=60,
+                tenant=tenant,
+            )
+            submitted = await submitter.submit(request)
+            assert submitted is not None
+            return submitted.row
+
+        async def ahead_of(row: asyncpg.Record) -> int:
+            inputs = await jobs.eta_inputs(
+                pool,
+                task=row["task"],
+                queue=row["queue"],
+                priority=row["priority"],
+                run_at=row["run_at"],
+                created_at=row["created_at"],
+                live_within_s=60.0,
+                tenant=row["tenant"],
+            )
+            return int(inputs["ahead"])
+
+        mine_first = await waiting("mine")
+        for _ in range(5):
+            await waiting("theirs")
+        mine_later = await waiting("mine")
+        assert await ahead_of(mine_later) == 1  # only `mine_first`, not the five of theirs
+        assert await ahead_of(mine_first) == 0
+    finally:
+        await redis.aclose()
