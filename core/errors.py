@@ -22,6 +22,10 @@ class BadRequest(TidingsError):
     status, code = 400, "malformed_request"
 
 
+class Forbidden(TidingsError):
+    status, code = 403, "forbidden"
+
+
 class NotFound(TidingsError):
     status, code = 404, "not_found"
 
@@ -32,6 +36,10 @@ class Conflict(TidingsError):
 
 class PayloadTooLarge(TidingsError):
     status, code = 413, "body_too_large"
+
+
+class UnsupportedMediaType(TidingsError):
+    status, code = 415, "unsupported_media_type"
 
 
 class Unprocessable(TidingsError):

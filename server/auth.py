@@ -12,12 +12,13 @@ import re
 
 import structlog
 from redis.exceptions import RedisError
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tidings.core import keys
 from tidings.core.db.pool import CONNECTION_ERRORS
-from tidings.core.errors import TidingsError
+from tidings.core.errors import Forbidden, TidingsError
 from tidings.server.errors import tidings_error_response
 from tidings.server.state import ServerState
 
@@ -73,6 +74,7 @@ async def authenticate(state: ServerState, scope: Scope) -> str | None:
     """
     path = scope["path"]
     if state.settings.auth == "off":
+        local_only(scope)
         return DEFAULT_TENANT
     if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
         return None
@@ -81,6 +83,41 @@ async def authenticate(state: ServerState, scope: Scope) -> str | None:
     except BACKEND_ERRORS as exc:
         log.warning("auth.backend_unavailable", error=repr(exc))
         raise CredentialsUnavailable("cannot check credentials now; try again shortly") from exc
+
+
+# Host names of this machine, for the auth-off server (which binds to loopback only).
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def local_only(scope: Scope) -> None:
+    """With auth off, refuse what only another site could send (403).
+
+    A `Host` that is not this machine's is a DNS-rebinding attempt: a page of another
+    site that resolves its own name to 127.0.0.1. An `Origin` other than the server's own
+    on a state-changing request is a page of another site submitting or cancelling jobs.
+    """
+    headers = Headers(scope=scope)
+    host = headers.get("host")
+    if host is not None and _host_name(host) not in LOOPBACK_NAMES:
+        raise Forbidden(
+            "with TIDINGS_AUTH=off only this machine's own names are served",
+            {"field": "header.Host"},
+        )
+    origin = headers.get("origin")
+    own = () if host is None else (f"http://{host}".lower(), f"https://{host}".lower())
+    if scope["method"] not in SAFE_METHODS and origin is not None and origin.lower() not in own:
+        raise Forbidden(
+            "with TIDINGS_AUTH=off, requests from another site's pages are refused",
+            {"field": "header.Origin"},
+        )
+
+
+def _host_name(host: str) -> str:
+    """The name in a Host header, without its port (an IPv6 address without brackets)."""
+    if host.startswith("["):
+        return host[1 : host.find("]")].lower()
+    return host.rsplit(":", 1)[0].lower() if host.count(":") == 1 else host.lower()
 
 
 class Authenticate:

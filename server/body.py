@@ -7,14 +7,27 @@ from typing import Any
 from starlette.requests import Request
 
 from tidings.core import serialization
-from tidings.core.errors import BadRequest, PayloadTooLarge, Unprocessable
+from tidings.core.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    Unprocessable,
+    UnsupportedMediaType,
+)
 
 
 async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
     """The body as a JSON object; 413 past `max_bytes`, 400 when it is not a JSON object.
 
-    422 when a string in it holds U+0000, which Postgres cannot store.
+    415 when it says it is something else: the media types a page of another site can
+    send without asking (text/plain, forms) are never taken for JSON. 422 when a string in
+    it holds U+0000, which Postgres cannot store.
     """
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type and media_type != "application/json":
+        raise UnsupportedMediaType(
+            f"the body must be application/json, not {media_type[:100]!r}",
+            {"field": "header.Content-Type"},
+        )
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise PayloadTooLarge(f"request body is larger than {max_bytes} bytes")

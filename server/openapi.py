@@ -70,9 +70,11 @@ def _error(description: str, headers: tuple[str, ...] = ()) -> dict[str, Any]:
 ERRORS: dict[str, dict[str, Any]] = {
     "400": _error("The body is not a JSON object."),
     "401": _error("A valid API key (or stream token) is required.", ("WWW-Authenticate",)),
+    "403": _error("With auth off: a request from another site's page, or for another host."),
     "404": _error("No such job (for this tenant)."),
     "409": _error("Illegal transition, or an idempotency key reused with another body."),
     "413": _error("The body, or a job's args, is larger than its limit."),
+    "415": _error("The body says it is not application/json."),
     "422": _error("Unknown task, args or fields that fail validation; names the field."),
     "429": _error("Rate or stream limit reached.", ("Retry-After",)),
     "503": _error("Postgres or Redis is unreachable, or this server is full.", ("Retry-After",)),
@@ -185,7 +187,7 @@ def paths() -> dict[str, Any]:
                         **_json(shapes.Job, "The job an idempotency key already names."),
                         "links": JOB_LINKS,
                     },
-                    **_errors("400", "401", "409", "413", "422", "429", "503"),
+                    **_errors("400", "401", "403", "409", "413", "415", "422", "429", "503"),
                 },
             },
             "get": {
@@ -206,7 +208,7 @@ def paths() -> dict[str, Any]:
                 },
                 "responses": {
                     "202": _json(shapes.BatchCreated, "Every job was created."),
-                    **_errors("400", "401", "409", "413", "422", "429", "503"),
+                    **_errors("400", "401", "403", "409", "413", "415", "422", "429", "503"),
                 },
             }
         },

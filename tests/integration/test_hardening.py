@@ -139,3 +139,32 @@ async def test_a_waiting_jobs_eta_counts_only_its_own_tenants_jobs_ahead(
         assert await ahead_of(mine_first) == 0
     finally:
         await redis.aclose()
+
+
+async def test_with_auth_off_another_sites_page_cannot_submit(
+    client: httpx.AsyncClient, server: ServerHandle
+) -> None:
+    """The review's page: fetch(…, {mode: "no-cors", headers: {"Content-Type": "text/plain"}})
+    with a JSON body, sent by a browser from another origin, and a rebinding name."""
+    job = b'{"task": "noop", "queue": "parked"}'
+    cross_site = await client.post(
+        "/jobs",
+        content=job,
+        headers={"content-type": "text/plain;charset=UTF-8", "origin": "https://evil.example"},
+    )
+    assert cross_site.status_code == 403, cross_site.text
+    assert cross_site.json()["error"]["details"]["field"] == "header.Origin"
+    # Without an Origin (not a browser's cross-site request), text/plain is still not JSON.
+    plain = await client.post("/jobs", content=job, headers={"content-type": "text/plain"})
+    assert plain.status_code == 415, plain.text
+    assert plain.json()["error"]["code"] == "unsupported_media_type"
+    rebound = await client.get("/jobs", headers={"host": "evil.example:8000"})
+    assert rebound.status_code == 403, rebound.text
+    assert rebound.json()["error"]["details"]["field"] == "header.Host"
+    # The server's own pages, and clients that send no Origin, go on as before.
+    own_origin = server.url.replace("localhost", "127.0.0.1")
+    same_site = await client.post(
+        "/jobs", content=job, headers={"content-type": "application/json", "origin": own_origin}
+    )
+    assert same_site.status_code == 202, same_site.text
+    assert (await client.get("/jobs", headers={"host": "localhost"})).status_code == 200
