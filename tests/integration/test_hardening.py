@@ -2,8 +2,9 @@
 
 Each test sends what the review sent. Before the fix, the first answered 500 with a
 Postgres error, the second put SQL in a 409 body, the third accepted an integer no task
-could ever report back, the fourth printed a traceback instead of one line, and the last
-counted other tenants' jobs into a job's ETA.
+could ever report back, the fourth printed a traceback instead of one line, the fifth
+counted other tenants' jobs into a job's ETA, the sixth let another site's page submit
+jobs to an auth-off server, and the last logged a client that left mid-body as a crash.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from collections.abc import AsyncIterator
 import asyncpg
 import httpx
 import pytest
+import structlog
 
+from tests.support.api import until
 from tests.support.paths import REPO_ROOT
 from tests.support.servers import ServerHandle, WorkerHandle, settings_env
 from tidings.core import queue
@@ -168,3 +171,36 @@ async def test_with_auth_off_another_sites_page_cannot_submit(
     )
     assert same_site.status_code == 202, same_site.text
     assert (await client.get("/jobs", headers={"host": "localhost"})).status_code == 200
+
+
+async def test_a_client_that_leaves_mid_body_is_an_abort_not_a_crash(
+    client: httpx.AsyncClient, server: ServerHandle
+) -> None:
+    capture = structlog.testing.LogCapture()
+    previous = structlog.get_config()
+    structlog.configure(processors=[structlog.contextvars.merge_contextvars, capture])
+    try:
+        host, port = server.url.removeprefix("http://").split(":")
+        _, writer = await asyncio.open_connection(host, int(port))
+        writer.write(
+            b"POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 1000\r\n\r\n{"task": "no'
+        )
+        await writer.drain()
+        writer.close()  # gone, 988 bytes short
+        await writer.wait_closed()
+
+        async def logged() -> bool:  # when the server sees the disconnect; nothing signals it
+            return any(entry["event"] == "http.request" for entry in capture.entries)
+
+        await until(logged, 10)
+    finally:
+        structlog.configure(**previous)
+    events = [entry["event"] for entry in capture.entries]
+    assert "request.crashed" not in events
+    assert "request.aborted" in events
+    [line] = [entry for entry in capture.entries if entry["event"] == "http.request"]
+    assert line["status"] == 499
+    exposition = (await client.get("/metrics")).text
+    assert 'route="/jobs",status="500"' not in exposition
+    assert 'method="POST",route="/jobs",status="499"' in exposition
