@@ -25,6 +25,9 @@ Uuid = Annotated[str, WithJsonSchema({"type": "string", "format": "uuid"})]
 # Task and queue names and idempotency keys (body field or header) are at most this long.
 MAX_NAME = 200
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
+# A queue name: short, and of characters safe in a Redis key and a metrics label.
+QUEUE_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+QueueName = Annotated[str, Field(pattern=QUEUE_PATTERN)]
 
 
 # --- requests -------------------------------------------------------------------------------
@@ -37,7 +40,7 @@ class SubmitRequest(TypedDict):
 
     task: Name
     args: NotRequired[dict[str, Any]]
-    queue: NotRequired[Name]
+    queue: NotRequired[QueueName]
     priority: NotRequired[Annotated[int, Field(ge=-10, le=10)]]
     delay_s: NotRequired[Annotated[float, Field(ge=0, le=31_536_000)]]
     run_at: NotRequired[Annotated[str, Field(min_length=1, max_length=64)]]

@@ -22,6 +22,26 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 RUN_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600)
 
 _OUTCOME_KINDS = {"succeeded", "failed", "cancelled"}
+# Distinct task or queue names a server labels series with; past this, `other`. Names come
+# from tenants' submissions, and each new one would be a new series in every scrape.
+MAX_LABEL_VALUES = 200
+OTHER = "other"
+
+
+@dataclass
+class LabelCap:
+    """Passes the first `limit` distinct values it is shown, and `other` for any later one."""
+
+    limit: int = MAX_LABEL_VALUES
+    seen: set[str] = field(default_factory=set)
+
+    def __call__(self, value: str) -> str:
+        if value in self.seen:
+            return value
+        if len(self.seen) < self.limit:
+            self.seen.add(value)
+            return value
+        return OTHER
 
 
 @dataclass
@@ -30,6 +50,8 @@ class ServerMetrics:
 
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     refresh_s: float = 5.0
+    tasks: LabelCap = field(default_factory=LabelCap)
+    queues: LabelCap = field(default_factory=LabelCap)
     _refreshed_at: float = float("-inf")
 
     def __post_init__(self) -> None:
@@ -109,13 +131,14 @@ class ServerMetrics:
 
     def count_submitted(self, row: asyncpg.Record) -> None:
         """Count a job this server created."""
-        self.jobs_submitted.labels(row["task"], row["queue"]).inc()
+        self.jobs_submitted.labels(self.tasks(row["task"]), self.queues(row["queue"])).inc()
 
     def observe_event(self, event: dict[str, Any]) -> None:
         """Count one lifecycle event from the cluster's feed."""
         kind, task, queue = event.get("kind"), event.get("task"), event.get("queue")
         if not isinstance(task, str) or not isinstance(queue, str):
             return
+        task, queue = self.tasks(task), self.queues(queue)
         data = event.get("data") if isinstance(event.get("data"), dict) else {}
         assert isinstance(data, dict)
         if kind in _OUTCOME_KINDS:
@@ -137,11 +160,17 @@ class ServerMetrics:
         self._refreshed_at = now
         live_within_s = workers.live_within_s(heartbeat_s)
         rows = await workers.queue_stats(pool, tenant=None, live_within_s=live_within_s)
+        depth: dict[str, int] = {}
+        oldest: dict[str, float] = {}
+        for row in rows:  # queues past the label cap add up under `other`
+            queue = self.queues(row["queue"])
+            depth[queue] = depth.get(queue, 0) + row["due"]
+            oldest[queue] = max(oldest.get(queue, 0.0), row["oldest_due_s"] or 0.0)
         self.queue_depth.clear()
         self.queue_oldest_age.clear()
-        for row in rows:
-            self.queue_depth.labels(row["queue"]).set(row["due"])
-            self.queue_oldest_age.labels(row["queue"]).set(row["oldest_due_s"] or 0.0)
+        for queue, due in depth.items():
+            self.queue_depth.labels(queue).set(due)
+            self.queue_oldest_age.labels(queue).set(oldest[queue])
         listed = await workers.list_workers(pool, live_within_s=live_within_s)
         self.workers_live.set(sum(1 for worker in listed if worker["live"]))
 

@@ -25,6 +25,7 @@ from tidings.core import queue
 from tidings.core.db import jobs
 from tidings.core.settings import Settings
 from tidings.core.submission import JobRequest, Submitter
+from tidings.server.metrics import MAX_LABEL_VALUES, OTHER
 
 PARKED = "parked"  # no worker consumes it
 
@@ -204,3 +205,29 @@ async def test_a_client_that_leaves_mid_body_is_an_abort_not_a_crash(
     exposition = (await client.get("/metrics")).text
     assert 'route="/jobs",status="500"' not in exposition
     assert 'method="POST",route="/jobs",status="499"' in exposition
+
+
+async def test_queue_names_are_short_and_plain(client: httpx.AsyncClient) -> None:
+    for name in ("has space", "x" * 65, "emoji-🙂", "semi;colon", ""):
+        response = await client.post("/jobs", json={"task": "noop", "queue": name})
+        assert response.status_code == 422, (name, response.text)
+        assert response.json()["error"]["details"]["field"] == "body.queue"
+    for name in ("x" * 64, "reports.v2:eu-west_1"):
+        response = await client.post("/jobs", json={"task": "noop", "queue": name})
+        assert response.status_code == 202, (name, response.text)
+
+
+async def test_tenant_chosen_queue_names_cannot_grow_the_metrics_without_bound(
+    client: httpx.AsyncClient,
+) -> None:
+    """The review's batches of jobs on distinct queues, each a new series in every scrape."""
+    jobs = [{"task": "noop", "queue": f"q{index:04d}"} for index in range(MAX_LABEL_VALUES + 50)]
+    response = await client.post("/jobs/batch", json={"jobs": jobs})
+    assert response.status_code == 202, response.text
+    exposition = (await client.get("/metrics")).text
+    submitted = [
+        line for line in exposition.splitlines() if line.startswith("tidings_jobs_submitted_total{")
+    ]
+    queues = {line.split('queue="')[1].split('"')[0] for line in submitted}
+    assert len(queues) <= MAX_LABEL_VALUES + 1
+    assert OTHER in queues
