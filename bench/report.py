@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 
+from bench.stats import median, percentile
+
 
 @dataclass(frozen=True)
 class Target:
@@ -145,3 +147,28 @@ def to_json(rows: Sequence[Row], meta: dict[str, Any]) -> bytes:
     return orjson.dumps(
         {**meta, "rows": [row.as_json() for row in rows]}, option=orjson.OPT_INDENT_2
     )
+
+
+def latency_rows(
+    scenario: str,
+    reps: Sequence[Sequence[float]],
+    note: str,
+    p50: Target | None,
+    p99: Target | None,
+) -> list[Row]:
+    """The p50 and p99 rows of a latency scenario, from each repetition's samples (s)."""
+    rows = []
+    for name, q, target in (("p50", 50, p50), ("p99", 99, p99)):
+        values = [percentile(samples, q) * 1000 for samples in reps]
+        rows.append(
+            Row(
+                scenario,
+                f"latency {name}",
+                "ms",
+                median(values),
+                target=target,
+                note=note if name == "p50" else "",
+                reps={"tidings": values},
+            )
+        )
+    return rows

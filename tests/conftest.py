@@ -16,12 +16,15 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+from arq.connections import ArqRedis
 
 from tests.support.paths import REPO_ROOT
 from tests.support.servers import ServerHandle, WorkerHandle, start_server, start_worker
+from tidings.core import queue
 from tidings.core.db.migrate import migrate_url
 from tidings.core.embedded import start_embedded
 from tidings.core.settings import Settings
+from tidings.worker.reporter import Reporter
 
 
 def with_database(url: str, name: str) -> str:
@@ -90,6 +93,25 @@ async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
     pool = await create_pool(settings.database_url, max_size=5)
     yield pool
     await pool.close()
+
+
+@pytest.fixture
+async def redis(settings: Settings) -> AsyncIterator[ArqRedis]:
+    """A Redis client of the test's own (modules that share one define their own)."""
+    redis = await queue.connect(settings.redis_url)
+    yield redis
+    await redis.aclose()
+
+
+@pytest.fixture
+async def reporter(
+    pool: asyncpg.Pool, redis: ArqRedis, settings: Settings
+) -> AsyncIterator[Reporter]:
+    """The worker's event writer, running, as a test that plays the worker's part uses it."""
+    reporter = Reporter(pool, redis, queue.Names(settings.namespace))
+    reporter.start()
+    yield reporter
+    await reporter.close()
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,9 @@ import asyncio
 import time
 
 from bench.http import Connection, EventStream
-from bench.report import Row, Target
+from bench.report import Row, Target, latency_rows
 from bench.runner import Bench
 from bench.services import RunningServer
-from bench.stats import median, percentile
 
 SCENARIO = "8 cancel -> cancelled"
 TARGET_P99 = Target(at_most=1000.0)
@@ -30,21 +29,7 @@ async def run(bench: Bench) -> list[Row]:
             for _ in range(config.reps)
         ]
     note = f"{config.cancel_samples} running jobs cancelled one at a time, median of {config.reps}"
-    rows = []
-    for name, q, target in (("p50", 50, None), ("p99", 99, TARGET_P99)):
-        values = [percentile(samples, q) * 1000 for samples in reps]
-        rows.append(
-            Row(
-                SCENARIO,
-                f"latency {name}",
-                "ms",
-                median(values),
-                target=target,
-                note=note if name == "p50" else "",
-                reps={"tidings": values},
-            )
-        )
-    return rows
+    return latency_rows(SCENARIO, reps, note, None, TARGET_P99)
 
 
 async def cancel_latency(bench: Bench, server: RunningServer) -> float:

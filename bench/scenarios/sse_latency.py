@@ -12,10 +12,9 @@ import asyncio
 import uuid
 
 from bench.http import EventStream
-from bench.report import Row, Target
+from bench.report import Row, Target, latency_rows
 from bench.runner import Bench
 from bench.services import RunningServer
-from bench.stats import median, percentile
 
 SCENARIO = "5 progress -> SSE"
 TARGET_P50 = Target(at_most=5.0)
@@ -35,21 +34,7 @@ async def run(bench: Bench) -> list[Row]:
         f"{config.paced_events} events {config.paced_interval_s * 1000:g} ms apart, "
         f"median of {config.reps}"
     )
-    rows = []
-    for name, q, target in (("p50", 50, TARGET_P50), ("p99", 99, TARGET_P99)):
-        values = [percentile(samples, q) * 1000 for samples in reps]
-        rows.append(
-            Row(
-                SCENARIO,
-                f"latency {name}",
-                "ms",
-                median(values),
-                target=target,
-                note=note if name == "p50" else "",
-                reps={"tidings": values},
-            )
-        )
-    return rows
+    return latency_rows(SCENARIO, reps, note, TARGET_P50, TARGET_P99)
 
 
 async def stream_latencies(bench: Bench, server: RunningServer, count: int) -> list[float]:

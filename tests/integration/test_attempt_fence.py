@@ -9,11 +9,9 @@ running-attempt check), leaving the job and attempt 2's events exactly as they w
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
-import pytest
 from arq.connections import ArqRedis
 
 from tidings.core import queue
@@ -24,23 +22,6 @@ from tidings.worker.maintenance import Reaper
 from tidings.worker.reporter import Reporter
 
 PARKED = "fence"  # no worker consumes it
-
-
-@pytest.fixture
-async def redis(settings: Settings) -> AsyncIterator[ArqRedis]:
-    redis = await queue.connect(settings.redis_url)
-    yield redis
-    await redis.aclose()
-
-
-@pytest.fixture
-async def reporter(
-    pool: asyncpg.Pool, redis: ArqRedis, settings: Settings
-) -> AsyncIterator[Reporter]:
-    reporter = Reporter(pool, redis, queue.Names(settings.namespace))
-    reporter.start()
-    yield reporter
-    await reporter.close()
 
 
 async def claim(pool: asyncpg.Pool, worker_id: str) -> asyncpg.Record:

@@ -50,13 +50,6 @@ CASES = [LimitCase("max_concurrency", "limited", {"limited": 2}, 2)]
 
 
 @pytest.fixture
-async def redis(settings: Settings) -> AsyncIterator[ArqRedis]:
-    redis = await queue.connect(settings.redis_url)
-    yield redis
-    await redis.aclose()
-
-
-@pytest.fixture
 async def claimers(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
     """One connection per claimer, so every claim is its own transaction at once."""
     pool = await create_pool(settings.database_url, min_size=CLAIMERS, max_size=CLAIMERS)

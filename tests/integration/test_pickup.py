@@ -26,13 +26,6 @@ async def client(server: ServerHandle, worker: WorkerHandle) -> AsyncIterator[ht
         yield client
 
 
-@pytest.fixture
-async def redis(settings: Settings) -> AsyncIterator[ArqRedis]:
-    redis = await queue.connect(settings.redis_url)
-    yield redis
-    await redis.aclose()
-
-
 async def token_keys(redis: ArqRedis, settings: Settings) -> dict[str, int]:
     """How many tokens the default queue holds, and their payload and in-progress keys."""
     tokens = [

@@ -29,28 +29,11 @@ STARTED_SEQ = 2  # queued, started
 
 
 @pytest.fixture
-async def redis(settings: Settings) -> AsyncIterator[ArqRedis]:
-    redis = await queue.connect(settings.redis_url)
-    yield redis
-    await redis.aclose()
-
-
-@pytest.fixture
 async def published(settings: Settings, redis: ArqRedis) -> AsyncIterator[PubSub]:
     """A subscription to the events channel, made before anything is reported."""
     async with redis.pubsub() as pubsub:
         await pubsub.subscribe(queue.Names(settings.namespace).events_channel)
         yield pubsub
-
-
-@pytest.fixture
-async def reporter(
-    pool: asyncpg.Pool, redis: ArqRedis, settings: Settings
-) -> AsyncIterator[Reporter]:
-    reporter = Reporter(pool, redis, queue.Names(settings.namespace))
-    reporter.start()
-    yield reporter
-    await reporter.close()
 
 
 async def running_jobs(
