@@ -48,6 +48,9 @@ class Settings:
     log_format: str = setting("auto", "`json`, `console`, or `auto` (console on a terminal)")
     log_level: str = setting("info", "`debug`, `info`, `warning` or `error`")
     auth: str = setting("keys", "`keys` (API keys per tenant) or `off` (loopback hosts only)")
+    operator_token: str = setting(
+        "", "bearer token for the operator surfaces, `/metrics` and the full `/workers`"
+    )
     secret: str = setting(
         "", "key that signs stream tokens; set the same on every server (empty: random)"
     )

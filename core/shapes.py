@@ -171,9 +171,11 @@ class TaskList(TypedDict):
 
 
 class WorkerInfo(TypedDict):
+    """A worker; `hostname` and `pid` are for the operator only (null for a tenant)."""
+
     id: str
-    hostname: str
-    pid: int
+    hostname: str | None
+    pid: int | None
     queues: list[str]
     concurrency: int
     started_at: Timestamp

@@ -8,6 +8,7 @@ resolved tenant is kept in the request scope; routes read it with `tenant_of`.
 
 from __future__ import annotations
 
+import hmac
 import re
 
 import structlog
@@ -26,7 +27,9 @@ log = structlog.get_logger("tidings.auth")
 
 DEFAULT_TENANT = "default"
 BACKEND_ERRORS: tuple[type[BaseException], ...] = (RedisError, *CONNECTION_ERRORS)
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/"})
+# Operator surfaces: they describe the whole cluster, not one tenant's jobs.
+OPERATOR_PATHS = frozenset({"/metrics", "/workers"})
 PUBLIC_PREFIXES = ("/static/", "/ui/", "/docs/assets/")
 STREAM_PATH = re.compile(r"^/jobs/([^/]+)/events$")
 ALL_EVENTS_PATH = "/events"
@@ -35,6 +38,23 @@ ALL_JOBS = "*"  # the subject of a token for the tenant's `/events` stream
 
 class Unauthorized(TidingsError):
     status, code = 401, "unauthorized"
+
+
+def holds_operator_token(state: ServerState, scope: Scope) -> bool:
+    """Whether the request's bearer credential is the configured operator token."""
+    token, secret = state.settings.operator_token, _bearer(scope)
+    return bool(token) and secret is not None and hmac.compare_digest(secret, token)
+
+
+def acts_as_operator(request: Request) -> bool:
+    """The caller may see the whole cluster: auth is off, or it holds the operator token."""
+    return (
+        request.scope["state"]["tenant"] is None or request.app.state.tidings.settings.auth == "off"
+    )
+
+
+class OperatorOnly(TidingsError):
+    status, code = 403, "operator_only"
 
 
 def tenant_of(request: Request) -> str:
@@ -77,6 +97,8 @@ async def authenticate(state: ServerState, scope: Scope) -> str | None:
         local_only(scope)
         return DEFAULT_TENANT
     if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
+        return None
+    if path in OPERATOR_PATHS and holds_operator_token(state, scope):
         return None
     try:
         return await _tenant(state, scope, path)
@@ -140,7 +162,21 @@ class Authenticate:
 
 
 async def _tenant(state: ServerState, scope: Scope, path: str) -> str:
-    """The caller's tenant; raises 401 without valid credentials, 429 past the rate."""
+    """The caller's tenant; raises 401 without valid credentials, 429 past the rate.
+
+    A request whose credentials fail takes a token from its client address's bucket: past
+    the rate, guessing keys or tokens from one address gets 429 instead of an answer.
+    """
+    try:
+        return await _credentials(state, scope, path)
+    except Unauthorized:
+        if state.rate_limiter.enabled:
+            client = scope.get("client")
+            await state.rate_limiter.check(f"address:{client[0] if client else 'unknown'}")
+        raise
+
+
+async def _credentials(state: ServerState, scope: Scope, path: str) -> str:
     secret = _bearer(scope)
     if secret is not None:
         tenant = await state.key_lookup.tenant_of(secret)

@@ -70,7 +70,10 @@ def _error(description: str, headers: tuple[str, ...] = ()) -> dict[str, Any]:
 ERRORS: dict[str, dict[str, Any]] = {
     "400": _error("The body is not a JSON object."),
     "401": _error("A valid API key (or stream token) is required.", ("WWW-Authenticate",)),
-    "403": _error("With auth off: a request from another site's page, or for another host."),
+    "403": _error(
+        "An operator surface asked with a tenant's key; with auth off, a request from "
+        "another site's page or for another host."
+    ),
     "404": _error("No such job (for this tenant)."),
     "409": _error("Illegal transition, or an idempotency key reused with another body."),
     "413": _error("The body, or a job's args, is larger than its limit."),
@@ -290,10 +293,15 @@ def paths() -> dict[str, Any]:
                 "503": _json(shapes.Health, "One of them does not (named in checks)."),
             },
         ),
-        "/metrics": _public(
-            "Prometheus metrics",
-            {"200": _page("text/plain", "Text exposition."), **_errors("503")},
-        ),
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics (the operator token, not a tenant's key)",
+                "responses": {
+                    "200": _page("text/plain", "Text exposition."),
+                    **_errors("401", "403", "503"),
+                },
+            }
+        },
         "/openapi.json": _public(
             "This document", {"200": _page("application/json", "The OpenAPI document.")}
         ),

@@ -52,8 +52,9 @@ DELETE FROM workers
 WHERE heartbeat_at < now() - make_interval(secs => $1) AND {UP_FOR_SILENCE.format(silence="$1")}
 """
 _LIST_WORKERS = f"""
-SELECT w.*, (SELECT count(*) FROM jobs j WHERE j.worker_id = w.id AND j.status = 'running')
-           AS running,
+SELECT w.*, (SELECT count(*) FROM jobs j
+              WHERE j.worker_id = w.id AND j.status = 'running'
+                AND ($2::text IS NULL OR j.tenant = $2)) AS running,
        {LIVE_WORKER.format(within="$1")} AS live
 FROM workers w ORDER BY w.started_at
 """
@@ -113,9 +114,12 @@ async def delete_silent_workers(db: Db, *, silence_s: float) -> None:
     await db.execute(_DELETE_SILENT_WORKERS, silence_s)
 
 
-async def list_workers(db: Db, *, live_within_s: float) -> list[asyncpg.Record]:
-    """Every registered worker, oldest first, with its running count and whether it is live."""
-    return list(await db.fetch(_LIST_WORKERS, live_within_s))
+async def list_workers(
+    db: Db, *, live_within_s: float, tenant: str | None = None
+) -> list[asyncpg.Record]:
+    """Every registered worker, oldest first, whether it is live, and how many jobs (of
+    `tenant`, or of everyone) it runs."""
+    return list(await db.fetch(_LIST_WORKERS, live_within_s, tenant))
 
 
 async def queue_stats(db: Db, *, tenant: str | None, live_within_s: float) -> list[asyncpg.Record]:

@@ -950,7 +950,8 @@ class QueuesPage {
       this.ages.push({ node: age, at: Date.parse(worker.heartbeat_at) });
       return el("tr", { dataset: { worker: worker.id } },
         el("th", { scope: "row" }, el("span", { className: "worker-id" }, worker.id),
-          el("span", { className: "muted host" }, ` ${worker.hostname} · pid ${worker.pid}`)),
+          worker.hostname === null ? ""
+            : el("span", { className: "muted host" }, ` ${worker.hostname} · pid ${worker.pid}`)),
         el("td", { dataset: { label: "Queues" } }, worker.queues.join(", ")),
         el("td", { className: "num", dataset: { field: "running", label: "Running" } },
           fmtNumber(worker.running)),

@@ -36,6 +36,8 @@ from tidings.server.tokens import StreamTokens
 from tidings.worker import Job, task
 
 SECRET = "access-test-secret-" + "s" * 32
+OPERATOR_TOKEN = "operator-token-for-tests"
+OPERATOR = {"authorization": f"Bearer {OPERATOR_TOKEN}"}
 WITHIN_S = 10.0
 MISSING_JOB = "00000000-0000-4000-8000-000000000000"
 # No worker consumes this queue: jobs sent there stay queued (cancellable) for good.
@@ -58,7 +60,13 @@ async def takes_any_json(job: Job, data: Any = None) -> None:
 @pytest.fixture(scope="module")
 def settings(settings: Settings) -> Settings:
     """Keys on; the worker also registers `takes_any_json` from this module."""
-    return replace(settings, auth="keys", secret=SECRET, tasks=(*settings.tasks, __name__))
+    return replace(
+        settings,
+        auth="keys",
+        secret=SECRET,
+        operator_token=OPERATOR_TOKEN,
+        tasks=(*settings.tasks, __name__),
+    )
 
 
 # --- keys, clients and jobs -------------------------------------------------------------------
@@ -243,7 +251,7 @@ async def test_every_operation_the_document_secures_refuses_a_missing_key(
         assert response.status_code == 401, (method, path, response.text)
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics", "/openapi.json"])
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/openapi.json", "/docs"])
 async def test_public_paths_need_no_key(anonymous: httpx.AsyncClient, path: str) -> None:
     response = await anonymous.get(path)
     assert response.status_code == 200, response.text
@@ -462,7 +470,8 @@ class Feed:
 
 async def open_streams(client: httpx.AsyncClient) -> float:
     """Streams (and hub subscriptions) open on the server now, from its metrics."""
-    response = await client.get("/metrics")
+    response = await client.get("/metrics", headers=OPERATOR)
+    assert response.status_code == 200, response.text
     for family in text_string_to_metric_families(response.text):
         if family.name == "tidings_sse_streams":
             return float(family.samples[0].value)
@@ -836,3 +845,72 @@ async def test_errors_and_logs_never_contain_keys_or_tokens(
     for line in logged:
         for secret in secrets:
             assert secret not in line, line
+
+
+# --- operator surfaces ----------------------------------------------------------------------
+
+
+async def test_metrics_are_for_the_operator_token_not_for_a_tenants_key(
+    anonymous: httpx.AsyncClient, alice: httpx.AsyncClient
+) -> None:
+    """The review scraped every tenant's queue and task names from a public /metrics."""
+    assert_unauthorized(await anonymous.get("/metrics"))
+    refused = await alice.get("/metrics")
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["error"]["code"] == "operator_only"
+    scraped = await anonymous.get("/metrics", headers=OPERATOR)
+    assert scraped.status_code == 200
+    assert "tidings_jobs_submitted_total" in scraped.text
+    wrong = await anonymous.get("/metrics", headers={"authorization": "Bearer not-the-token"})
+    assert_unauthorized(wrong)
+
+
+async def test_a_tenant_sees_workers_without_their_hosts_and_only_its_own_running_jobs(
+    alice: httpx.AsyncClient, bob: httpx.AsyncClient, anonymous: httpx.AsyncClient
+) -> None:
+    job = await alice.post(
+        "/jobs", json={"task": "sleep_steps", "args": {"steps": 40, "delay_s": 0.05}}
+    )
+    assert job.status_code == 202, job.text
+    job_id = job.json()["id"]
+
+    async def running() -> bool:
+        return (await alice.get(f"/jobs/{job_id}")).json()["status"] == "running"
+
+    async with asyncio.timeout(WITHIN_S):
+        while not await running():  # noqa: ASYNC110 - the status lives behind the API
+            await asyncio.sleep(0.01)
+    full = (await anonymous.get("/workers", headers=OPERATOR)).json()["workers"]
+    as_alice = (await alice.get("/workers")).json()["workers"]
+    as_bob = (await bob.get("/workers")).json()["workers"]
+    assert len(full) == len(as_alice) == len(as_bob) >= 1
+    hosts = {worker["hostname"] for worker in full}
+    assert None not in hosts
+    for listed in (as_alice, as_bob):
+        for worker in listed:
+            assert worker["hostname"] is None and worker["pid"] is None
+            assert not any(str(host) in worker["id"] for host in hosts)
+    assert sum(worker["running"] for worker in full) >= 1
+    assert sum(worker["running"] for worker in as_alice) >= 1
+    assert sum(worker["running"] for worker in as_bob) == 0
+    await alice.post(f"/jobs/{job_id}/cancel")
+
+
+async def test_failed_credentials_from_one_address_are_rate_limited(
+    settings: Settings, pool: asyncpg.Pool
+) -> None:
+    """Unknown keys and bad stream tokens were answered as fast as they came (the review)."""
+    limited = replace(settings, rate_limit_per_s=1, rate_limit_burst=3)
+    key = await keys.create_key(pool, "erin", "good")
+    async with (
+        start_server(limited) as handle,
+        httpx.AsyncClient(base_url=handle.url, timeout=WITHIN_S) as client,
+    ):
+        guesses = [{"authorization": f"Bearer tdk_guess_{n:064x}"} for n in range(3)]
+        for guess in guesses:
+            assert_unauthorized(await client.get("/jobs", headers=guess))
+        refused = await client.get(f"/jobs/{MISSING_JOB}/events", params={"token": "forged"})
+        assert_error(refused, 429, "rate_limited")
+        assert int(refused.headers["retry-after"]) >= 1
+        # A valid key is not held back by the guesses made from its address.
+        assert (await client.get("/jobs", headers=bearer(key))).status_code == 200
