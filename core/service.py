@@ -84,7 +84,12 @@ class Service:
             return
         if self._drain is not None and not task.done():
             self._drain()
-            done, _ = await asyncio.wait([task], timeout=self._stop_timeout_s)
+            try:
+                done, _ = await asyncio.wait([task], timeout=self._stop_timeout_s)
+            except asyncio.CancelledError:  # the owner stops waiting: so does the loop
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                raise
             if not done:
                 log.warning("service.drain_timed_out", service=self.name)
         if not task.done():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -12,6 +13,12 @@ from typing import Any
 PREFIX = "TIDINGS_"
 DEFAULT_TASK_MODULES = ("tidings.worker.tasks.examples",)
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+# A queue name: short, and of characters safe in a Redis key and a metrics label.
+QUEUE_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+QUEUE_RULE = "1 to 64 of A-Z a-z 0-9 _ . : -"
+MIN_OPERATOR_TOKEN = 16
+# Variables earlier releases read: set, they are an error rather than silently ignored.
+REMOVED = {"TIDINGS_MIGRATIONS_DIR": "migrations ship inside the package now"}
 
 
 class SettingsError(ValueError):
@@ -49,7 +56,7 @@ class Settings:
     log_level: str = setting("info", "`debug`, `info`, `warning` or `error`")
     auth: str = setting("keys", "`keys` (API keys per tenant) or `off` (loopback hosts only)")
     operator_token: str = setting(
-        "", "bearer token for the operator surfaces, `/metrics` and the full `/workers`"
+        "", "bearer token (16+ characters) for `/metrics` and the full `/workers`"
     )
     secret: str = setting(
         "", "key that signs stream tokens; set the same on every server (empty: random)"
@@ -91,6 +98,9 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read `TIDINGS_*` values from `environ` (default: the process environment)."""
         env = os.environ if environ is None else environ
+        for name, why in REMOVED.items():
+            if env.get(name):
+                raise SettingsError(f"{name} is no longer read: {why}; unset it")
         defaults = cls()
         values: dict[str, object] = {}
         for name, default in defaults.__dict__.items():
@@ -106,6 +116,13 @@ class Settings:
         """Reject values no process could run with."""
         if not self.queues:
             raise SettingsError("TIDINGS_QUEUES must name at least one queue")
+        for queue in self.queues:
+            if not re.match(QUEUE_PATTERN, queue):
+                raise SettingsError(f"TIDINGS_QUEUES: {queue!r} is not a queue name ({QUEUE_RULE})")
+        if self.operator_token and len(self.operator_token) < MIN_OPERATOR_TOKEN:
+            raise SettingsError(
+                f"TIDINGS_OPERATOR_TOKEN must be at least {MIN_OPERATOR_TOKEN} characters"
+            )
         if self.concurrency < 1:
             raise SettingsError("TIDINGS_CONCURRENCY must be at least 1")
         if self.log_format not in ("auto", "json", "console"):

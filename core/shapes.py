@@ -15,6 +15,7 @@ from typing_extensions import TypedDict
 
 from tidings.core.events import EventKind
 from tidings.core.model import Status
+from tidings.core.settings import QUEUE_PATTERN
 
 MAX_BATCH = 10_000
 
@@ -25,8 +26,6 @@ Uuid = Annotated[str, WithJsonSchema({"type": "string", "format": "uuid"})]
 # Task and queue names and idempotency keys (body field or header) are at most this long.
 MAX_NAME = 200
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
-# A queue name: short, and of characters safe in a Redis key and a metrics label.
-QUEUE_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 QueueName = Annotated[str, Field(pattern=QUEUE_PATTERN)]
 
 

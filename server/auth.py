@@ -21,6 +21,7 @@ from tidings.core import keys
 from tidings.core.db.pool import CONNECTION_ERRORS
 from tidings.core.errors import Forbidden, TidingsError
 from tidings.server.errors import tidings_error_response
+from tidings.server.limits import TooManyRequests
 from tidings.server.state import ServerState
 
 log = structlog.get_logger("tidings.auth")
@@ -43,7 +44,10 @@ class Unauthorized(TidingsError):
 def holds_operator_token(state: ServerState, scope: Scope) -> bool:
     """Whether the request's bearer credential is the configured operator token."""
     token, secret = state.settings.operator_token, _bearer(scope)
-    return bool(token) and secret is not None and hmac.compare_digest(secret, token)
+    if not token or secret is None:
+        return False
+    # Bytes, not str: compare_digest refuses non-ASCII text, and a header may hold any.
+    return hmac.compare_digest(secret.encode("latin-1"), token.encode())
 
 
 def acts_as_operator(request: Request) -> bool:
@@ -167,12 +171,20 @@ async def _tenant(state: ServerState, scope: Scope, path: str) -> str:
     A request whose credentials fail takes a token from its client address's bucket: past
     the rate, guessing keys or tokens from one address gets 429 instead of an answer.
     """
+    client = scope.get("client")
+    address = client[0] if client else "unknown"
+    state.lockouts.check(address)
     try:
         return await _credentials(state, scope, path)
     except Unauthorized:
         if state.rate_limiter.enabled:
-            client = scope.get("client")
-            await state.rate_limiter.check(f"address:{client[0] if client else 'unknown'}")
+            try:
+                await state.rate_limiter.check(f"address:{address}")
+            except TooManyRequests as exc:
+                state.lockouts.lock(address, exc.retry_after_s)
+                raise
+            except BACKEND_ERRORS:
+                pass  # no bucket to charge: the credential is still wrong (401, not 503)
         raise
 
 

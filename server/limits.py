@@ -52,6 +52,39 @@ class ServerBusy(TidingsError):
     retry_after_s = 5
 
 
+class Lockouts:
+    """Addresses whose failed credentials ran past the rate, refused until their wait ends.
+
+    A 429 that still let the next guess be checked would only slow an attacker down; a
+    locked-out address is refused before any credential is looked at, so a correct guess
+    made during the lockout is refused too. Per server process, at most `max_entries`
+    addresses (the soonest to end make room).
+    """
+
+    def __init__(
+        self, *, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._until: dict[str, float] = {}
+        self._max_entries = max_entries
+        self._clock = clock
+
+    def check(self, address: str) -> None:
+        """Raise `TooManyRequests` while `address` is locked out."""
+        until = self._until.get(address)
+        if until is None:
+            return
+        wait_s = until - self._clock()
+        if wait_s > 0:
+            raise TooManyRequests("too many failed credentials from this address", wait_s)
+        del self._until[address]
+
+    def lock(self, address: str, wait_s: float) -> None:
+        """Refuse `address` for `wait_s` seconds."""
+        if address not in self._until and len(self._until) >= self._max_entries:
+            del self._until[min(self._until, key=self._until.__getitem__)]
+        self._until[address] = self._clock() + wait_s
+
+
 class RateLimiter:
     """A shared token bucket per key: `rate_per_s` sustained, `burst` at once.
 

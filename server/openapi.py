@@ -10,6 +10,7 @@ document declares.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -37,8 +38,10 @@ RESPONSE_SHAPES = (
 )
 
 
+@functools.cache
 def component_schemas() -> dict[str, Any]:
-    """Every shape's JSON schema, and the schemas they refer to, by name."""
+    """Every shape's JSON schema, and the schemas they refer to, by name (built once: the
+    document is public, and building the schemas takes milliseconds)."""
     schemas: dict[str, Any] = {}
     shapes_by_mode: tuple[tuple[JsonSchemaMode, tuple[Any, ...]], ...] = (
         ("validation", REQUEST_SHAPES),
@@ -310,12 +313,12 @@ def paths() -> dict[str, Any]:
 
 def document(task_names: list[str]) -> dict[str, Any]:
     """The whole OpenAPI document; `task` is one of the tasks workers registered."""
-    schemas = component_schemas()
+    schemas = dict(component_schemas())
     if task_names:
         submit = schemas["SubmitRequest"]
-        submit["properties"] = {
-            **submit["properties"],
-            "task": {"type": "string", "enum": task_names},
+        schemas["SubmitRequest"] = {
+            **submit,
+            "properties": {**submit["properties"], "task": {"type": "string", "enum": task_names}},
         }
     return {
         "openapi": "3.1.0",

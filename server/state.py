@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 from arq.connections import ArqRedis
@@ -12,7 +12,7 @@ from tidings.core.queue import Names
 from tidings.core.settings import Settings
 from tidings.core.submission import Submitter
 from tidings.server.key_lookup import KeyLookup
-from tidings.server.limits import RateLimiter, StreamLimits
+from tidings.server.limits import Lockouts, RateLimiter, StreamLimits
 from tidings.server.metrics import ServerMetrics
 from tidings.server.streams.hub import Hub
 from tidings.server.submission import SubmitBatcher
@@ -35,6 +35,7 @@ class ServerState:
     tokens: StreamTokens
     streams: StreamLimits
     rate_limiter: RateLimiter
+    lockouts: Lockouts = field(default_factory=Lockouts)
 
 
 def state_of(request: Request) -> ServerState:

@@ -99,12 +99,12 @@ async def job_request(
 ) -> JobRequest:
     """Validate one submission against the envelope and its task's registered schema."""
     check(validate_submission, body, root="body", message="the submission is invalid")
-    if header_key is not None and not 0 < len(header_key) <= MAX_NAME:
+    if header_key and len(header_key) > MAX_NAME:
         raise Unprocessable(
             "the submission is invalid",
             {
                 "field": "header.Idempotency-Key",
-                "reason": f"must be 1 to {MAX_NAME} characters, got {len(header_key)}",
+                "reason": f"must be at most {MAX_NAME} characters, got {len(header_key)}",
             },
             code="invalid_request",
         )

@@ -52,7 +52,9 @@ class Periodic:
                 log.warning("periodic.failed", service=self.name, error=repr(exc))
             waiting = asyncio.create_task(self._poked.wait())
             sleeping = asyncio.create_task(self._sleep(self._period_s))
-            await asyncio.wait([waiting, sleeping], return_when=asyncio.FIRST_COMPLETED)
-            for task in (waiting, sleeping):
-                task.cancel()
-            await asyncio.gather(waiting, sleeping, return_exceptions=True)
+            try:
+                await asyncio.wait([waiting, sleeping], return_when=asyncio.FIRST_COMPLETED)
+            finally:  # also when the service is stopped: no helper task outlives the loop
+                for task in (waiting, sleeping):
+                    task.cancel()
+                await asyncio.gather(waiting, sleeping, return_exceptions=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -16,6 +17,7 @@ from typing import Any, Literal, overload
 from croniter import croniter
 from pydantic import BaseModel
 
+from tidings.core.settings import QUEUE_PATTERN, QUEUE_RULE
 from tidings.worker.retry import RetryPolicy
 from tidings.worker.schema import TaskSignatureError, args_model, args_schema
 
@@ -115,6 +117,10 @@ def task(
     def decorate(fn: TaskFunction) -> TaskFunction:
         if not inspect.iscoroutinefunction(fn):
             raise TaskSignatureError(f"{fn.__name__}: a task must be an async function")
+        if not re.match(QUEUE_PATTERN, queue):
+            raise TaskSignatureError(
+                f"{fn.__name__}: queue {queue!r} is not a queue name ({QUEUE_RULE})"
+            )
         if timeout <= 0 or max_attempts < 1:
             raise TaskSignatureError(f"{fn.__name__}: timeout > 0 and max_attempts >= 1")
         if max_concurrency is not None and max_concurrency < 1:

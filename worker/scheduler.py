@@ -53,7 +53,7 @@ class CronScheduler:
         self._specs = [spec for spec in specs if spec.cron is not None]
         self._clock = clock
         self._sleep = sleep
-        self._started_at = clock()
+        self._started_at: datetime | None = None  # where the first run follows on from
         self._service = Service("tidings-cron", self._follow)
 
     async def start(self) -> None:
@@ -70,7 +70,12 @@ class CronScheduler:
         await self._service.stop()
 
     async def _follow(self) -> None:
-        await self.run(self._started_at)
+        # A restart after a crash follows on from now: slots it missed meanwhile were not
+        # this start's to catch up, and walking every slot since the first start could
+        # take hours.
+        start = self._started_at or self._clock()
+        self._started_at = None
+        await self.run(start)
 
     async def run(self, start: datetime) -> None:
         """Fire each slot after `start` when the clock reaches it, forever.

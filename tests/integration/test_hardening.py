@@ -51,6 +51,11 @@ async def test_an_idempotency_key_header_longer_than_the_field_is_a_422(
         "/jobs", json={"task": "noop", "queue": PARKED}, headers={"Idempotency-Key": "k" * 200}
     )
     assert at_the_limit.status_code == 202, at_the_limit.text
+    # An empty header is no key, as before (a proxy may send one).
+    empty = await client.post(
+        "/jobs", json={"task": "noop", "queue": PARKED}, headers={"Idempotency-Key": ""}
+    )
+    assert empty.status_code == 202, empty.text
 
 
 async def test_a_batch_whose_key_is_taken_says_so_without_sql(client: httpx.AsyncClient) -> None:

@@ -151,3 +151,16 @@ async def test_a_fatal_crash_stops_the_service_and_reaches_its_owner() -> None:
     assert not service.running
     with pytest.raises(ValueError, match="fatal"):
         await service.stop()
+
+
+async def test_an_owner_that_stops_waiting_for_a_drain_takes_the_loop_down_with_it() -> None:
+    loop = Loop()
+    service = Service("t", loop.forever, drain=lambda: None, stop_timeout_s=None)
+    service.start()
+    await within(loop.started)
+    stopping = asyncio.create_task(service.stop())
+    await asyncio.sleep(0)  # the stop is waiting on the drain, which never ends
+    stopping.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stopping
+    assert loop.cancelled

@@ -163,3 +163,16 @@ def test_the_readme_lists_every_setting_with_its_real_default() -> None:
     )
     for item in fields(Settings):
         assert f"`TIDINGS_{item.name.upper()}`" in readme[start:end]
+
+
+def test_queue_names_and_the_operator_token_are_checked_at_start() -> None:
+    with pytest.raises(SettingsError, match="is not a queue name"):
+        Settings.from_env({"TIDINGS_QUEUES": "default,emails/high"})
+    with pytest.raises(SettingsError, match="at least 16 characters"):
+        Settings.from_env({"TIDINGS_OPERATOR_TOKEN": "changeme"})
+    assert Settings.from_env({"TIDINGS_OPERATOR_TOKEN": "x" * 16}).operator_token == "x" * 16
+
+
+def test_a_variable_no_longer_read_is_an_error_not_silently_ignored() -> None:
+    with pytest.raises(SettingsError, match="TIDINGS_MIGRATIONS_DIR is no longer read"):
+        Settings.from_env({"TIDINGS_MIGRATIONS_DIR": "sql"})
