@@ -26,8 +26,8 @@ def main(session: str) -> int:
     done = 0
     for line in dump.splitlines():
         work, result = json.loads(line)
-        if result is None:
-            continue
+        if result is None or result.get("worker_outcome") == "skipped":
+            continue  # not run yet, or filtered out (equivalent by construction)
         done += 1
         if result.get("test_outcome") == "survived":
             mutation = work["mutations"][0]
