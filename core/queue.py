@@ -42,6 +42,11 @@ class Names:
     def cancel_channel(self) -> str:
         return f"{self.namespace}:cancel"
 
+    @property
+    def revoked_channel(self) -> str:
+        """Where servers hear that an API key was revoked (its id)."""
+        return f"{self.namespace}:revoked"
+
     def wake_channel(self, queue: str) -> str:
         """Where workers of `queue` hear that a token is due now."""
         return f"{self.namespace}:wake:{queue}"

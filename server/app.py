@@ -19,6 +19,7 @@ from tidings.core.db.migrate import migrate_url
 from tidings.core.db.pool import create_pool
 from tidings.core.embedded import start_embedded
 from tidings.core.logging import configure_logging
+from tidings.core.service import Service
 from tidings.core.settings import Settings, settings_or_exit
 from tidings.core.submission import Submitter
 from tidings.server import dashboard
@@ -32,6 +33,7 @@ from tidings.server.middleware import RequestContext
 from tidings.server.routes import docs, health, jobs, tasks, workers
 from tidings.server.routes import metrics as metrics_routes
 from tidings.server.state import ServerState
+from tidings.server.streams.authority import Authorities, recheck
 from tidings.server.streams.dispatch import Dispatcher
 from tidings.server.streams.hub import Hub
 from tidings.server.streams.keepalive import KeepAlive
@@ -98,15 +100,20 @@ def create_app(settings: Settings) -> Dispatcher:
                 alerts = FailureAlerts(alert_policy(settings), redis, settings.namespace)
                 stack.push_async_callback(alerts.close)
                 observers.append(alerts.observe)
+            authorities = Authorities()
             hub = Hub(
                 settings.redis_url,
                 names.events_channel,
                 queue_size=settings.stream_queue_size,
                 on_event=lambda event: notify_all(observers, event),
                 on_disconnect=metrics.backend_errors.labels("redis").inc,
+                also={names.revoked_channel: authorities.revoked},
             )
             hub.start()
             stack.push_async_callback(hub.stop)
+            rechecking = Service("tidings-revocation-check", lambda: recheck(authorities, pool))
+            rechecking.start()
+            stack.push_async_callback(rechecking.stop)
             keepalive = KeepAlive(hub, settings.keepalive_s)
             keepalive.start()
             stack.push_async_callback(keepalive.stop)
@@ -136,6 +143,7 @@ def create_app(settings: Settings) -> Dispatcher:
                 tokens=StreamTokens(stream_secret(settings), settings.stream_token_ttl_s),
                 streams=StreamLimits(settings.max_streams, settings.max_streams_per_tenant),
                 rate_limiter=rate_limiter,
+                authorities=authorities,
             )
             if settings.auth == "off":
                 log.warning(

@@ -18,11 +18,13 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tidings.core import keys
+from tidings.core.db import keys as key_rows
 from tidings.core.db.pool import CONNECTION_ERRORS
 from tidings.core.errors import Forbidden, TidingsError
 from tidings.server.errors import tidings_error_response
 from tidings.server.limits import TooManyRequests
 from tidings.server.state import ServerState
+from tidings.server.streams.authority import NO_AUTHORITY, Authority
 
 log = structlog.get_logger("tidings.auth")
 
@@ -61,6 +63,12 @@ class OperatorOnly(TidingsError):
     status, code = 403, "operator_only"
 
 
+def authority_of(scope: Scope) -> Authority:
+    """The credential a request was admitted with (none with auth off, or on public paths)."""
+    authority: Authority = scope.get("state", {}).get("authority", NO_AUTHORITY)
+    return authority
+
+
 def tenant_of(request: Request) -> str:
     """The tenant the request acts for (set by `Authenticate`)."""
     tenant: str = request.scope["state"]["tenant"]
@@ -91,7 +99,8 @@ class CredentialsUnavailable(TidingsError):
 
 
 async def authenticate(state: ServerState, scope: Scope) -> str | None:
-    """The tenant an HTTP request acts for (None on public paths).
+    """The tenant an HTTP request acts for (None on public paths); the credential behind it
+    goes into the scope's state as `authority` (see `authority_of`).
 
     Raises 401 without valid credentials, 429 past the key's rate, 503 when the
     credentials cannot be checked now.
@@ -191,17 +200,24 @@ async def _tenant(state: ServerState, scope: Scope, path: str) -> str:
 async def _credentials(state: ServerState, scope: Scope, path: str) -> str:
     secret = _bearer(scope)
     if secret is not None:
-        tenant = await state.key_lookup.tenant_of(secret)
-        if tenant is None:
+        grant = await state.key_lookup.grant_of(secret)
+        if grant is None:
             raise Unauthorized("the API key is unknown or revoked")
         if state.rate_limiter.enabled:
             await state.rate_limiter.check(keys.digest(secret).hex()[:32])
+        tenant, key_id = grant
+        scope.setdefault("state", {})["authority"] = Authority(key_id)
         return tenant
     subject = stream_subject(path)
     token = Request(scope).query_params.get("token") if subject else None
     if subject is not None and token:
-        granted = state.tokens.tenant_for(token, subject)
+        granted = state.tokens.grant(token, subject)
         if granted is None:
             raise Unauthorized("the stream token is invalid, expired, or for another job")
-        return granted
+        if granted.key_id is not None and await key_rows.revoked_among(
+            state.pool, key_ids=[granted.key_id]
+        ):
+            raise Unauthorized("the stream token's API key has been revoked")
+        scope.setdefault("state", {})["authority"] = Authority(granted.key_id, granted.expires_at)
+        return granted.tenant
     raise Unauthorized("a valid API key (Authorization: Bearer …) is required")

@@ -29,7 +29,7 @@ class KeyLookup:
         on_batch: Callable[[int], None] = lambda size: None,
     ) -> None:
         self._pool = pool
-        self._batcher: Batcher[bytes, str | None] = Batcher(
+        self._batcher: Batcher[bytes, tuple[str, str] | None] = Batcher(
             self._lookup, name="tidings-key-lookup", max_batch=max_batch, on_batch=on_batch
         )
 
@@ -43,11 +43,17 @@ class KeyLookup:
 
     async def tenant_of(self, secret: str) -> str | None:
         """The tenant of a live key, or None for an unknown or revoked one."""
+        grant = await self.grant_of(secret)
+        return None if grant is None else grant[0]
+
+    async def grant_of(self, secret: str) -> tuple[str, str] | None:
+        """(tenant, key id) of a live key, or None for an unknown or revoked one."""
         if not self._batcher.running:
-            return await keys.tenant_of(self._pool, secret)
+            [grant] = await self._lookup([keys.digest(secret)])
+            return grant
         return await self._batcher.call(keys.digest(secret))
 
-    async def _lookup(self, digests: list[bytes]) -> list[str | None]:
+    async def _lookup(self, digests: list[bytes]) -> list[tuple[str, str] | None]:
         rows = await key_rows.tenants_of_digests(self._pool, digests=digests)
-        tenants = {bytes(row["digest"]): row["tenant"] for row in rows}
-        return [tenants.get(digest) for digest in digests]
+        grants = {bytes(row["digest"]): (row["tenant"], str(row["id"])) for row in rows}
+        return [grants.get(digest) for digest in digests]

@@ -14,6 +14,7 @@ from tidings.core.submission import Submitter
 from tidings.server.key_lookup import KeyLookup
 from tidings.server.limits import Lockouts, RateLimiter, StreamLimits
 from tidings.server.metrics import ServerMetrics
+from tidings.server.streams.authority import Authorities
 from tidings.server.streams.hub import Hub
 from tidings.server.submission import SubmitBatcher
 from tidings.server.tokens import StreamTokens
@@ -36,6 +37,7 @@ class ServerState:
     streams: StreamLimits
     rate_limiter: RateLimiter
     lockouts: Lockouts = field(default_factory=Lockouts)
+    authorities: Authorities = field(default_factory=Authorities)
 
 
 def state_of(request: Request) -> ServerState:

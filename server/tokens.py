@@ -26,6 +26,15 @@ def _unb64(text: str) -> bytes:
 
 
 @dataclass(frozen=True)
+class TokenGrant:
+    """A valid token's claims: the tenant, the key that minted it, when it expires."""
+
+    tenant: str
+    key_id: str | None
+    expires_at: float
+
+
+@dataclass(frozen=True)
 class StreamTokens:
     """Signs and checks stream tokens with one secret."""
 
@@ -33,13 +42,22 @@ class StreamTokens:
     ttl_s: float = 900.0
     clock: Callable[[], float] = time.time
 
-    def issue(self, job_id: str, tenant: str) -> str:
-        """A token for `job_id` of `tenant`, valid for `ttl_s` seconds."""
-        payload = orjson.dumps({"j": job_id, "t": tenant, "e": int(self.clock() + self.ttl_s)})
+    def issue(self, job_id: str, tenant: str, key_id: str | None = None) -> str:
+        """A token for `job_id` of `tenant`, valid for `ttl_s` seconds; `key_id` names the
+        API key it was minted with, whose revocation ends it too."""
+        claims: dict[str, object] = {"j": job_id, "t": tenant, "e": int(self.clock() + self.ttl_s)}
+        if key_id is not None:
+            claims["k"] = key_id
+        payload = orjson.dumps(claims)
         return f"{_b64(payload)}.{_b64(self._sign(payload))}"
 
     def tenant_for(self, token: str, job_id: str) -> str | None:
         """The tenant a valid, unexpired token grants `job_id` to; None otherwise."""
+        grant = self.grant(token, job_id)
+        return None if grant is None else grant.tenant
+
+    def grant(self, token: str, job_id: str) -> TokenGrant | None:
+        """What a valid, unexpired token grants for `job_id`; None otherwise."""
         try:
             encoded, signature = token.split(".", 1)
             payload = _unb64(encoded)
@@ -52,8 +70,10 @@ class StreamTokens:
             return None
         if not isinstance(claims.get("e"), int) or claims["e"] < self.clock():
             return None
-        tenant = claims.get("t")
-        return tenant if isinstance(tenant, str) else None
+        tenant, key_id = claims.get("t"), claims.get("k")
+        if not isinstance(tenant, str) or not isinstance(key_id, str | None):
+            return None
+        return TokenGrant(tenant, key_id, float(claims["e"]))
 
     def _sign(self, payload: bytes) -> bytes:
         return hmac.digest(self.secret, payload, hashlib.sha256)

@@ -15,7 +15,10 @@ RETURNING *
 """
 _TENANT_OF_DIGEST = "SELECT tenant FROM api_keys WHERE digest = $1 AND revoked_at IS NULL"
 _TENANTS_OF_DIGESTS = """
-SELECT digest, tenant FROM api_keys WHERE digest = ANY($1::bytea[]) AND revoked_at IS NULL
+SELECT digest, tenant, id FROM api_keys WHERE digest = ANY($1::bytea[]) AND revoked_at IS NULL
+"""
+_REVOKED_AMONG = """
+SELECT id::text FROM api_keys WHERE id = ANY($1::uuid[]) AND revoked_at IS NOT NULL
 """
 _LIST_KEYS = """
 SELECT id, tenant, name, prefix, created_at, revoked_at FROM api_keys
@@ -41,7 +44,7 @@ async def tenant_of_digest(db: Db, *, digest: bytes) -> str | None:
 
 
 async def tenants_of_digests(db: Db, *, digests: Sequence[bytes]) -> list[asyncpg.Record]:
-    """(digest, tenant) of each active key among `digests`."""
+    """(digest, tenant, id) of each active key among `digests`."""
     return list(await db.fetch(_TENANTS_OF_DIGESTS, list(set(digests))))
 
 
@@ -53,3 +56,8 @@ async def list_keys(db: Db, *, tenant: str | None) -> list[asyncpg.Record]:
 async def revoke_key(db: Db, *, key_id: uuid.UUID) -> bool:
     """Revoke an active key; False if there is none with that id."""
     return await db.fetchrow(_REVOKE_KEY, key_id) is not None
+
+
+async def revoked_among(db: Db, *, key_ids: Sequence[str]) -> list[str]:
+    """The ids among `key_ids` of keys that have been revoked."""
+    return [row["id"] for row in await db.fetch(_REVOKED_AMONG, list(key_ids))]

@@ -22,7 +22,7 @@ from tidings.core.events import event_json
 from tidings.core.model import Status, job_json, waiting_eta_s
 from tidings.core.shapes import Job
 from tidings.core.submission import JobRequest
-from tidings.server.auth import ALL_JOBS, tenant_of
+from tidings.server.auth import ALL_JOBS, authority_of, tenant_of
 from tidings.server.body import read_json_object
 from tidings.server.job_lookup import load_job, parse_job_id
 from tidings.server.responses import JSONResponse
@@ -42,7 +42,8 @@ def base_url(request: Request) -> str:
 
 def render(request: Request, row: asyncpg.Record, eta_s: float | None = None) -> Job:
     """A job's JSON, with a stream token in `links.events` for browsers."""
-    token = state_of(request).tokens.issue(str(row["id"]), row["tenant"])
+    key_id = authority_of(request.scope).key_id
+    token = state_of(request).tokens.issue(str(row["id"]), row["tenant"], key_id)
     return job_json(row, base_url(request), eta_s, token)
 
 
@@ -255,7 +256,9 @@ async def list_jobs(request: Request) -> Response:
     )
     page = rows[:limit]
     next_cursor = _encode_cursor(page[-1]) if len(rows) > limit else None
-    events_token = state.tokens.issue(ALL_JOBS, tenant_of(request))
+    events_token = state.tokens.issue(
+        ALL_JOBS, tenant_of(request), authority_of(request.scope).key_id
+    )
     return JSONResponse(
         {
             "events": f"{base_url(request)}/events?token={events_token}",

@@ -13,9 +13,11 @@ from tidings.core import serialization
 from tidings.core.db import events
 from tidings.core.errors import Unprocessable
 from tidings.core.events import event_json
+from tidings.server.auth import authority_of
 from tidings.server.job_lookup import load_job
 from tidings.server.responses import JSONResponse
 from tidings.server.state import ServerState
+from tidings.server.streams.authority import Authority
 from tidings.server.streams.follow import follow_all, replay_then_follow
 from tidings.server.streams.hub import Notice, Subscription
 from tidings.server.streams.response import StreamResponse
@@ -24,15 +26,23 @@ from tidings.server.streams.response import StreamResponse
 def held_stream(
     state: ServerState,
     tenant: str,
+    authority: Authority,
     job_id: str | None,
     follow: Callable[[Subscription], AsyncGenerator[dict[str, Any] | Notice, None]],
     encode: Callable[[dict[str, Any] | Notice], ServerSentEvent | None],
 ) -> StreamResponse:
     """An SSE response holding one of the tenant's stream slots (429/503 when none is left)
     and a subscription to `job_id`'s events (every job's with None), which `follow` reads.
+    It ends when the credential it was opened with is revoked or expires.
     """
-    release = state.streams.acquire(tenant)
+    release_slot = state.streams.acquire(tenant)
     subscription = state.hub.subscribe(job_id)
+    release_authority = state.authorities.hold(authority, subscription)
+
+    def release() -> None:
+        release_authority()
+        release_slot()
+
     return StreamResponse(subscription, follow(subscription), encode, release=release)
 
 
@@ -85,6 +95,7 @@ async def job_events(
     return held_stream(
         state,
         tenant,
+        authority_of(request.scope),
         str(job_id),
         lambda subscription: replay_then_follow(state.pool, subscription, job_id, after),
         encode_job_event,
@@ -100,7 +111,7 @@ def encode_job_event(event: dict[str, Any] | Notice) -> ServerSentEvent | None:
     )
 
 
-async def all_events(state: ServerState, tenant: str) -> StreamResponse:
+async def all_events(state: ServerState, tenant: str, authority: Authority) -> StreamResponse:
     """GET /events: live events of every job of the caller's tenant, for dashboards.
 
     There is no replay here (events have no order across jobs to resume from): after a
@@ -114,4 +125,4 @@ async def all_events(state: ServerState, tenant: str) -> StreamResponse:
             return ServerSentEvent(data=serialization.dumps_str(event), event=event["kind"])
         return None
 
-    return held_stream(state, tenant, None, follow_all, encode)
+    return held_stream(state, tenant, authority, None, follow_all, encode)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import structlog
@@ -147,9 +147,11 @@ class Hub:
         queue_size: int = 256,
         on_event: Callable[[dict[str, Any]], None] = lambda event: None,
         on_disconnect: Callable[[], None] = lambda: None,
+        also: Mapping[str, Callable[[bytes], None]] | None = None,
     ) -> None:
         self._redis_url = redis_url
         self._channel = channel
+        self._also = dict(also or {})  # other channels on the same connection
         self._queue_size = queue_size
         self._on_event = on_event
         self._on_disconnect = on_disconnect
@@ -229,7 +231,7 @@ class Hub:
     async def _run(self) -> None:
         await follow_channels(
             self._redis_url,
-            {self._channel: self._on_message},
+            {self._channel: self._on_message, **self._also},
             on_connect=self._on_connect,
             on_disconnect=self._on_disconnected,
         )

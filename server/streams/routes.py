@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from tidings.server.auth import ALL_EVENTS_PATH, authenticate, stream_subject
+from tidings.server.auth import ALL_EVENTS_PATH, authenticate, authority_of, stream_subject
 from tidings.server.errors import response_for_error
 from tidings.server.metrics import ServerMetrics
 from tidings.server.middleware import context_headers, record_request, request_id_of
@@ -68,7 +68,7 @@ class StreamRoutes:
                 raise HTTPException(405, headers={"Allow": ", ".join(STREAM_METHODS)})
             assert tenant is not None, "stream paths are never public"
             if scope["path"] == ALL_EVENTS_PATH:
-                return await all_events(state, tenant)
+                return await all_events(state, tenant, authority_of(scope))
             raw_id = stream_subject(scope["path"])
             assert raw_id is not None, "the dispatcher sends only stream paths here"
             return await job_events(request, state, tenant, raw_id)

@@ -29,7 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support.api import stream_kinds, submit
 from tests.support.servers import ServerHandle, WorkerHandle, start_server
 from tests.support.sse import job_events
-from tidings.core import keys
+from tidings.core import keys, queue
 from tidings.core.events import TERMINAL_KINDS
 from tidings.core.settings import Settings, SettingsError
 from tidings.server.tokens import StreamTokens
@@ -921,3 +921,92 @@ async def test_failed_credentials_from_one_address_are_rate_limited(
         await asyncio.sleep(wait_s)
         # ... and after it, the right key works again.
         assert (await client.get("/jobs", headers=bearer(key))).status_code == 200
+
+
+# --- a stream's authority ends with its credential ------------------------------------------
+
+
+LONG_JOB = {"task": "sleep_steps", "args": {"steps": 400, "delay_s": 0.05}}
+
+
+async def until_ended(events: AsyncIterator[tuple[int, str, dict[str, Any]]]) -> list[str]:
+    """Read a stream to its end (it must end, and well before its job does); its kinds."""
+    async with asyncio.timeout(WITHIN_S):
+        return [kind async for _, kind, _ in events]
+
+
+async def test_revoking_a_key_ends_its_streams_and_its_tokens_at_once(
+    pool: asyncpg.Pool, settings: Settings, anonymous: httpx.AsyncClient, worker: WorkerHandle
+) -> None:
+    """The review: after `tidings keys revoke`, streams opened with the key, and with tokens
+    it minted, kept delivering events; the tokens kept opening new ones."""
+    key = await keys.create_key(pool, "frank", "revoked-while-streaming")
+    owner = {"authorization": f"Bearer {key.secret}"}
+    job = (await anonymous.post("/jobs", json=LONG_JOB, headers=owner)).json()
+    token_url = job["links"]["events"]
+    async with (
+        aconnect_sse(anonymous, "GET", f"/jobs/{job['id']}/events", headers=owner) as keyed,
+        aconnect_sse(anonymous, "GET", token_url) as tokened,
+    ):
+        assert keyed.response.status_code == tokened.response.status_code == 200
+        streams = [job_events(keyed), job_events(tokened)]
+        first = [await anext(events) for events in streams]
+        assert [kind for _, kind, _ in first] == ["queued", "queued"]
+        assert await keys.revoke_key(pool, key.id)
+        # What `tidings keys revoke` publishes after the revocation commits.
+        redis = await queue.connect(settings.redis_url)
+        await redis.publish(queue.Names(settings.namespace).revoked_channel, str(key.id))
+        await redis.aclose()
+        for events in streams:
+            assert "succeeded" not in await until_ended(events)
+    assert_unauthorized(await anonymous.get(token_url))
+    assert_unauthorized(await anonymous.get(f"/jobs/{job['id']}", headers=owner))
+    await cancel_as(pool, anonymous, "frank", job["id"])
+
+
+async def test_without_the_notice_the_recheck_ends_a_revoked_keys_streams(
+    pool: asyncpg.Pool, anonymous: httpx.AsyncClient, worker: WorkerHandle
+) -> None:
+    key = await keys.create_key(pool, "frank", "notice-lost")
+    owner = {"authorization": f"Bearer {key.secret}"}
+    job = (await anonymous.post("/jobs", json=LONG_JOB, headers=owner)).json()
+    async with aconnect_sse(anonymous, "GET", f"/jobs/{job['id']}/events", headers=owner) as keyed:
+        events = job_events(keyed)
+        assert (await anext(events))[1] == "queued"
+        assert await keys.revoke_key(pool, key.id)  # and no notice on the channel
+        assert "succeeded" not in await until_ended(events)
+    await cancel_as(pool, anonymous, "frank", job["id"])
+
+
+async def cancel_as(
+    pool: asyncpg.Pool, client: httpx.AsyncClient, tenant: str, job_id: str
+) -> None:
+    """Cancel a long job with a live key of its tenant (its own key was revoked)."""
+    other = await keys.create_key(pool, tenant, "cleanup")
+    response = await client.post(f"/jobs/{job_id}/cancel", headers=bearer(other))
+    assert response.status_code in (200, 202), response.text
+
+
+async def test_a_token_stream_ends_when_the_token_expires(
+    settings: Settings, pool: asyncpg.Pool, worker: WorkerHandle
+) -> None:
+    """The review: a stream opened just before its token expired delivered events 15 s later."""
+    short = replace(settings, stream_token_ttl_s=1.0)
+    key = await keys.create_key(pool, "grace", "short tokens")
+    async with (
+        start_server(short) as handle,
+        httpx.AsyncClient(base_url=handle.url, timeout=WITHIN_S) as client,
+    ):
+        owner = {"authorization": f"Bearer {key.secret}"}
+        job = (await client.post("/jobs", json=LONG_JOB, headers=owner)).json()
+        token_url = job["links"]["events"]
+        async with aconnect_sse(client, "GET", token_url) as tokened:
+            events = job_events(tokened)
+            assert (await anext(events))[1] == "queued"
+            assert "succeeded" not in await until_ended(events)
+        assert_unauthorized(await client.get(token_url))
+        # A fresh token (from the job, with the key) opens the stream again.
+        fresh = (await client.get(f"/jobs/{job['id']}", headers=owner)).json()["links"]["events"]
+        async with aconnect_sse(client, "GET", fresh) as again:
+            assert again.response.status_code == 200
+        await client.post(f"/jobs/{job['id']}/cancel", headers=owner)
