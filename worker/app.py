@@ -92,8 +92,7 @@ async def run_worker(
         redis = await queue.connect(settings.redis_url)
         stack.push_async_callback(redis.aclose)
         names = queue.Names(settings.namespace)
-        for spec in task_registry:
-            await tasks.upsert_task(pool, **spec.registry_row())
+        await tasks.upsert_tasks(pool, [spec.registry_row() for spec in task_registry])
         metrics = WorkerMetrics()
         reporter = Reporter(pool, redis, names, on_batch=metrics.record_batch)
         reporter.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -19,17 +20,14 @@ _GET_TASK = "SELECT * FROM tasks WHERE name = $1"
 _LIST_TASKS = "SELECT * FROM tasks ORDER BY name"
 
 
-async def upsert_task(
-    db: Db,
-    *,
-    name: str,
-    queue: str,
-    args_schema: dict[str, Any],
-    defaults: dict[str, Any],
-    description: str,
-) -> None:
-    """Record what a worker offers under `name`, replacing an older entry."""
-    await db.execute(_UPSERT_TASK, name, queue, args_schema, defaults, description)
+# The columns of a registry row, in the order of `_UPSERT_TASK`'s parameters.
+TASK_COLUMNS = ("name", "queue", "args_schema", "defaults", "description")
+
+
+async def upsert_tasks(db: Db, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Record what a worker offers, one row per task by column name (`TASK_COLUMNS`),
+    replacing older entries, in one round trip."""
+    await db.executemany(_UPSERT_TASK, [[row[name] for name in TASK_COLUMNS] for row in rows])
 
 
 async def get_task(db: Db, *, name: str) -> asyncpg.Record | None:

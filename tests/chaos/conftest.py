@@ -100,8 +100,7 @@ async def register_tasks(pool: asyncpg.Pool, settings: Settings) -> None:
     from tidings.worker.registry import TaskRegistry
 
     tasks = TaskRegistry.from_modules(settings.tasks)
-    for spec in tasks:
-        await task_rows.upsert_task(pool, **spec.registry_row())
+    await task_rows.upsert_tasks(pool, [spec.registry_row() for spec in tasks])
 
 
 def log_records(process: Process, event: str) -> list[dict[str, Any]]:

@@ -37,9 +37,14 @@ USER_PROJECT = {
     "server.py": "raise RuntimeError('the app server must not be imported by tidings')\n",
     "app_tasks.py": textwrap.dedent(
         """
-        import core
-        import worker
+        import importlib
+
         from tidings.worker import Job, task
+
+        # The app's own `core` and `worker` modules, beside this one: tidings' parts live
+        # under `tidings.`, so these names are the app's to use.
+        core = importlib.import_module("core")
+        worker = importlib.import_module("worker")
 
 
         @task(timeout=30)
