@@ -133,11 +133,12 @@ class Services:
         """Settings that would refuse the bench's load, set to let it through.
 
         The bench is the only client, on loopback, and measures capacity: it runs without
-        API keys (so without their per-key rate limit), and with the open-stream caps
-        above the SSE scenario's count. Only settings this version has are touched.
+        API keys (so without their per-key rate limit), with the open-stream caps above
+        the SSE scenario's count, and without a per-address connection cap (every stream
+        comes from one address). Only settings this version has are touched.
         """
         streams = self._config.sse_streams + 1_000
-        wanted: dict[str, Any] = {"auth": "off"}
+        wanted: dict[str, Any] = {"auth": "off", "max_connections_per_address": 0}
         for name in STREAM_CAPS:
             wanted[name] = max(getattr(defaults, name, 0), streams)
         known = {item.name for item in fields(defaults)}

@@ -65,6 +65,16 @@ class Settings:
     max_args_bytes: int = setting(256 * 1024, "largest args of one job, as JSON (422 beyond)")
     max_streams: int = setting(20_000, "open SSE streams per server process (503 beyond)")
     max_streams_per_tenant: int = setting(1_000, "open SSE streams per tenant (429 beyond)")
+    max_connections: int = setting(
+        0, "open client connections per server process, 503 beyond (0: the fd limit - 512)"
+    )
+    max_connections_per_address: int = setting(
+        1_000, "open connections per client address, 429 beyond (0: no cap; behind a proxy)"
+    )
+    header_timeout_s: float = setting(
+        10.0, "time a connection has to send a request's complete headers (408 beyond)"
+    )
+    idle_timeout_s: int = setting(5, "time an idle keep-alive connection stays open")
     rate_limit_per_s: float = setting(100.0, "requests per second per API key (token bucket)")
     rate_limit_burst: int = setting(200, "burst of requests per API key")
     data_dir: Path = field(
@@ -144,9 +154,15 @@ class Settings:
             "db_timeout_s",
             "reap_after_s",
             "reconcile_s",
+            "header_timeout_s",
+            "idle_timeout_s",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be positive")
+        if self.max_connections < 0 or self.max_connections_per_address < 0:
+            raise SettingsError(
+                "TIDINGS_MAX_CONNECTIONS and MAX_CONNECTIONS_PER_ADDRESS must be 0 or more"
+            )
         if self.drain_timeout_s < 0 or self.max_body_bytes < 1 or self.stream_queue_size < 1:
             raise SettingsError(
                 "TIDINGS_DRAIN_TIMEOUT_S, MAX_BODY_BYTES and STREAM_QUEUE_SIZE must be positive"

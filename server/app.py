@@ -25,6 +25,12 @@ from tidings.core.submission import Submitter
 from tidings.server import dashboard
 from tidings.server.alerts import AlertPolicy, FailureAlerts
 from tidings.server.auth import Authenticate
+from tidings.server.connections import (
+    ConnectionGuard,
+    connection_cap,
+    guarded_protocol,
+    raise_fd_limit,
+)
 from tidings.server.errors import EXCEPTION_HANDLERS
 from tidings.server.key_lookup import KeyLookup
 from tidings.server.limits import RateLimiter, StreamLimits
@@ -76,13 +82,16 @@ def alert_policy(settings: Settings) -> AlertPolicy:
     )
 
 
-def create_app(settings: Settings) -> Dispatcher:
+def create_app(settings: Settings, connections: ConnectionGuard | None = None) -> Dispatcher:
     """The tidings app for `settings` (whose database and Redis URLs must be set).
 
     The SSE stream paths are served by `StreamRoutes`, the rest by a Starlette app (which
-    also runs the lifespan and keeps `state`): see `server/streams/dispatch.py`.
+    also runs the lifespan and keeps `state`): see `server/streams/dispatch.py`. The
+    `connections` guard of the serving process, if any, adds its series to `/metrics`.
     """
     metrics = ServerMetrics()
+    if connections is not None:
+        metrics.registry.register(connections)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -213,21 +222,38 @@ class GracefulServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
+def connection_guard(settings: Settings) -> ConnectionGuard:
+    """The connection caps and header deadline of this process (its fd limit raised)."""
+    return ConnectionGuard(
+        max_open=connection_cap(settings.max_connections, raise_fd_limit()),
+        max_per_address=settings.max_connections_per_address,
+        header_timeout_s=settings.header_timeout_s,
+    )
+
+
+def server_for(settings: Settings) -> GracefulServer:
+    """uvicorn serving the tidings app on `settings.host:port`, behind the connection guard."""
+    guard = connection_guard(settings)
+    app = create_app(settings, guard)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        http=guarded_protocol(guard),
+        timeout_keep_alive=settings.idle_timeout_s,
+        log_config=None,
+        access_log=False,
+        server_header=False,  # names the software to every client; says nothing useful
+    )
+    return GracefulServer(config, before_shutdown=lambda: close_streams(app))
+
+
 def main(environ: dict[str, str] | None = None) -> None:
     """Entry point of `python -m server`: serve until interrupted."""
     settings = settings_or_exit(environ)
     configure_logging(settings)
     settings, embedded = start_embedded(settings)
     try:
-        app = create_app(settings)
-        config = uvicorn.Config(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_config=None,
-            access_log=False,
-            server_header=False,  # names the software to every client; says nothing useful
-        )
-        GracefulServer(config, before_shutdown=lambda: close_streams(app)).run()
+        server_for(settings).run()
     finally:
         embedded.close()

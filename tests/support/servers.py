@@ -9,14 +9,14 @@ import socket
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 import uvicorn
 from starlette.types import ASGIApp
 
 from tests.support.paths import REPO_ROOT
 from tidings.core.settings import Settings
-from tidings.server.app import GracefulServer, close_streams, create_app
+from tidings.server.app import GracefulServer, server_for
 from tidings.worker.app import run_worker
 
 START_TIMEOUT_S = 30.0
@@ -46,7 +46,13 @@ async def serve(
     """Serve any ASGI app with uvicorn inside the running loop; yields its base URL."""
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
-    server = GracefulServer(config, before_shutdown)
+    async with run_server(GracefulServer(config, before_shutdown)) as url:
+        yield url
+
+
+@asynccontextmanager
+async def run_server(server: GracefulServer) -> AsyncIterator[str]:
+    """Run a configured uvicorn server inside the running loop; yields its base URL."""
     task = asyncio.create_task(server.serve())
     async with asyncio.timeout(START_TIMEOUT_S):
         while not server.started:
@@ -54,7 +60,7 @@ async def serve(
                 task.result()
             await asyncio.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://{server.config.host}:{server.config.port}"
     finally:
         server.should_exit = True
         await task
@@ -62,9 +68,9 @@ async def serve(
 
 @asynccontextmanager
 async def start_server(settings: Settings) -> AsyncIterator[ServerHandle]:
-    """Serve `create_app(settings)` inside the running loop."""
-    app = create_app(settings)
-    async with serve(app, before_shutdown=lambda: close_streams(app)) as url:
+    """Serve the tidings app inside the running loop, as `tidings server` does, on a free port."""
+    local = replace(settings, host="127.0.0.1", port=free_port())
+    async with run_server(server_for(local)) as url:
         yield ServerHandle(url)
 
 
