@@ -37,6 +37,12 @@ SELECT extract(epoch FROM min(at) FILTER (WHERE kind = 'started'))::float8 AS fi
 FROM job_events WHERE job_id = ANY($1::uuid[])
 """
 
+STARTED_AT = """
+SELECT job_id, extract(epoch FROM min(at))::float8 AS at
+FROM job_events WHERE job_id = ANY($1::uuid[]) AND kind = 'started'
+GROUP BY job_id
+"""
+
 PICKUP = """
 SELECT extract(epoch FROM e.at - j.created_at)::float8 AS latency_s
 FROM jobs j JOIN job_events e ON e.job_id = j.id AND e.kind = 'started'
@@ -134,6 +140,11 @@ class JobClient:
     async def pickup_latencies(self, ids: Sequence[uuid.UUID]) -> list[float]:
         """Seconds from each job's `created_at` to its `started` event."""
         return [row["latency_s"] for row in await self._pool.fetch(PICKUP, ids)]
+
+    async def started_at(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, float]:
+        """Each job's first `started` event, as Unix time."""
+        rows = await self._pool.fetch(STARTED_AT, ids)
+        return {row["job_id"]: row["at"] for row in rows}
 
     async def progress(self, job_id: uuid.UUID) -> tuple[int, float]:
         """How many progress events a job has, and the seconds from the first to the last."""

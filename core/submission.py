@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 from tidings.core import queue
 from tidings.core.db import events as job_events
 from tidings.core.db import jobs
+from tidings.core.db.pool import Db
 from tidings.core.errors import Conflict
 from tidings.core.events import EventKind, event_json, make_event
 from tidings.core.model import Status, iso
@@ -31,6 +32,15 @@ log = structlog.get_logger("tidings.submission")
 
 # Fields that must match for a repeated idempotency key to name the same submission.
 IDEMPOTENT_FIELDS = ("task", "args", "queue", "priority", "max_attempts", "timeout_s")
+
+
+def batch_key_taken() -> Conflict:
+    """The 409 of a batch one of whose idempotency keys names an existing job."""
+    return Conflict(
+        "an idempotency key in the batch is already used; nothing was submitted",
+        {"reason": "the key names another job of this tenant"},
+        code="idempotency_conflict",
+    )
 
 
 @dataclass(frozen=True)
@@ -80,7 +90,7 @@ class Submitted:
     created: bool
 
 
-def queued_event(row: asyncpg.Record) -> dict[str, Any]:
+def queued_event(row: asyncpg.Record | Mapping[str, Any]) -> dict[str, Any]:
     """The `queued` event (seq 1) of a freshly inserted job row."""
     return make_event(
         str(row["id"]),
@@ -97,6 +107,41 @@ def queued_event(row: asyncpg.Record) -> dict[str, Any]:
         None,
         iso(row["event_at"]),
     )
+
+
+async def insert_job(db: Db, request: JobRequest) -> asyncpg.Record | None:
+    """The new job row with its `queued` event, or born succeeded from the result cache;
+    None if the cron slot it names is taken. A used idempotency key raises
+    `UniqueViolationError`."""
+    if request.cache_ttl_s:
+        hit = await jobs.find_cached_result(
+            db,
+            tenant=request.tenant,
+            task=request.task,
+            args_hash=request.args_hash,
+            ttl_s=request.cache_ttl_s,
+        )
+        if hit is not None:
+            return await jobs.insert_cached_job(
+                db, request.new_job(uuid.uuid4()), result=hit["result"], cached_from=hit["id"]
+            )
+    return await jobs.insert_job(db, request.new_job(uuid.uuid4()))
+
+
+async def existing_job(db: Db, request: JobRequest) -> asyncpg.Record:
+    """The job the request's idempotency key names; 409 if it was for another body."""
+    existing = await jobs.get_by_idempotency_key(
+        db, tenant=request.tenant, key=request.idempotency_key
+    )
+    if existing is None:  # the key's job vanished between the insert and this read
+        raise Conflict("idempotency key is in use; retry the request")
+    if any(existing[name] != getattr(request, name) for name in IDEMPOTENT_FIELDS):
+        raise Conflict(
+            "idempotency key was already used with a different submission",
+            {"idempotency_key": request.idempotency_key, "job_id": str(existing["id"])},
+            code="idempotency_conflict",
+        )
+    return existing
 
 
 class Submitter:
@@ -121,9 +166,7 @@ class Submitter:
         None means the cron slot it names was already taken by another worker.
         """
         try:
-            row = await self._cached(request) if request.cache_ttl_s else None
-            if row is None:
-                row = await jobs.insert_job(self._pool, request.new_job(uuid.uuid4()))
+            row = await insert_job(self._pool, request)
         except asyncpg.UniqueViolationError:
             return Submitted(await self.existing(request), created=False)
         if row is None:
@@ -137,43 +180,13 @@ class Submitter:
             async with self._pool.acquire() as conn, conn.transaction():
                 rows = await jobs.insert_all(conn, [r.new_job(uuid.uuid4()) for r in requests])
         except asyncpg.UniqueViolationError:
-            raise Conflict(
-                "an idempotency key in the batch is already used; nothing was submitted",
-                {"reason": "the key names another job of this tenant"},
-                code="idempotency_conflict",
-            ) from None
+            raise batch_key_taken() from None
         await self.enqueue_committed(rows)
         return rows
 
-    async def _cached(self, request: JobRequest) -> asyncpg.Record | None:
-        assert request.cache_ttl_s is not None
-        hit = await jobs.find_cached_result(
-            self._pool,
-            tenant=request.tenant,
-            task=request.task,
-            args_hash=request.args_hash,
-            ttl_s=request.cache_ttl_s,
-        )
-        if hit is None:
-            return None
-        return await jobs.insert_cached_job(
-            self._pool, request.new_job(uuid.uuid4()), result=hit["result"], cached_from=hit["id"]
-        )
-
     async def existing(self, request: JobRequest) -> asyncpg.Record:
         """The job the request's idempotency key names; 409 if it was for another body."""
-        existing = await jobs.get_by_idempotency_key(
-            self._pool, tenant=request.tenant, key=request.idempotency_key
-        )
-        if existing is None:  # the key's job vanished between the insert and this read
-            raise Conflict("idempotency key is in use; retry the request")
-        if any(existing[name] != getattr(request, name) for name in IDEMPOTENT_FIELDS):
-            raise Conflict(
-                "idempotency key was already used with a different submission",
-                {"idempotency_key": request.idempotency_key, "job_id": str(existing["id"])},
-                code="idempotency_conflict",
-            )
-        return existing
+        return await existing_job(self._pool, request)
 
     async def enqueue_committed(self, rows: Sequence[asyncpg.Record]) -> None:
         """Count and log committed jobs, then enqueue and publish them in one round trip."""

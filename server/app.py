@@ -17,11 +17,12 @@ from starlette.middleware import Middleware
 from tidings.core import queue
 from tidings.core.db.migrate import migrate_url
 from tidings.core.db.pool import create_pool
-from tidings.core.embedded import start_embedded
+from tidings.core.embedded import running_embedded, start_embedded
 from tidings.core.logging import configure_logging
 from tidings.core.service import Service
 from tidings.core.settings import Settings, settings_or_exit
 from tidings.core.submission import Submitter
+from tidings.core.validation import ArgsValidators
 from tidings.server import dashboard
 from tidings.server.alerts import AlertPolicy, FailureAlerts
 from tidings.server.auth import Authenticate
@@ -46,7 +47,6 @@ from tidings.server.streams.keepalive import KeepAlive
 from tidings.server.streams.routes import StreamRoutes
 from tidings.server.submission import SubmitBatcher
 from tidings.server.tokens import StreamTokens
-from tidings.server.validation import ArgsValidators
 
 log = structlog.get_logger("tidings.server")
 
@@ -82,20 +82,27 @@ def alert_policy(settings: Settings) -> AlertPolicy:
     )
 
 
-def create_app(settings: Settings, connections: ConnectionGuard | None = None) -> Dispatcher:
-    """The tidings app for `settings` (whose database and Redis URLs must be set).
+def create_app(
+    settings: Settings | None = None, connections: ConnectionGuard | None = None
+) -> Dispatcher:
+    """The tidings app for `settings` (default: read from the `TIDINGS_*` environment).
 
     The SSE stream paths are served by `StreamRoutes`, the rest by a Starlette app (which
-    also runs the lifespan and keeps `state`): see `server/streams/dispatch.py`. The
-    `connections` guard of the serving process, if any, adds its series to `/metrics`.
+    also runs the lifespan and keeps `state`): see `server/streams/dispatch.py`. Served by
+    itself, uvicorn runs the lifespan; mounted in a host app, the host runs it through
+    `Dispatcher.lifespan`. An unset database or Redis URL is an embedded server for the
+    lifespan's duration. The `connections` guard of the serving process, if any, adds its
+    series to `/metrics`.
     """
+    configured = Settings.from_env() if settings is None else settings
     metrics = ServerMetrics()
     if connections is not None:
         metrics.registry.register(connections)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with AsyncExitStack() as stack:
+        # `settings` here: the configured ones with any unset URL filled in.
+        async with running_embedded(configured) as settings, AsyncExitStack() as stack:
             await migrate_url(settings.database_url)
             pool = await create_pool(
                 settings.database_url, max_size=20, connect_timeout_s=settings.db_timeout_s

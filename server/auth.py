@@ -23,7 +23,8 @@ from tidings.core.db.pool import CONNECTION_ERRORS
 from tidings.core.errors import Forbidden, TidingsError
 from tidings.server.errors import tidings_error_response
 from tidings.server.limits import TooManyRequests
-from tidings.server.state import ServerState
+from tidings.server.mount import route_path
+from tidings.server.state import ServerState, started_state
 from tidings.server.streams.authority import NO_AUTHORITY, Authority
 
 log = structlog.get_logger("tidings.auth")
@@ -103,9 +104,9 @@ async def authenticate(state: ServerState, scope: Scope) -> str | None:
     goes into the scope's state as `authority` (see `authority_of`).
 
     Raises 401 without valid credentials, 429 past the key's rate, 503 when the
-    credentials cannot be checked now.
+    credentials cannot be checked now. Paths are the ones below the app's mount point.
     """
-    path = scope["path"]
+    path = route_path(scope)
     if state.settings.auth == "off":
         local_only(scope)
         return DEFAULT_TENANT
@@ -166,7 +167,7 @@ class Authenticate:
             await self.app(scope, receive, send)
             return
         try:
-            tenant = await authenticate(scope["app"].state.tidings, scope)
+            tenant = await authenticate(started_state(scope["app"].state), scope)
         except TidingsError as exc:
             await tidings_error_response(exc)(scope, receive, send)
             return

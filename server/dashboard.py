@@ -28,6 +28,7 @@ from tidings.core.model import (
     Status,
 )
 from tidings.server.auth import tenant_of
+from tidings.server.mount import root_path
 from tidings.server.responses import JSONResponse
 from tidings.server.state import state_of
 
@@ -63,7 +64,7 @@ def render_page(
         template,
         {
             "view": view,
-            "root": request.scope.get("root_path", ""),
+            "root": root_path(request.scope),  # where assets and the API are, when mounted
             "version": asset_version(),
             "model": MODEL_JSON,
             **context,

@@ -51,6 +51,8 @@ class RequestContext:
         request_id = request_id_of(scope)
         started = time.perf_counter()
         status = 500
+        # A host app that mounts this one has set its own Mount as the route already.
+        host_route = scope.get("route")
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -65,7 +67,8 @@ class RequestContext:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
+            matched = scope.get("route")
+            route = "unmatched" if matched is host_route else getattr(matched, "path", "unmatched")
             record_request(self.metrics, scope, route, status, started)
             structlog.contextvars.reset_contextvars(**tokens)
 

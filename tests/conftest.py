@@ -18,6 +18,7 @@ import asyncpg
 import pytest
 from arq.connections import ArqRedis
 
+from tests.support.browser import browser, chromium  # noqa: F401 (fixtures)
 from tests.support.paths import REPO_ROOT
 from tests.support.servers import ServerHandle, WorkerHandle, start_server, start_worker
 from tidings.core import queue

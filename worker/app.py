@@ -23,6 +23,7 @@ from tidings.core.logging import configure_logging
 from tidings.core.redis_url import arq_settings
 from tidings.core.settings import Settings, settings_or_exit
 from tidings.core.submission import Submitter
+from tidings.worker.committed import CommitListener
 from tidings.worker.consumers import Consumers
 from tidings.worker.heartbeat import Heartbeat
 from tidings.worker.maintenance import Reaper, Reconciler, hand_back
@@ -148,7 +149,16 @@ async def run_worker(
         metrics.track(lambda: len(runtime.running), heartbeat.age_s)
         if settings.worker_metrics_port:
             stack.callback(metrics.serve(settings.host, settings.worker_metrics_port))
-        for service in (signals, reconciler, reaper):
+        committed = CommitListener(
+            settings.database_url,
+            redis,
+            names,
+            settings.queues,
+            connect_timeout_s=settings.db_timeout_s,
+            # Notices sent while it was not listening are found by the reconciler.
+            on_connect=reconciler.poke,
+        )
+        for service in (signals, reconciler, reaper, committed):
             service.start()
             stack.push_async_callback(service.stop)
         cron = CronScheduler(Submitter(pool, redis, names), list(task_registry))

@@ -12,6 +12,7 @@ from bench.scenarios import (
     sse_latency,
     sse_scale,
     throughput,
+    transactional,
 )
 
 SCENARIOS: dict[str, Scenario] = {
@@ -23,4 +24,5 @@ SCENARIOS: dict[str, Scenario] = {
     "rest": rest.run,
     "sse-scale": sse_scale.run,
     "cancel": cancel.run,
+    "transactional": transactional.run,
 }

@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 
+from tidings.core import serialization
 from tidings.core.db.pool import Connection, Db
 from tidings.core.db.workers import LIVE_WORKER, UP_FOR_SILENCE
 from tidings.core.events import EventKind, note_field
@@ -64,9 +65,13 @@ FROM event JOIN job ON job.id = event.job_id
 
 # `$n` is the n-th field of `NewJob`, by construction.
 _NEW_JOB_COLUMNS = [column.name for column in fields(NewJob)]
+_ARGS_INDEX = _NEW_JOB_COLUMNS.index("args")
+# `args` is bound as JSON text, not through the connection's jsonb codec: the statement
+# also runs on a caller's own connection (a transactional submit), whose codecs are not
+# tidings' (`foreign.py`).
+_NEW_JOB_PLACES = {"run_at": "COALESCE(${n}, now())", "args": "${n}::text::jsonb"}
 _NEW_JOB_VALUES = [
-    f"COALESCE(${n}, now())" if name == "run_at" else f"${n}"
-    for n, name in enumerate(_NEW_JOB_COLUMNS, 1)
+    _NEW_JOB_PLACES.get(name, "${n}").format(n=n) for n, name in enumerate(_NEW_JOB_COLUMNS, 1)
 ]
 _INSERT_JOB = f"""
 WITH job AS (
@@ -120,6 +125,8 @@ event AS (
 )
 SELECT job.*, event.at AS event_at FROM job JOIN event ON event.job_id = job.id
 """
+
+_ANNOUNCE = "SELECT pg_notify($1, $2)"
 
 # A result-cache hit: the new job is born succeeded, with both of its events.
 _INSERT_CACHED_JOB = """
@@ -377,7 +384,9 @@ async def list_jobs(
 def _values(job: NewJob) -> list[Any]:
     """`_INSERT_JOB`'s parameters: the job's fields in order (not `astuple`, which copies
     the args deeply)."""
-    return [getattr(job, name) for name in _NEW_JOB_COLUMNS]
+    values = [getattr(job, name) for name in _NEW_JOB_COLUMNS]
+    values[_ARGS_INDEX] = serialization.dumps(job.args).decode()
+    return values
 
 
 async def insert_job(db: Db, job: NewJob) -> asyncpg.Record | None:
@@ -396,6 +405,11 @@ async def insert_jobs(db: Db, new_jobs: Sequence[NewJob]) -> list[asyncpg.Record
     error (its caller looks the existing one up)."""
     columns = [[getattr(job, name) for job in new_jobs] for name in _COLUMN_ARRAYS]
     return list(await db.fetch(_INSERT_JOBS, *columns))
+
+
+async def announce(db: Db, *, channel: str, payload: str) -> None:
+    """`pg_notify`: delivered to the channel's listeners when the transaction commits."""
+    await db.execute(_ANNOUNCE, channel, payload)
 
 
 async def insert_cached_job(

@@ -16,15 +16,20 @@ from starlette.staticfiles import StaticFiles
 
 from tidings.core.db import tasks
 from tidings.server.dashboard import render_page
+from tidings.server.mount import root_path
 from tidings.server.openapi import document
 from tidings.server.responses import JSONResponse
 from tidings.server.state import state_of
 
 
 async def openapi(request: Request) -> Response:
-    """GET /openapi.json."""
+    """GET /openapi.json; mounted in a host app, its server is the mount point."""
     rows = await tasks.list_tasks(state_of(request).pool)
-    return JSONResponse(document([row["name"] for row in rows]))
+    described = document([row["name"] for row in rows])
+    root = root_path(request.scope)
+    if root:  # without `servers`, clients (Swagger UI's "Try it out") call the host's root
+        described["servers"] = [{"url": root}]
+    return JSONResponse(described)
 
 
 async def docs_page(request: Request) -> Response:

@@ -6,7 +6,6 @@ import base64
 import binascii
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
 import asyncpg
 import structlog
@@ -17,18 +16,17 @@ from starlette.routing import Route
 
 from tidings.core import queue
 from tidings.core.db import jobs, workers
-from tidings.core.errors import Conflict, NotFound, TidingsError, Unprocessable
+from tidings.core.errors import Conflict, NotFound, Unprocessable
 from tidings.core.events import event_json
+from tidings.core.job_lookup import load_job, parse_job_id
+from tidings.core.job_request import batch_requests, job_request
 from tidings.core.model import Status, job_json, waiting_eta_s
 from tidings.core.shapes import Job
-from tidings.core.submission import JobRequest
 from tidings.server.auth import ALL_JOBS, authority_of, tenant_of
 from tidings.server.body import read_json_object
-from tidings.server.job_lookup import load_job, parse_job_id
+from tidings.server.mount import app_url
 from tidings.server.responses import JSONResponse
 from tidings.server.state import ServerState, state_of
-from tidings.server.submission import TaskRows, job_request
-from tidings.server.validation import check, validate_batch
 
 log = structlog.get_logger("tidings.server")
 
@@ -37,7 +35,8 @@ MAX_LIMIT = 500
 
 
 def base_url(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
+    """Where links start: this app's URL, with the mount point when mounted in a host app."""
+    return app_url(request)
 
 
 def render(request: Request, row: asyncpg.Record, eta_s: float | None = None) -> Job:
@@ -74,32 +73,13 @@ async def submit_batch(request: Request) -> Response:
     """POST /jobs/batch: every job in one transaction, or none with per-item errors."""
     state = state_of(request)
     body = await read_json_object(request, state.settings.max_batch_bytes)
-    check(validate_batch, body, root="body", message="the batch is invalid")
-    tasks: TaskRows = {}
-    requests: list[JobRequest] = []
-    errors: list[dict[str, Any]] = []
-    for index, item in enumerate(body["jobs"]):
-        try:
-            requests.append(
-                await job_request(
-                    state.pool,
-                    state.validators,
-                    item,
-                    tenant=tenant_of(request),
-                    max_args_bytes=state.settings.max_args_bytes,
-                    tasks=tasks,
-                )
-            )
-        except TidingsError as exc:
-            errors.append(
-                {"index": index, "code": exc.code, "message": exc.message, **(exc.details or {})}
-            )
-    if errors:
-        raise Unprocessable(
-            f"{len(errors)} of {len(body['jobs'])} jobs are invalid; nothing was submitted",
-            {"errors": errors},
-            code="invalid_batch",
-        )
+    requests = await batch_requests(
+        state.pool,
+        state.validators,
+        body,
+        tenant=tenant_of(request),
+        max_args_bytes=state.settings.max_args_bytes,
+    )
     rows = await state.submitter.submit_many(requests)
     return JSONResponse(
         {"ids": [str(row["id"]) for row in rows], "count": len(rows)}, status_code=202
@@ -109,7 +89,7 @@ async def submit_batch(request: Request) -> Response:
 async def get_job(request: Request) -> Response:
     """GET /jobs/{id}; a waiting job's ETA includes the queue ahead of it."""
     state = state_of(request)
-    row = await load_job(state, request.path_params["job_id"], tenant_of(request))
+    row = await load_job(state.pool, request.path_params["job_id"], tenant_of(request))
     eta_s = None
     if row["status"] in (Status.QUEUED, Status.RETRYING):
         inputs = await jobs.eta_inputs(
@@ -136,7 +116,7 @@ async def cancel_job(request: Request) -> Response:
     event = await jobs.cancel_waiting(state.pool, job_id=job_id, tenant=tenant_of(request))
     if event is not None:
         await _publish(state, event)
-        cancelled = await load_job(state, str(job_id), tenant_of(request))
+        cancelled = await load_job(state.pool, str(job_id), tenant_of(request))
         return JSONResponse(render(request, cancelled))
     row = await jobs.request_cancel(state.pool, job_id=job_id, tenant=tenant_of(request))
     if row is not None:
@@ -146,7 +126,7 @@ async def cancel_job(request: Request) -> Response:
             # The worker's heartbeat finds the request in Postgres instead.
             log.warning("cancel.publish_failed", job_id=str(job_id), error=repr(exc))
         return JSONResponse(render(request, row), status_code=202)
-    current = await load_job(state, str(job_id), tenant_of(request))
+    current = await load_job(state.pool, str(job_id), tenant_of(request))
     raise Conflict(
         f"job is {current['status']}; only queued, retrying or running jobs can be cancelled",
         {"status": current["status"]},

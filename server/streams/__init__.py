@@ -6,6 +6,7 @@
 - `endpoints.py`: `GET /jobs/{id}/events` (SSE, or the history as JSON) and `GET /events`.
 - `response.py`: an SSE response that runs in its request's task, for memory.
 - `routes.py`: serves the stream paths in one frame, outside Starlette's stack.
-- `dispatch.py`: the app uvicorn serves, sending stream paths to `routes.py`.
+- `dispatch.py`: the app uvicorn serves (or a host app mounts), sending stream paths to
+  `routes.py`.
 - `keepalive.py`: one keep-alive timer for every open stream of the process.
 """

@@ -13,8 +13,8 @@ from tidings.core import serialization
 from tidings.core.db import events
 from tidings.core.errors import Unprocessable
 from tidings.core.events import event_json
+from tidings.core.job_lookup import load_job
 from tidings.server.auth import authority_of
-from tidings.server.job_lookup import load_job
 from tidings.server.responses import JSONResponse
 from tidings.server.state import ServerState
 from tidings.server.streams.authority import Authority
@@ -78,7 +78,7 @@ async def job_events(
     request: Request, state: ServerState, tenant: str, raw_id: str
 ) -> Response | StreamResponse:
     """GET /jobs/{id}/events: SSE (subscribe, replay, follow) or, for JSON clients, history."""
-    job = await load_job(state, raw_id, tenant)
+    job = await load_job(state.pool, raw_id, tenant)
     after = resume_after(request)
     if after > job["seq"]:
         # No client can have seen an event that does not exist yet.

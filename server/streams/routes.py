@@ -24,7 +24,8 @@ from tidings.server.auth import ALL_EVENTS_PATH, authenticate, authority_of, str
 from tidings.server.errors import response_for_error
 from tidings.server.metrics import ServerMetrics
 from tidings.server.middleware import context_headers, record_request, request_id_of
-from tidings.server.state import ServerState
+from tidings.server.mount import route_path
+from tidings.server.state import started_state
 from tidings.server.streams.endpoints import all_events, job_events
 from tidings.server.streams.response import StreamResponse
 
@@ -45,8 +46,9 @@ class StreamRoutes:
         # bind/reset rather than bound_contextvars(): see `RequestContext`.
         context = structlog.contextvars.bind_contextvars(request_id=request_id)
         status = 500
+        path = route_path(scope)  # below the mount point, as the dispatcher matched it
         try:
-            response = await self._respond(scope, receive)
+            response = await self._respond(scope, receive, path)
             status = response.status_code
             if isinstance(response, StreamResponse):
                 await response.stream(scope, receive, send, request_id)
@@ -54,22 +56,24 @@ class StreamRoutes:
                 response.raw_headers.extend(context_headers(request_id))
                 await response(scope, receive, send)
         finally:
-            route = ALL_EVENTS_PATH if scope["path"] == ALL_EVENTS_PATH else JOB_EVENTS_ROUTE
+            route = ALL_EVENTS_PATH if path == ALL_EVENTS_PATH else JOB_EVENTS_ROUTE
             record_request(self._metrics, scope, route, status, started)
             structlog.contextvars.reset_contextvars(**context)
 
-    async def _respond(self, scope: Scope, receive: Receive) -> Response | StreamResponse:
-        """The stream, a JSON history, or the error the API answers."""
+    async def _respond(
+        self, scope: Scope, receive: Receive, path: str
+    ) -> Response | StreamResponse:
+        """The stream on `path`, a JSON history, or the error the API answers."""
         request = Request(scope, receive)
         try:
-            state: ServerState = self._app.state.tidings
+            state = started_state(self._app.state)
             tenant = await authenticate(state, scope)
             if scope["method"] not in STREAM_METHODS:
                 raise HTTPException(405, headers={"Allow": ", ".join(STREAM_METHODS)})
             assert tenant is not None, "stream paths are never public"
-            if scope["path"] == ALL_EVENTS_PATH:
+            if path == ALL_EVENTS_PATH:
                 return await all_events(state, tenant, authority_of(scope))
-            raw_id = stream_subject(scope["path"])
+            raw_id = stream_subject(path)
             assert raw_id is not None, "the dispatcher sends only stream paths here"
             return await job_events(request, state, tenant, raw_id)
         except Exception as exc:

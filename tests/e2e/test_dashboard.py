@@ -4,36 +4,23 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from tests.support.paths import REPO_ROOT
 from tests.support.servers import Process, free_port, spawn
 from tidings.core import keys, queue
 from tidings.core.settings import Settings
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 360, "height": 780}
@@ -83,29 +70,6 @@ async def worker(process_settings: Settings, server: ServerProcess) -> AsyncIter
     await process.wait_for_line("worker.ready")
     yield process
     assert await process.stop() == 0, process.output
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Path:
-    """Debian's Chromium (never a downloaded one). Without it these tests skip on a
-    developer's machine, and fail in CI, which promises to run them."""
-    if not CHROMIUM.exists():
-        message = "no Chromium at /usr/bin/chromium (apt-get install -y chromium)"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI runs the browser tests, but there is {message}")
-        pytest.skip(message)
-    return CHROMIUM
-
-
-@pytest.fixture(scope="module")
-async def browser(chromium: Path) -> AsyncIterator[Browser]:
-    expect.set_options(timeout=20_000)
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(
-            executable_path=str(chromium), args=CHROMIUM_ARGS
-        )
-        yield launched
-        await launched.close()
 
 
 @dataclass

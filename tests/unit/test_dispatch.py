@@ -1,6 +1,10 @@
-"""The dispatcher sends HTTP requests on the stream paths past Starlette, and nothing else."""
+"""The dispatcher sends HTTP requests on the stream paths past Starlette, and nothing else;
+mounted in a host app, the paths below its mount point, and the host runs its lifespan."""
 
 from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 from starlette.applications import Starlette
@@ -37,6 +41,11 @@ async def ignore(message: object) -> None:
         ({"type": "http", "path": "/jobs/1/2/events"}, False),
         ({"type": "http", "path": "/"}, False),
         ({"type": "websocket", "path": "/events"}, False),
+        # Mounted at /tidings: the path still starts with the mount point (ASGI).
+        ({"type": "http", "path": "/tidings/events", "root_path": "/tidings"}, True),
+        ({"type": "http", "path": "/tidings/jobs/123/events", "root_path": "/tidings"}, True),
+        ({"type": "http", "path": "/tidings/jobs/123", "root_path": "/tidings"}, False),
+        ({"type": "http", "path": "/tidingsx/events", "root_path": "/tidings"}, False),
         ({"type": "lifespan"}, False),
     ],
 )
@@ -54,3 +63,20 @@ def test_its_state_is_the_starlette_apps() -> None:
     app = Starlette()
     app.state.tidings = "ready"
     assert Dispatcher(app, Recorder()).state.tidings == "ready"
+
+
+async def test_its_lifespan_is_the_starlette_apps_for_a_host_to_run() -> None:
+    stopped: list[bool] = []
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        app.state.tidings = "ready"
+        yield
+        stopped.append(True)
+
+    dispatcher = Dispatcher(Starlette(lifespan=lifespan), Recorder())
+    host = Starlette()
+    async with dispatcher.lifespan(host):
+        assert dispatcher.state.tidings == "ready" and not stopped
+    assert stopped == [True]
+    assert not hasattr(host.state, "tidings")  # the host's own state is left alone

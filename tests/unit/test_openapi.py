@@ -8,8 +8,8 @@ from typing import Any
 from tidings.core import shapes
 from tidings.core.events import EventKind
 from tidings.core.model import Status, job_json
+from tidings.core.validation import BATCH_SCHEMA, SUBMISSION_SCHEMA
 from tidings.server.openapi import document
-from tidings.server.validation import BATCH_SCHEMA, SUBMISSION_SCHEMA
 
 
 def test_every_body_schema_is_its_shape() -> None:

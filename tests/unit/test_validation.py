@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tidings.core.errors import Unprocessable
-from tidings.server.validation import ArgsValidators, Validator, check, validate_submission
+from tidings.core.validation import ArgsValidators, Validator, check, validate_submission
 from tidings.worker.registry import TaskRegistry
 
 REGISTRY = TaskRegistry.from_modules(["tidings.worker.tasks.examples"])

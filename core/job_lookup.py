@@ -7,8 +7,8 @@ import uuid
 import asyncpg
 
 from tidings.core.db import jobs
+from tidings.core.db.pool import Db
 from tidings.core.errors import NotFound
-from tidings.server.state import ServerState
 
 
 def parse_job_id(raw: str) -> uuid.UUID:
@@ -19,9 +19,9 @@ def parse_job_id(raw: str) -> uuid.UUID:
         raise NotFound(f"no job with id {raw!r}") from None
 
 
-async def load_job(state: ServerState, raw_id: str, tenant: str) -> asyncpg.Record:
-    """The caller's job for a path id, or 404 (another tenant's job is a 404 too)."""
-    row = await jobs.get_job(state.pool, job_id=parse_job_id(raw_id), tenant=tenant)
+async def load_job(db: Db, raw_id: str, tenant: str) -> asyncpg.Record:
+    """The caller's job for an id, or 404 (another tenant's job is a 404 too)."""
+    row = await jobs.get_job(db, job_id=parse_job_id(raw_id), tenant=tenant)
     if row is None:
         raise NotFound(f"no job with id {raw_id!r}")
     return row
