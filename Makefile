@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev server worker migrate test test-chaos check-alerts lint format typecheck check bench mutate clean
+.PHONY: help install dev server worker migrate test test-chaos check-alerts lint format typecheck check bench soak mutate clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ typecheck: install ## mypy --strict on every tidings package
 	$(BIN)/mypy
 
 check: lint typecheck test ## Everything CI runs
+
+soak: install ## Steady mixed load for 30 min: nothing lost, nothing grows (ARGS=--minutes N)
+	$(PY) -m bench.soak $(ARGS)
 
 bench: install ## Benchmark against raw ARQ in one run (ARGS=--quick; bench/results/latest.json)
 	$(PY) -m bench $(ARGS)

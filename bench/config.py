@@ -49,6 +49,8 @@ class BenchConfig:
     raw_poll_delay_s: float | None = 0.01
     results_dir: Path = RESULTS_DIR
     data_dir: Path = DATA_DIR
+    # Settings of the tidings processes that a run sets (the soak's short retention).
+    settings_overrides: tuple[tuple[str, Any], ...] = ()
 
     def quick(self) -> BenchConfig:
         """Fewer repetitions and smaller counts: minutes become seconds."""

@@ -127,6 +127,7 @@ class Services:
             log_format="json",
             log_level="info",
             data_dir=self._config.data_dir,
+            **dict(self._config.settings_overrides),
         )
 
     def _lifted_limits(self, defaults: Settings) -> dict[str, Any]:

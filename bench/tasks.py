@@ -25,6 +25,22 @@ async def progress_loop(job: Job, count: int, report: bool = True) -> dict[str, 
 
 
 @task(timeout=600, max_attempts=1)
+async def cpu_steps(job: Job, count: int, step_us: float = 100.0, report: bool = True) -> None:
+    """`count` steps of `step_us` of real CPU work each, reporting after every step (or not):
+    a stand-in for producing an LLM token. Each step then yields once, as a task awaiting
+    its next token would."""
+    step_s = step_us / 1e6
+    for step in range(1, count + 1):
+        until = time.perf_counter() + step_s
+        spins = 0
+        while time.perf_counter() < until:
+            spins += 1
+        if report:
+            await job.progress(step, count)
+        await asyncio.sleep(0)
+
+
+@task(timeout=600, max_attempts=1)
 async def progress_paced(
     job: Job, count: int = 200, interval_s: float = 0.01, warmup_s: float = 0.5
 ) -> None:

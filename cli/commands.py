@@ -1,8 +1,11 @@
-"""`tidings submit | jobs | show | watch | cancel | retry | tasks | workers`: the HTTP API by hand.
+"""`tidings submit | jobs | show | watch | cancel | retry | tasks | workers | queues`: the HTTP
+API by hand.
 
 Data goes to stdout (ids, tables, results as JSON) and everything addressed to the person
-goes to stderr, so each command composes in a shell. Failures are one line on stderr and
-an exit status a script can test; tracebacks are for bugs, not for a down server.
+goes to stderr, so each command composes in a shell. Every command that prints data takes
+`-o json` (or `--json`) for programs; task args go in as `KEY=VALUE` or `--args-json`.
+Failures are one line on stderr and an exit status a script can test; tracebacks are for
+bugs, not for a down server.
 """
 
 from __future__ import annotations
@@ -17,7 +20,16 @@ import click
 from rich.console import Console
 
 from tidings.cli import exits
-from tidings.cli.render import job_detail, jobs_table, say, tasks_table, workers_table
+from tidings.cli.completion import complete_task_names
+from tidings.cli.output import output_option, print_json
+from tidings.cli.render import (
+    job_detail,
+    jobs_table,
+    queues_table,
+    say,
+    tasks_table,
+    workers_table,
+)
 from tidings.client import errors
 from tidings.client.models import TERMINAL_STATUSES
 from tidings.client.sync import Client
@@ -106,20 +118,22 @@ def _batch_errors(details: Any) -> list[str]:
 
 
 def parse_args(pairs: Sequence[str], json_args: str | None) -> dict[str, Any]:
-    """Task args from `--json OBJECT` and `KEY=VALUE` pairs (values read as JSON if they can be)."""
+    """Task args from `--args-json OBJECT` and `KEY=VALUE` pairs (values read as JSON if
+    they can be)."""
     args: dict[str, Any] = {}
     if json_args is not None:
         try:
             loaded = json.loads(json_args)
         except ValueError as exc:
-            raise click.BadParameter(f"not JSON: {exc}", param_hint="--json") from None
+            raise click.BadParameter(f"not JSON: {exc}", param_hint="--args-json") from None
         if not isinstance(loaded, dict):
-            raise click.BadParameter("must be a JSON object", param_hint="--json")
+            raise click.BadParameter("must be a JSON object", param_hint="--args-json")
         args.update(loaded)
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="KEY=VALUE")
+            hint = " (a JSON object of args goes in --args-json)" if pair.startswith("{") else ""
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE{hint}", param_hint="KEY=VALUE")
         try:
             args[key] = json.loads(raw)
         except ValueError:
@@ -127,18 +141,13 @@ def parse_args(pairs: Sequence[str], json_args: str | None) -> dict[str, Any]:
     return args
 
 
-def print_json(value: Any) -> None:
-    """Data for programs: plain JSON, never wrapped or styled."""
-    click.echo(json.dumps(value, indent=2, default=str))
-
-
 # --- commands ------------------------------------------------------------------------------
 
 
 @click.command()
-@click.argument("task")
+@click.argument("task", shell_complete=complete_task_names)
 @click.argument("pairs", nargs=-1, metavar="[KEY=VALUE]...")
-@click.option("--json", "json_args", metavar="OBJECT", help="Args as a JSON object.")
+@click.option("--args-json", "json_args", metavar="OBJECT", help="Args as a JSON object.")
 @click.option("--queue", help="Queue to run on (default: the task's).")
 @click.option("--priority", type=click.IntRange(-10, 10), help="Higher runs first.")
 @click.option("--delay", type=click.FloatRange(min=0), metavar="SECONDS", help="Run later.")
@@ -149,6 +158,7 @@ def print_json(value: Any) -> None:
 @click.option(
     "--cancel-on-interrupt", is_flag=True, help="With --follow: Ctrl-C also cancels the job."
 )
+@output_option
 @pass_session
 def submit(
     session: Session,
@@ -163,12 +173,14 @@ def submit(
     idempotency_key: str | None,
     follow: bool,
     cancel_on_interrupt: bool,
+    json_output: bool,
 ) -> None:
-    """Submit a TASK job with KEY=VALUE args; print its id.
+    """Submit a TASK job with KEY=VALUE args; print its id (with -o json, the job).
 
     Values are read as JSON when they parse (steps=5, ok=true, ids='[1,2]'), else as text
     (name=report). With --follow, exit 0 if the job succeeds, 1 if it fails or is
-    cancelled, 130 on Ctrl-C (the job keeps running unless --cancel-on-interrupt).
+    cancelled, 130 on Ctrl-C (the job keeps running unless --cancel-on-interrupt); with
+    --follow -o json, stdout is the job's events, one JSON object per line.
     """
     if cancel_on_interrupt and not follow:
         raise click.UsageError("--cancel-on-interrupt only applies with --follow")
@@ -182,13 +194,18 @@ def submit(
         timeout_s=timeout,
         idempotency_key=idempotency_key,
     )
-    click.echo(job.id)
-    if follow:
-        follow_job(session, job.id, cancel_on_interrupt)
+    if not json_output:
+        click.echo(job.id)
+    elif not follow:
+        print_json(job.raw)
+    if follow:  # with -o json, the events alone (the first names the job)
+        follow_job(session, job.id, cancel_on_interrupt, json_output)
     session.say(f"{job.status} {job.task} on queue {job.queue}; follow it: tidings watch {job.id}")
 
 
-def follow_job(session: Session, job_id: str, cancel_on_interrupt: bool) -> NoReturn:
+def follow_job(
+    session: Session, job_id: str, cancel_on_interrupt: bool, json_output: bool
+) -> NoReturn:
     # Imported here: the progress display is the heaviest import, and only these need it.
     from tidings.cli.follow import follow
 
@@ -197,6 +214,7 @@ def follow_job(session: Session, job_id: str, cancel_on_interrupt: bool) -> NoRe
         job_id,
         err=session.err,
         cancel_on_interrupt=cancel_on_interrupt,
+        json_lines=json_output,
     )
     raise click.exceptions.Exit(code)
 
@@ -204,19 +222,23 @@ def follow_job(session: Session, job_id: str, cancel_on_interrupt: bool) -> NoRe
 @click.command()
 @click.argument("job_id", metavar="ID")
 @click.option("--cancel-on-interrupt", is_flag=True, help="Ctrl-C also cancels the job.")
+@output_option
 @pass_session
-def watch(session: Session, job_id: str, cancel_on_interrupt: bool) -> None:
-    """Follow a job's progress until it ends (exit 0 succeeded, 1 failed or cancelled)."""
-    follow_job(session, job_id, cancel_on_interrupt)
+def watch(session: Session, job_id: str, cancel_on_interrupt: bool, json_output: bool) -> None:
+    """Follow a job's progress until it ends (exit 0 succeeded, 1 failed or cancelled).
+
+    With -o json, stdout is every event of the job, one JSON object per line.
+    """
+    follow_job(session, job_id, cancel_on_interrupt, json_output)
 
 
 @click.command()
 @click.option("--status", type=click.Choice(STATUSES), help="Only jobs in this status.")
-@click.option("--task", help="Only jobs of this task.")
+@click.option("--task", help="Only jobs of this task.", shell_complete=complete_task_names)
 @click.option("--queue", help="Only jobs on this queue.")
 @click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
 @click.option("--cursor", help="Continue from where a previous page ended.")
-@click.option("--json", "as_json", is_flag=True, help="Print the page as JSON.")
+@output_option
 @pass_session
 def jobs(
     session: Session,
@@ -225,11 +247,11 @@ def jobs(
     queue: str | None,
     limit: int,
     cursor: str | None,
-    as_json: bool,
+    json_output: bool,
 ) -> None:
     """List jobs, newest first."""
     page = session.client().list(status=status, task=task, queue=queue, limit=limit, cursor=cursor)
-    if as_json:
+    if json_output:
         print_json({"jobs": [job.raw for job in page.jobs], "next_cursor": page.next_cursor})
         return
     if not page.jobs:
@@ -242,12 +264,12 @@ def jobs(
 
 @click.command()
 @click.argument("job_id", metavar="ID")
-@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
+@output_option
 @pass_session
-def show(session: Session, job_id: str, as_json: bool) -> None:
+def show(session: Session, job_id: str, json_output: bool) -> None:
     """Show one job: status, progress, timing, args, and its result or error."""
     job = session.client().get(job_id)
-    if as_json:
+    if json_output:
         print_json(job.raw)
     else:
         session.out.print(job_detail(job))
@@ -255,10 +277,13 @@ def show(session: Session, job_id: str, as_json: bool) -> None:
 
 @click.command()
 @click.argument("job_id", metavar="ID")
+@output_option
 @pass_session
-def cancel(session: Session, job_id: str) -> None:
-    """Cancel a waiting or running job."""
+def cancel(session: Session, job_id: str, json_output: bool) -> None:
+    """Cancel a waiting or running job (with -o json, print the job)."""
     job = session.client().cancel(job_id)
+    if json_output:
+        print_json(job.raw)
     if job.status == "cancelled":
         session.say(f"cancelled job {job.id}")
     else:
@@ -267,35 +292,58 @@ def cancel(session: Session, job_id: str) -> None:
 
 @click.command()
 @click.argument("job_id", metavar="ID")
+@output_option
 @pass_session
-def retry(session: Session, job_id: str) -> None:
-    """Run a failed or cancelled job again."""
+def retry(session: Session, job_id: str, json_output: bool) -> None:
+    """Run a failed or cancelled job again (with -o json, print the job)."""
     job = session.client().retry(job_id)
+    if json_output:
+        print_json(job.raw)
     session.say(f"job {job.id} is {job.status} again: attempt {job.attempt} of {job.max_attempts}")
 
 
 @click.command()
+@output_option
 @pass_session
-def tasks(session: Session) -> None:
+def tasks(session: Session, json_output: bool) -> None:
     """List the tasks workers have registered."""
     found = session.client().tasks()
-    if not found:
+    if json_output:
+        print_json({"tasks": [task.raw for task in found]})
+    elif not found:
         session.say("no tasks: start a worker (tidings worker)")
-        return
-    session.out.print(tasks_table(found))
+    else:
+        session.out.print(tasks_table(found))
 
 
 @click.command()
+@output_option
 @pass_session
-def workers(session: Session) -> None:
-    """List the registered workers and their heartbeats."""
+def workers(session: Session, json_output: bool) -> None:
+    """List the registered workers: queues, jobs running, heartbeats."""
     found = session.client().workers()
-    if not found:
+    if json_output:
+        print_json({"workers": [worker.raw for worker in found]})
+    elif not found:
         session.say("no workers: start one with `tidings worker`")
-        return
-    session.out.print(workers_table(found))
+    else:
+        session.out.print(workers_table(found))
 
 
-COMMANDS = (submit, jobs, show, watch, cancel, retry, tasks, workers)
+@click.command()
+@output_option
+@pass_session
+def queues(session: Session, json_output: bool) -> None:
+    """List the queues: jobs due, scheduled and running, the oldest wait, workers."""
+    found = session.client().queues()
+    if json_output:
+        print_json({"queues": [queue.raw for queue in found]})
+    elif not found:
+        session.say("no queues: nothing waits or runs, and no worker consumes one")
+    else:
+        session.out.print(queues_table(found))
+
+
+COMMANDS = (submit, jobs, show, watch, cancel, retry, tasks, workers, queues)
 
 __all__ = ["COMMANDS", "Session", "fail"]

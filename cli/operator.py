@@ -1,4 +1,4 @@
-"""The operator commands: `dev`, `server`, `worker`, `migrate` and `keys`.
+"""The operator commands: `dev`, `server`, `worker`, `migrate`, `keys` and `prune`.
 
 They start processes or open Postgres, so everything of the server side is imported inside
 each command, under `needs_extra`: a client-only install (`pip install tidings`) gets one
@@ -166,4 +166,17 @@ def revoke_key(key_id: uuid.UUID) -> None:
     click.echo(f"revoked {key_id}")
 
 
-OPERATOR_COMMANDS = (dev, server, worker, migrate, keys_group)
+@click.command()
+@click.option("--dry-run", is_flag=True, help="Show what would be deleted, and delete nothing.")
+def prune(dry_run: bool) -> None:
+    """Delete finished jobs past their retention (TIDINGS_RETAIN_*_S, or the task's
+    retain_s), with their events, now; workers also do it every TIDINGS_PRUNE_PERIOD_S."""
+    settings = settings_from_env()
+    with needs_extra("prune"):
+        from tidings.cli import prune as pruning
+
+        report = pruning.preview(settings) if dry_run else pruning.prune(settings)
+    click.echo(report)
+
+
+OPERATOR_COMMANDS = (dev, server, worker, migrate, keys_group, prune)

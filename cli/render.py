@@ -16,7 +16,7 @@ from rich.json import JSON
 from rich.table import Column, Table
 from rich.text import Text
 
-from tidings.client.models import Job, Progress, TaskInfo, WorkerInfo
+from tidings.client.models import Job, Progress, QueueInfo, TaskInfo, WorkerInfo
 
 STATUS_STYLES = {
     "queued": "cyan",
@@ -88,6 +88,19 @@ def age(at: datetime | None, now: datetime | None = None) -> str:
     return "-" if at is None else f"{since(at, now)} ago"
 
 
+def relative(at: datetime, now: datetime | None = None) -> str:
+    """`at` from now: "in 3m05s" ahead, "12s ago" behind."""
+    ahead_s = (at - (now or datetime.now(UTC))).total_seconds()
+    return f"in {duration(ahead_s)}" if ahead_s > 0 else f"{duration(-ahead_s)} ago"
+
+
+def seconds_between(start: datetime | None, end: datetime | None) -> float | None:
+    """end - start in seconds, when both are known."""
+    if start is None or end is None:
+        return None
+    return (end - start).total_seconds()
+
+
 def run_time(job: Job) -> float | None:
     if job.started_at is None:
         return None
@@ -150,7 +163,7 @@ def job_detail(job: Job) -> RenderableType:
         ("run at", _when(job.run_at)),
         ("started", _when(job.started_at)),
         ("finished", _when(job.finished_at)),
-        ("run time", duration(run_time(job))),
+        ("run time", run_time_text(job)),
     ]
     if job.worker_id:
         rows.append(("worker", Text(job.worker_id)))
@@ -170,10 +183,18 @@ def job_detail(job: Job) -> RenderableType:
     return Group(*parts)
 
 
+def run_time_text(job: Job) -> str:
+    """How long the job ran: its last attempt's time, which a retried job says it is."""
+    ran = duration(run_time(job))
+    if job.attempt > 1 and job.started_at is not None:
+        return f"{ran} (attempt {job.attempt} alone)"
+    return ran
+
+
 def _when(at: datetime | None) -> str:
     if at is None:
         return "-"
-    return f"{at.astimezone().strftime('%Y-%m-%d %H:%M:%S')} ({age(at)})"
+    return f"{at.astimezone().strftime('%Y-%m-%d %H:%M:%S')} ({relative(at)})"
 
 
 def task_args(schema: dict[str, Any]) -> Text:
@@ -219,6 +240,7 @@ def workers_table(workers: Iterable[WorkerInfo]) -> Table:
         Column("PID", justify="right"),
         Column("QUEUES"),
         Column("CONCURRENCY", justify="right"),
+        Column("RUNNING", justify="right"),
         Column("HEARTBEAT", no_wrap=True),
         Column("STARTED", no_wrap=True),
     )
@@ -229,7 +251,32 @@ def workers_table(workers: Iterable[WorkerInfo]) -> Table:
             str(worker.pid or "-"),
             Text(", ".join(worker.queues)),
             str(worker.concurrency or "-"),
+            "-" if worker.running is None else str(worker.running),
             age(worker.heartbeat_at),
             age(worker.started_at),
+        )
+    return table
+
+
+def queues_table(queues: Iterable[QueueInfo]) -> Table:
+    """`tidings queues`: the load on each queue, and who consumes it."""
+    table = listing(
+        Column("QUEUE", no_wrap=True),
+        Column("DUE", justify="right"),
+        Column("SCHEDULED", justify="right"),
+        Column("RUNNING", justify="right"),
+        Column("OLDEST", justify="right", no_wrap=True),
+        Column("WORKERS", justify="right"),
+        Column("SLOTS", justify="right"),
+    )
+    for queue in queues:
+        table.add_row(
+            Text(queue.queue),
+            str(queue.due),
+            str(queue.scheduled),
+            str(queue.running),
+            duration(queue.oldest_due_s),
+            str(queue.workers),
+            str(queue.slots),
         )
     return table

@@ -8,7 +8,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from contextlib import aclosing
 from datetime import datetime
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 import httpx
 from httpx_sse import EventSource
@@ -16,7 +16,16 @@ from httpx_sse import EventSource
 from tidings.client import calls
 from tidings.client.calls import Call, job_path
 from tidings.client.config import DEFAULT_TIMEOUT_S, STREAM_READ_TIMEOUT_S, ClientConfig
-from tidings.client.models import Event, Job, JobPage, JobSpec, TaskInfo, WorkerInfo
+from tidings.client.models import (
+    Event,
+    Job,
+    JobPage,
+    JobSpec,
+    QueueInfo,
+    TaskInfo,
+    WorkerInfo,
+)
+from tidings.client.outcome import settle
 from tidings.client.reconnect import RETRYABLE, ReconnectPolicy, StreamCursor
 from tidings.client.transport import USER_AGENT, check_event_stream, decode, unreachable
 
@@ -166,8 +175,14 @@ class AsyncClient:
         return await self._send(calls.retry(job_id))
 
     async def history(self, job_id: str, *, after: int = 0) -> builtins.list[Event]:
-        """The job's events so far with seq > `after`, without waiting for more."""
-        return await self._send(calls.history(job_id, after))
+        """The job's events so far with seq > `after`, without waiting for more (the
+        server's history pages, read to the end)."""
+        events: builtins.list[Event] = []
+        next_after: int | None = after
+        while next_after is not None:
+            page, next_after = await self._send(calls.history_page(job_id, next_after))
+            events += page
+        return events
 
     # --- registry ------------------------------------------------------------------------
 
@@ -176,26 +191,65 @@ class AsyncClient:
         return await self._send(calls.tasks())
 
     async def workers(self) -> builtins.list[WorkerInfo]:
-        """Registered workers and their last heartbeats."""
+        """Registered workers: queues, concurrency, last heartbeat and how many jobs each
+        runs (of the caller's jobs, for a tenant's key)."""
         return await self._send(calls.workers())
+
+    async def queues(self) -> builtins.list[QueueInfo]:
+        """Each queue's due, scheduled and running jobs, the oldest wait, and its workers."""
+        return await self._send(calls.queues())
 
     # --- following a job -----------------------------------------------------------------
 
     # `timeout=` rather than asyncio.timeout() around the call: the sync Client has the same API.
-    async def wait(self, job_id: str, *, timeout: float | None = None) -> Job:  # noqa: ASYNC109
+    @overload
+    async def wait(
+        self,
+        job_id: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+        raise_on_failure: bool = False,
+    ) -> Job: ...
+
+    @overload
+    async def wait(
+        self,
+        job_id: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+        raise_on_failure: Literal[True] = True,
+        result_type: type[T],
+    ) -> Job[T]: ...
+
+    async def wait(
+        self,
+        job_id: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+        raise_on_failure: bool = False,
+        result_type: type[Any] | None = None,
+    ) -> Job[Any]:
         """The job once it has succeeded, failed or been cancelled (no polling: it follows
-        the event stream). Raises `TimeoutError` if that takes longer than `timeout` seconds."""
+        the event stream). Raises `TimeoutError` if that takes longer than `timeout` seconds.
+
+        With `raise_on_failure=True` a failed job raises `JobFailed` (its `error` says why)
+        and a cancelled one `JobCancelled`. With `result_type=Model` the result is validated
+        into that type (pydantic: a model, a dataclass, `list[int]`, …) and the job is a
+        `Job[Model]`; a job that did not succeed raises as with `raise_on_failure`, and a
+        result that does not validate raises `UnexpectedResult`.
+        """
         try:
             async with asyncio.timeout(timeout):
                 while True:
                     job = await self.get(job_id)
                     if job.terminal:
-                        return job
+                        break
                     async with aclosing(self.stream(job_id)) as events:
                         async for _ in events:
                             pass
         except TimeoutError:
             raise TimeoutError(f"job {job_id} did not finish within {timeout} s") from None
+        return settle(job, raise_on_failure=raise_on_failure, result_type=result_type)
 
     async def stream(self, job_id: str, *, after: int = 0) -> AsyncGenerator[Event, None]:
         """The job's events with seq > `after`, live, each exactly once and in order.

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
-from tidings.client.models import Event, Job, JobPage, JobSpec, TaskInfo, WorkerInfo
+from tidings.client.models import Event, Job, JobPage, JobSpec, QueueInfo, TaskInfo, WorkerInfo
 
 T = TypeVar("T")
 
@@ -73,8 +73,9 @@ def retry(job_id: str) -> Call[Job]:
     return Call("POST", job_path(job_id, "/retry"), Job.from_json)
 
 
-def history(job_id: str, after: int) -> Call[list[Event]]:
-    return Call("GET", job_path(job_id, "/events"), _events, params={"after": str(after)})
+def history_page(job_id: str, after: int) -> Call[tuple[list[Event], int | None]]:
+    """One page of the JSON history after `after`, and the `after` of the next (None: done)."""
+    return Call("GET", job_path(job_id, "/events"), _history_page, params={"after": str(after)})
 
 
 def tasks() -> Call[list[TaskInfo]]:
@@ -87,12 +88,20 @@ def workers() -> Call[list[WorkerInfo]]:
     )
 
 
+def queues() -> Call[list[QueueInfo]]:
+    return Call(
+        "GET", "/queues", lambda body: [QueueInfo.from_json(item) for item in body["queues"]]
+    )
+
+
 def _ids(body: Any) -> list[str]:
     return [str(job_id) for job_id in body["ids"]]
 
 
-def _events(body: Any) -> list[Event]:
-    return [Event.from_json(item) for item in body["events"]]
+def _history_page(body: Any) -> tuple[list[Event], int | None]:
+    next_after = body.get("next_after")
+    events = [Event.from_json(item) for item in body["events"]]
+    return events, None if next_after is None else int(next_after)
 
 
 def _job_page(body: Any) -> JobPage:

@@ -1,4 +1,5 @@
-"""What the client raises: the server's JSON errors as exception types, and an unreachable server.
+"""What the client raises: the server's JSON errors as exception types, an unreachable server,
+and a job that `wait(..., raise_on_failure=True)` saw end without succeeding.
 
 Every HTTP error body is `{error: {code, message, details?}}`; the status picks the class, so
 callers write `except NotFound` rather than comparing numbers. Nothing here imports httpx:
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import builtins
 from typing import Any
+
+from tidings.client.models import Job, JobError
 
 
 class TidingsError(Exception):
@@ -87,6 +90,48 @@ class Unavailable(TidingsError):
 
 class ConnectionError(TidingsError, builtins.ConnectionError):
     """The server could not be reached at all (refused, reset, timed out, DNS)."""
+
+
+class JobNotSucceeded(TidingsError):
+    """`wait(..., raise_on_failure=True)`: the job ended without succeeding; `job` is it."""
+
+    def __init__(self, job: Job, message: str) -> None:
+        super().__init__(message, code=f"job_{job.status}")
+        self.job = job
+
+
+class JobFailed(JobNotSucceeded):
+    """The job failed: `error` says why (type, message, traceback), `job.attempt` after how
+    many attempts."""
+
+    def __init__(self, job: Job) -> None:
+        error = f": {job.error}" if job.error is not None else ""
+        super().__init__(job, f"job {job.id} ({job.task}) failed{error}")
+
+    @property
+    def error(self) -> JobError | None:
+        return self.job.error
+
+
+class JobCancelled(JobNotSucceeded):
+    """The job was cancelled before it succeeded."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(job, f"job {job.id} ({job.task}) was cancelled")
+
+
+class UnexpectedResult(TidingsError, TypeError):
+    """The job succeeded, but its result does not validate as the `result_type` asked for;
+    the validation error is the `__cause__`, the job is `job`."""
+
+    def __init__(self, job: Job, result_type: object, reason: str) -> None:
+        # `list[int]` says more than its `__name__` ("list").
+        generic = getattr(result_type, "__args__", None) is not None
+        name = repr(result_type) if generic else getattr(result_type, "__name__", repr(result_type))
+        super().__init__(
+            f"the result of job {job.id} is not a valid {name}: {reason}", code="unexpected_result"
+        )
+        self.job = job
 
 
 _BY_STATUS: dict[int, type[TidingsError]] = {

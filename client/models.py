@@ -7,12 +7,21 @@ the JSON it came from in `raw`, so nothing the server said is lost.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, cast
+
+from typing_extensions import TypeVar
 
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 TERMINAL_KINDS = TERMINAL_STATUSES
+
+#: The type of a job's result: `Any` as the server sends it, or what `wait(...,
+#: result_type=...)` validated it into.
+R = TypeVar("R", default=Any)
+T = TypeVar("T")
+# A job's result until it has one (typed Any so that it fits whatever R is).
+NO_RESULT: Any = None
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -69,8 +78,12 @@ class JobError:
 
 
 @dataclass(frozen=True)
-class Job:
-    """A job as `GET /jobs/{id}` shows it."""
+class Job(Generic[R]):
+    """A job as `GET /jobs/{id}` shows it.
+
+    `result` is the task's return value once the job has succeeded (else None), as JSON
+    decoded it; a `Job[Model]` from `wait(..., result_type=Model)` holds it validated.
+    """
 
     id: str
     task: str
@@ -82,7 +95,7 @@ class Job:
     max_attempts: int = 1
     timeout_s: float | None = None
     progress: Progress = field(default_factory=Progress)
-    result: Any = None
+    result: R = NO_RESULT
     error: JobError | None = None
     worker_id: str | None = None
     cached_from: str | None = None
@@ -93,10 +106,11 @@ class Job:
     finished_at: datetime | None = None
     updated_at: datetime | None = None
     links: dict[str, str] = field(default_factory=dict)
+    waiting_reason: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Job:
+    def from_json(cls, data: Mapping[str, Any]) -> Job[Any]:
         return cls(
             id=str(data["id"]),
             task=str(data["task"]),
@@ -108,7 +122,7 @@ class Job:
             max_attempts=int(data.get("max_attempts") or 1),
             timeout_s=_float(data.get("timeout_s")),
             progress=Progress.from_json(data.get("progress")),
-            result=data.get("result"),
+            result=cast(Any, data.get("result")),
             error=JobError.from_json(data.get("error")),
             worker_id=data.get("worker_id"),
             cached_from=data.get("cached_from"),
@@ -119,6 +133,7 @@ class Job:
             finished_at=parse_time(data.get("finished_at")),
             updated_at=parse_time(data.get("updated_at")),
             links=dict(data.get("links") or {}),
+            waiting_reason=data.get("waiting_reason"),
             raw=dict(data),
         )
 
@@ -130,6 +145,10 @@ class Job:
     @property
     def succeeded(self) -> bool:
         return self.status == "succeeded"
+
+    def with_result(self, result: T) -> Job[T]:
+        """This job holding `result` in place of the result it came with."""
+        return cast("Job[T]", replace(self, result=cast(Any, result)))
 
 
 @dataclass(frozen=True)
@@ -217,6 +236,7 @@ class TaskInfo:
     args_schema: dict[str, Any] = field(default_factory=dict)
     defaults: dict[str, Any] = field(default_factory=dict)
     updated_at: datetime | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> TaskInfo:
@@ -227,6 +247,7 @@ class TaskInfo:
             args_schema=dict(data.get("args_schema") or {}),
             defaults=dict(data.get("defaults") or {}),
             updated_at=parse_time(data.get("updated_at")),
+            raw=dict(data),
         )
 
 
@@ -241,9 +262,12 @@ class WorkerInfo:
     concurrency: int | None = None
     started_at: datetime | None = None
     heartbeat_at: datetime | None = None
+    running: int | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> WorkerInfo:
+        running = data.get("running")
         return cls(
             id=str(data["id"]),
             hostname=data.get("hostname"),
@@ -252,6 +276,36 @@ class WorkerInfo:
             concurrency=data.get("concurrency"),
             started_at=parse_time(data.get("started_at")),
             heartbeat_at=parse_time(data.get("heartbeat_at")),
+            running=running if isinstance(running, int) else None,
+            raw=dict(data),
+        )
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    """A queue's load, counting the caller's jobs: due now, scheduled for later, running;
+    how long the oldest due job has waited; and the live workers (and their slots) on it."""
+
+    queue: str
+    due: int = 0
+    scheduled: int = 0
+    running: int = 0
+    oldest_due_s: float | None = None
+    workers: int = 0
+    slots: int = 0
+    raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> QueueInfo:
+        return cls(
+            queue=str(data["queue"]),
+            due=int(data.get("due") or 0),
+            scheduled=int(data.get("scheduled") or 0),
+            running=int(data.get("running") or 0),
+            oldest_due_s=_float(data.get("oldest_due_s")),
+            workers=int(data.get("workers") or 0),
+            slots=int(data.get("slots") or 0),
+            raw=dict(data),
         )
 
 

@@ -13,7 +13,7 @@ from collections.abc import Generator, Iterable, Iterator, Mapping
 from contextlib import closing
 from datetime import datetime
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 import httpx
 from httpx_sse import EventSource
@@ -21,7 +21,16 @@ from httpx_sse import EventSource
 from tidings.client import calls
 from tidings.client.calls import Call, job_path
 from tidings.client.config import DEFAULT_TIMEOUT_S, STREAM_READ_TIMEOUT_S, ClientConfig
-from tidings.client.models import Event, Job, JobPage, JobSpec, TaskInfo, WorkerInfo
+from tidings.client.models import (
+    Event,
+    Job,
+    JobPage,
+    JobSpec,
+    QueueInfo,
+    TaskInfo,
+    WorkerInfo,
+)
+from tidings.client.outcome import settle
 from tidings.client.reconnect import RETRYABLE, ReconnectPolicy, StreamCursor
 from tidings.client.transport import USER_AGENT, check_event_stream, decode, unreachable
 
@@ -166,8 +175,14 @@ class Client:
         return self._send(calls.retry(job_id))
 
     def history(self, job_id: str, *, after: int = 0) -> builtins.list[Event]:
-        """The job's events so far with seq > `after`, without waiting for more."""
-        return self._send(calls.history(job_id, after))
+        """The job's events so far with seq > `after`, without waiting for more (the
+        server's history pages, read to the end)."""
+        events: builtins.list[Event] = []
+        next_after: int | None = after
+        while next_after is not None:
+            page, next_after = self._send(calls.history_page(job_id, next_after))
+            events += page
+        return events
 
     # --- registry ------------------------------------------------------------------------
 
@@ -176,29 +191,59 @@ class Client:
         return self._send(calls.tasks())
 
     def workers(self) -> builtins.list[WorkerInfo]:
-        """Registered workers and their last heartbeats."""
+        """Registered workers: queues, concurrency, last heartbeat and how many jobs each
+        runs (of the caller's jobs, for a tenant's key)."""
         return self._send(calls.workers())
+
+    def queues(self) -> builtins.list[QueueInfo]:
+        """Each queue's due, scheduled and running jobs, the oldest wait, and its workers."""
+        return self._send(calls.queues())
 
     # --- following a job -----------------------------------------------------------------
 
-    def wait(self, job_id: str, *, timeout: float | None = None) -> Job:
+    @overload
+    def wait(
+        self, job_id: str, *, timeout: float | None = None, raise_on_failure: bool = False
+    ) -> Job: ...
+
+    @overload
+    def wait(
+        self,
+        job_id: str,
+        *,
+        timeout: float | None = None,
+        raise_on_failure: Literal[True] = True,
+        result_type: type[T],
+    ) -> Job[T]: ...
+
+    def wait(
+        self,
+        job_id: str,
+        *,
+        timeout: float | None = None,
+        raise_on_failure: bool = False,
+        result_type: type[Any] | None = None,
+    ) -> Job[Any]:
         """The job once it has succeeded, failed or been cancelled (it follows the event
         stream, no polling). Raises `TimeoutError` after `timeout` seconds.
 
         The deadline is checked on every event and keep-alive, and no read waits past it
         while the stream is quiet; a burst of events may delay it by one keep-alive period.
+        `raise_on_failure` and `result_type` work as in `AsyncClient.wait`: `JobFailed`,
+        `JobCancelled`, and a result validated into a `Job[Model]` (or `UnexpectedResult`).
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             while True:
                 job = self.get(job_id)
                 if job.terminal:
-                    return job
+                    break
                 with closing(self._stream(job_id, 0, deadline)) as events:
                     for _ in events:
                         pass
         except TimeoutError:
             raise TimeoutError(f"job {job_id} did not finish within {timeout} s") from None
+        return settle(job, raise_on_failure=raise_on_failure, result_type=result_type)
 
     def stream(self, job_id: str, *, after: int = 0) -> Generator[Event, None, None]:
         """The job's events with seq > `after`, live, each exactly once and in order.

@@ -70,7 +70,11 @@ def waiting_eta_s(run_s: float | None, ahead: int, slots: int, starts_in_s: floa
 
 
 def job_json(
-    row: Row, base_url: str = "", eta_s: float | None = None, token: str | None = None
+    row: Row,
+    base_url: str = "",
+    eta_s: float | None = None,
+    token: str | None = None,
+    waiting_reason: str | None = None,
 ) -> Job:
     """The public JSON of a job row."""
     job_id = str(row["id"])
@@ -100,4 +104,5 @@ def job_json(
             "self": f"{base_url}/jobs/{job_id}",
             "events": f"{base_url}/jobs/{job_id}/events" + (f"?token={token}" if token else ""),
         },
+        "waiting_reason": waiting_reason,
     }

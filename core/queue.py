@@ -51,6 +51,11 @@ class Names:
         """Where workers of `queue` hear that a token is due now."""
         return f"{self.namespace}:wake:{queue}"
 
+    @property
+    def presence_key(self) -> str:
+        """A key workers keep set: when it is gone, Redis lost what tidings wrote to it."""
+        return f"{self.namespace}:present"
+
 
 @dataclass(frozen=True)
 class Token:

@@ -17,6 +17,9 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 QUEUE_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 QUEUE_RULE = "1 to 64 of A-Z a-z 0-9 _ . : -"
 MIN_OPERATOR_TOKEN = 16
+# What TIDINGS_TASK_LOG_LEVEL may be: a logging level's name, or `off`.
+TASK_LOG_LEVELS = ("debug", "info", "warning", "error", "critical", "off")
+DAY_S = 86_400.0
 # Variables earlier releases read: set, they are an error rather than silently ignored.
 REMOVED = {"TIDINGS_MIGRATIONS_DIR": "migrations ship inside the package now"}
 
@@ -54,6 +57,14 @@ class Settings:
     namespace: str = setting("tidings", "prefix of every Redis key and channel")
     log_format: str = setting("auto", "`json`, `console`, or `auto` (console on a terminal)")
     log_level: str = setting("info", "`debug`, `info`, `warning` or `error`")
+    task_log_level: str = setting(
+        "info",
+        "lowest level of a task's own `logging`/structlog lines kept as `log` events of its "
+        "job (`off`: none)",
+    )
+    task_log_max: int = setting(
+        1000, "captured log lines kept per job attempt; the rest are counted in one last note"
+    )
     auth: str = setting("keys", "`keys` (API keys per tenant) or `off` (loopback hosts only)")
     operator_token: str = setting(
         "", "bearer token (16+ characters) for `/metrics` and the full `/workers`"
@@ -83,7 +94,7 @@ class Settings:
     )
     max_body_bytes: int = setting(1024 * 1024, "request body limit (413 beyond)")
     max_batch_bytes: int = setting(16 * 1024 * 1024, "`POST /jobs/batch` body limit")
-    heartbeat_s: float = setting(2.0, "worker heartbeat period")
+    heartbeat_s: float = setting(1.0, "worker heartbeat period")
     poll_delay_s: float = setting(
         1.0, "longest a worker waits for a wake-up before it looks at its queue anyway"
     )
@@ -94,9 +105,23 @@ class Settings:
     db_timeout_s: float = setting(5.0, "how long a new database connection may take")
     drain_timeout_s: float = setting(10.0, "how long a stopping worker lets running jobs finish")
     reap_after_s: float = setting(
-        10.0, "heartbeat silence after which a worker's running jobs are re-queued"
+        4.0, "heartbeat silence after which a worker's running jobs are re-queued"
     )
     reconcile_s: float = setting(10.0, "how often waiting jobs are checked against Redis")
+    retain_succeeded_s: float = setting(
+        7 * DAY_S, "how long a succeeded job and its events are kept (a task's `retain_s` wins)"
+    )
+    retain_failed_s: float = setting(30 * DAY_S, "how long a failed job and its events are kept")
+    retain_cancelled_s: float = setting(
+        30 * DAY_S, "how long a cancelled job and its events are kept"
+    )
+    prune_period_s: float = setting(
+        60.0, "how often a worker deletes the finished jobs past their retention"
+    )
+    prune_batch_jobs: int = setting(500, "most jobs one pruning transaction deletes")
+    prune_batch_events: int = setting(
+        10_000, "most events one pruning transaction deletes (a job with more goes alone)"
+    )
     worker_metrics_port: int = setting(0, "port a worker serves `/metrics` on (0: off)")
     alert_webhook: str = setting("", "URL the server POSTs failure-ratio alerts to (empty: off)")
     alert_failure_ratio: float = setting(0.5, "failure ratio of a task that raises an alert")
@@ -137,6 +162,14 @@ class Settings:
             raise SettingsError("TIDINGS_CONCURRENCY must be at least 1")
         if self.log_format not in ("auto", "json", "console"):
             raise SettingsError("TIDINGS_LOG_FORMAT must be auto, json or console")
+        if self.task_log_level.lower() not in TASK_LOG_LEVELS:
+            raise SettingsError(
+                f"TIDINGS_TASK_LOG_LEVEL must be one of {', '.join(TASK_LOG_LEVELS)}"
+            )
+        if self.task_log_max < 1:
+            raise SettingsError(
+                "TIDINGS_TASK_LOG_MAX must be at least 1 (TIDINGS_TASK_LOG_LEVEL=off keeps none)"
+            )
         if self.auth not in ("off", "keys"):
             raise SettingsError("TIDINGS_AUTH must be off or keys")
         if self.auth == "off" and self.host not in LOOPBACK_HOSTS:
@@ -156,6 +189,10 @@ class Settings:
             "reconcile_s",
             "header_timeout_s",
             "idle_timeout_s",
+            "retain_succeeded_s",
+            "retain_failed_s",
+            "retain_cancelled_s",
+            "prune_period_s",
         ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be positive")
@@ -163,6 +200,8 @@ class Settings:
             raise SettingsError(
                 "TIDINGS_MAX_CONNECTIONS and MAX_CONNECTIONS_PER_ADDRESS must be 0 or more"
             )
+        if self.prune_batch_jobs < 1 or self.prune_batch_events < 1:
+            raise SettingsError("TIDINGS_PRUNE_BATCH_JOBS and PRUNE_BATCH_EVENTS must be positive")
         if self.drain_timeout_s < 0 or self.max_body_bytes < 1 or self.stream_queue_size < 1:
             raise SettingsError(
                 "TIDINGS_DRAIN_TIMEOUT_S, MAX_BODY_BYTES and STREAM_QUEUE_SIZE must be positive"
@@ -213,9 +252,14 @@ def settings_table() -> str:
         elif value == "":
             shown = "(empty)"
         else:
-            shown = f"`{value:g}`" if isinstance(value, float) else f"`{value}`"
+            shown = f"`{_number(value)}`" if isinstance(value, float) else f"`{value}`"
         rows.append(f"| `{PREFIX}{item.name.upper()}` | {shown} | {item.metadata['doc']} |")
     return "\n".join(rows) + "\n"
+
+
+def _number(value: float) -> str:
+    """A float as the table shows it: whole numbers in full (`2592000`, not `2.592e+06`)."""
+    return str(int(value)) if value.is_integer() else f"{value:g}"
 
 
 if __name__ == "__main__":

@@ -116,6 +116,13 @@ class Job(TypedDict):
     finished_at: Timestamp
     updated_at: Timestamp
     links: JobLinks
+    waiting_reason: Annotated[
+        str | None,
+        Field(
+            description="Why a waiting job cannot start (no live worker has its task), "
+            "in GET /jobs/{id}; null otherwise."
+        ),
+    ]
 
 
 class Event(TypedDict):
@@ -148,7 +155,17 @@ class BatchCreated(TypedDict):
 
 
 class History(TypedDict):
+    """A page of a job's events, in seq order, with the cursors of its neighbours."""
+
     events: list[Event]
+    next_after: Annotated[
+        int | None,
+        Field(description="Pass as `after` for the next page; null: no later event yet."),
+    ]
+    previous_before: Annotated[
+        int | None,
+        Field(description="Pass as `before` for the page before; null: this is the first."),
+    ]
 
 
 class Stats(TypedDict):

@@ -25,7 +25,7 @@ from tidings.core.db import events as job_events
 from tidings.core.db import jobs
 from tidings.core.db.pool import Db
 from tidings.core.errors import Conflict
-from tidings.core.events import EventKind, event_json, make_event
+from tidings.core.events import EventKind, make_event
 from tidings.core.model import Status, iso
 
 log = structlog.get_logger("tidings.submission")
@@ -188,18 +188,26 @@ class Submitter:
         """The job the request's idempotency key names; 409 if it was for another body."""
         return await existing_job(self._pool, request)
 
-    async def enqueue_committed(self, rows: Sequence[asyncpg.Record]) -> None:
-        """Count and log committed jobs, then enqueue and publish them in one round trip."""
+    async def enqueue_committed(
+        self,
+        rows: Sequence[asyncpg.Record],
+        contexts: Mapping[uuid.UUID, Mapping[str, Any]] | None = None,
+    ) -> None:
+        """Count and log committed jobs, then enqueue and publish them in one round trip.
+
+        `contexts` holds, per job id, the log context its submitter had bound (the
+        request's `request_id`) when the jobs are written away from it, by a batch.
+        """
         for row in rows:
             self._on_created(row)
-            log.info(
-                "job.queued",
-                job_id=str(row["id"]),
-                task=row["task"],
-                queue=row["queue"],
-                attempt=row["attempt"],
-                status=row["status"],
-            )
+            fields = {
+                "job_id": str(row["id"]),
+                "task": row["task"],
+                "queue": row["queue"],
+                "attempt": row["attempt"],
+                "status": row["status"],
+            }
+            log.info("job.queued", **{**(contexts or {}).get(row["id"], {}), **fields})
         waiting = [row for row in rows if row["status"] == Status.QUEUED]
         tokens = [
             queue.Token(row["id"], row["attempt"], row["queue"], row["run_at"]) for row in waiting
@@ -207,8 +215,7 @@ class Submitter:
         events = [queued_event(row) for row in waiting]
         for row in rows:
             if row["status"] != Status.QUEUED:  # born finished: a result-cache hit
-                history = await job_events.events_after(self._pool, job_id=row["id"], after=0)
-                events.extend(event_json(event) for event in history)
+                events += await job_events.events_after(self._pool, job_id=row["id"], after=0)
         try:
             await queue.enqueue_fresh(self._redis, self._names, tokens, events)
         except (RedisError, OSError) as exc:

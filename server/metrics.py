@@ -103,6 +103,12 @@ class ServerMetrics:
             ["queue"],
             registry=r,
         )
+        self.jobs_without_worker = Gauge(
+            "tidings_jobs_without_worker",
+            "Due jobs whose task no live worker of their queue has registered.",
+            ["queue"],
+            registry=r,
+        )
         self.workers_live = Gauge(
             "tidings_workers_live", "Workers whose heartbeat is recent.", registry=r
         )
@@ -162,15 +168,19 @@ class ServerMetrics:
         rows = await workers.queue_stats(pool, tenant=None, live_within_s=live_within_s)
         depth: dict[str, int] = {}
         oldest: dict[str, float] = {}
+        stuck: dict[str, int] = {}
         for row in rows:  # queues past the label cap add up under `other`
             queue = self.queues(row["queue"])
             depth[queue] = depth.get(queue, 0) + row["due"]
             oldest[queue] = max(oldest.get(queue, 0.0), row["oldest_due_s"] or 0.0)
+            stuck[queue] = stuck.get(queue, 0) + row["without_worker"]
         self.queue_depth.clear()
         self.queue_oldest_age.clear()
+        self.jobs_without_worker.clear()
         for queue, due in depth.items():
             self.queue_depth.labels(queue).set(due)
             self.queue_oldest_age.labels(queue).set(oldest[queue])
+            self.jobs_without_worker.labels(queue).set(stuck[queue])
         listed = await workers.list_workers(pool, live_within_s=live_within_s)
         self.workers_live.set(sum(1 for worker in listed if worker["live"]))
 

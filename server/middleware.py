@@ -25,6 +25,9 @@ SECURITY_HEADERS = [
     ),
 ]
 MAX_REQUEST_ID = 128
+# Probed every few seconds by load balancers and orchestrators: an answer that says "fine"
+# is logged at debug, so it does not bury the lines that matter; a failing one at info.
+HEALTH_ROUTES = frozenset({"/healthz", "/readyz"})
 
 
 def request_id_of(scope: Scope) -> str:
@@ -85,7 +88,8 @@ def record_request(
     elapsed = time.perf_counter() - started
     metrics.http_requests.labels(route, scope["method"], str(status)).inc()
     metrics.http_seconds.labels(route).observe(elapsed)
-    log.info(
+    quiet = route in HEALTH_ROUTES and status < 400
+    (log.debug if quiet else log.info)(
         "http.request",
         method=scope["method"],
         path=scope["path"],

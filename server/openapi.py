@@ -143,6 +143,18 @@ LIST_PARAMETERS = [
 EVENTS_PARAMETERS = [
     JOB_ID,
     {"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+    {
+        "name": "before",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1},
+        "description": "JSON history only: the page of events just below this seq.",
+    },
+    {
+        "name": "limit",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 5000},
+        "description": "JSON history only: events per page (default 1000).",
+    },
     {"name": "Last-Event-ID", "in": "header", "schema": {"type": "integer", "minimum": 0}},
     {
         "name": "token",

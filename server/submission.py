@@ -17,6 +17,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 import structlog
@@ -33,10 +34,12 @@ Outcome = asyncpg.Record | None | BaseException
 
 @dataclass(frozen=True)
 class Pending:
-    """One submission in a batch, with the id its job will get."""
+    """One submission in a batch, with the id its job will get and the log context of the
+    request that made it (the batch is written from another task, which lacks it)."""
 
     request: JobRequest
     job_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    log_context: dict[str, Any] = field(default_factory=structlog.contextvars.get_contextvars)
 
 
 class SubmitBatcher:
@@ -85,7 +88,9 @@ class SubmitBatcher:
                 raise
             log.warning("submissions.batch_refused", jobs=len(batch), error=repr(exc))
             return [await self._insert_alone(item) for item in batch]
-        await self._submitter.enqueue_committed(rows)
+        await self._submitter.enqueue_committed(
+            rows, {item.job_id: item.log_context for item in batch}
+        )
         by_id = {row["id"]: row for row in rows}
         return [by_id.get(item.job_id) for item in batch]
 

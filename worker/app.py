@@ -14,7 +14,7 @@ import structlog
 import uvloop
 from redis.exceptions import RedisError
 
-from tidings.core import queue
+from tidings.core import queue, task_logs
 from tidings.core.db import jobs, tasks
 from tidings.core.db.migrate import migrate_url
 from tidings.core.db.pool import CONNECTION_ERRORS, create_pool
@@ -32,6 +32,7 @@ from tidings.worker.periodic import Periodic
 from tidings.worker.pickup import PushWorker
 from tidings.worker.registry import TaskRegistry
 from tidings.worker.reporter import Reporter
+from tidings.worker.retention import Pruner
 from tidings.worker.runtime import Runtime
 from tidings.worker.scheduler import CronScheduler
 from tidings.worker.signals import SignalListener
@@ -107,7 +108,10 @@ async def run_worker(
             task_registry,
             reporter,
             on_outcome=lambda task, q, outcome: metrics.jobs.labels(task, q, outcome).inc(),
+            task_log_level=task_logs.level_of(settings.task_log_level),
+            task_log_max=settings.task_log_max,
         )
+        stack.enter_context(task_logs.capturing_stdlib())
         await run_hooks(task_registry, "startup", runtime.resources)
         stack.push_async_callback(run_hooks, task_registry, "shutdown", runtime.resources)
 
@@ -120,6 +124,16 @@ async def run_worker(
             "reaper",
             settings.heartbeat_s,
             Reaper(pool, redis, names, silence_s=settings.reap_after_s).run_once,
+        )
+        pruner = Periodic(
+            "pruner",
+            settings.prune_period_s,
+            Pruner.from_settings(
+                pool,
+                settings,
+                on_pruned=metrics.record_pruned,
+                on_oldest=metrics.record_oldest_finished,
+            ).run_once,
         )
         consumers = Consumers(
             {q: arq_worker(settings, names, q, runtime) for q in settings.queues},
@@ -139,6 +153,7 @@ async def run_worker(
             worker_id,
             queues=settings.queues,
             concurrency=settings.concurrency,
+            tasks=runtime.task_names,
             period_s=settings.heartbeat_s,
             on_cancel_requested=signals.cancel_all,
             running=lambda: set(runtime.running),
@@ -158,7 +173,7 @@ async def run_worker(
             # Notices sent while it was not listening are found by the reconciler.
             on_connect=reconciler.poke,
         )
-        for service in (signals, reconciler, reaper, committed):
+        for service in (signals, reconciler, reaper, pruner, committed):
             service.start()
             stack.push_async_callback(service.stop)
         cron = CronScheduler(Submitter(pool, redis, names), list(task_registry))

@@ -29,6 +29,7 @@ class Heartbeat:
         *,
         queues: Sequence[str],
         concurrency: int,
+        tasks: Sequence[str],
         period_s: float,
         on_cancel_requested: Callable[[list[uuid.UUID]], None] = lambda ids: None,
         running: Callable[[], set[tuple[uuid.UUID, int]]] = set,
@@ -38,6 +39,7 @@ class Heartbeat:
         self.worker_id = worker_id
         self._queues = list(queues)
         self._concurrency = concurrency
+        self._tasks = list(tasks)
         self._period_s = period_s
         self._on_cancel_requested = on_cancel_requested
         self._running = running
@@ -98,4 +100,5 @@ class Heartbeat:
             pid=os.getpid(),
             queues=self._queues,
             concurrency=self._concurrency,
+            tasks=self._tasks,
         )

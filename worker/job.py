@@ -79,6 +79,12 @@ class Job:
         if not self._reporter.note(self.id, self.attempt, (LOG, None, None, message, data or None)):
             await self._reporter.room()
 
+    def log_nowait(self, message: str, /, **data: Any) -> None:
+        """`log` for code that cannot await (a logging handler): the event is queued even
+        while the writer is behind, so the caller must bound how many it sends."""
+        _check_storable(message, data)
+        self._reporter.note(self.id, self.attempt, (LOG, None, None, message, data or None))
+
 
 def _check_storable(message: str | None, data: dict[str, Any]) -> None:
     if message is not None and not isinstance(message, str):

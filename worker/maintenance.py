@@ -116,6 +116,8 @@ class Reconciler:
     async def run_once(self) -> int:
         """One pass; returns how many tokens it restored."""
         rows = await jobs.waiting_jobs(self._pool, queues=self._queues)
+        # Set on every pass, so its absence means Redis lost its data since the last one.
+        redis_lost = await self._redis.set(self._names.presence_key, 1, nx=True)
         if not rows:
             return 0
         tokens = [queue.Token(r["id"], r["attempt"], r["queue"], r["run_at"]) for r in rows]
@@ -128,6 +130,15 @@ class Reconciler:
             if not exists and await queue.enqueue(self._redis, self._names, token):
                 restored += 1
         if restored:
-            log.warning("reconciler.restored", tokens=restored, waiting=len(rows))
+            # Redis lost its data (flush, restart, failover): worth an operator's look. With
+            # the marker still there, a job whose token claimed another job got a new one:
+            # routine under load.
+            report = log.warning if redis_lost else log.info
+            report(
+                "reconciler.restored",
+                tokens=restored,
+                waiting=len(rows),
+                redis_lost=bool(redis_lost),
+            )
             await queue.wake(self._redis, self._names, self._queues)
         return restored

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -41,6 +42,26 @@ class WorkerMetrics:
             "Seconds since the last heartbeat.",
             registry=r,
         )
+        self.pruned_jobs = Counter(
+            "tidings_worker_pruned_jobs",
+            "Finished jobs this worker deleted past their retention, by status.",
+            ["status"],
+            registry=r,
+        )
+        self.pruned_events = Counter(
+            "tidings_worker_pruned_events",
+            "Events this worker deleted with their jobs (however many rows held them).",
+            registry=r,
+        )
+        self.oldest_finished_age = Gauge(
+            "tidings_worker_oldest_finished_job_age_seconds",
+            "Age of the oldest finished job still stored (0: none), as of the last prune.",
+            registry=r,
+        )
+        self.oldest_finished_age.set_function(self._oldest_finished_age_s)
+        # The oldest age the last pass read, and when (monotonic): the gauge keeps ageing
+        # it between passes by this process's clock, not by comparing with Postgres' clock.
+        self._oldest_seen: tuple[float, float] | None = None
 
     def track(self, in_flight: Callable[[], int], heartbeat_age_s: Callable[[], float]) -> None:
         """Read the gauges from the runtime at scrape time."""
@@ -50,6 +71,22 @@ class WorkerMetrics:
     def record_batch(self, events: int) -> None:
         self.events_written.inc(events)
         self.write_batch_size.observe(events)
+
+    def record_pruned(self, jobs: Mapping[str, int], events: int) -> None:
+        """Count what a pruning batch deleted."""
+        for status, count in jobs.items():
+            self.pruned_jobs.labels(status).inc(count)
+        self.pruned_events.inc(events)
+
+    def record_oldest_finished(self, age_s: float | None) -> None:
+        """Remember the oldest finished job's age, as a pruning pass read it."""
+        self._oldest_seen = None if age_s is None else (age_s, time.monotonic())
+
+    def _oldest_finished_age_s(self) -> float:
+        if self._oldest_seen is None:
+            return 0.0
+        age_s, seen_at = self._oldest_seen
+        return age_s + time.monotonic() - seen_at
 
     def serve(self, host: str, port: int) -> Callable[[], None]:
         """Serve `/metrics` on a thread; returns the function that stops it."""

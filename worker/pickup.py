@@ -7,7 +7,9 @@ one script per pass removes the tokens of finished jobs, takes every due token i
 room for (marking each in progress, as ARQ does) and says when the next deferred one is
 due; the jobs behind the taken tokens are claimed in Postgres in one statement. Between
 passes it waits for a wake-up (a token due now was enqueued, or one of its jobs ended)
-or for the next deferred token, with a slow fallback poll in case a wake-up was lost.
+or for the next deferred token, with a slow fallback poll in case a wake-up was lost;
+a fallback that finds no token also claims due jobs straight from Postgres, so a job
+whose token was lost starts within `poll_delay_s` on an idle worker.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Coroutine
-from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +38,9 @@ log = structlog.get_logger("tidings.pickup")
 CLAIM_ERRORS: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, asyncpg.PostgresError)
 # How long a pass waits before trying again after Postgres refused a claim.
 CLAIM_RETRY_S = 1.0
+# How long a job must have been due before an idle worker claims it without its token:
+# long enough that the token of a job submitted a moment ago gets there first.
+UNTOKENED_AFTER_S = 0.5
 # How long a taken token stays marked in progress. ARQ would use the function timeout plus
 # 10 s (a day, as tidings sets it); the claim in Postgres is the real fence, so a token
 # whose clean-up was lost (a Redis blip, a killed worker) is free again within a minute,
@@ -140,9 +144,11 @@ class PushWorker(ArqConsumer):
             started, wait_s = await self._pass()
             if started:
                 continue  # it took all it had room for, or all that was due: look again
-            with suppress(TimeoutError):
+            try:
                 async with asyncio.timeout(wait_s):
                     await self.woken.wait()
+            except TimeoutError:
+                await self._claim_without_tokens()
 
     async def close(self) -> None:
         """Stop what still runs, remove the tokens of jobs that ended, then close."""
@@ -226,6 +232,27 @@ class PushWorker(ArqConsumer):
                 work = self.runtime.keep_token_alive(self.queue, delivery.job_id, delivery.attempt)
             self._run(delivery.arq_id, work)
         return len(deliveries)
+
+    async def _claim_without_tokens(self) -> int:
+        """Nothing woke this idle worker for a while: claim due jobs straight from Postgres.
+
+        A job whose token never reached Redis (its server died between commit and enqueue,
+        Redis lost it) would otherwise wait for the reconciler; the claim is the fence
+        either way, and a token that turns up later for a job claimed here finds it
+        running and is dropped.
+        """
+        free = self.free_slots
+        if free <= 0:
+            return 0
+        try:
+            rows = await self.runtime.claim(self.queue, free, due_for_s=UNTOKENED_AFTER_S)
+        except CLAIM_ERRORS as exc:
+            log.warning("claim.failed", queue=self.queue, error=repr(exc), tokens=0)
+            return 0
+        for row in rows:
+            log.info("job.claimed_without_token", job_id=str(row["id"]), queue=self.queue)
+            self._run(f"untokened:{row['id']}:{row['attempt']}", self.runtime.run_claimed(row))
+        return len(rows)
 
     def _run(self, arq_id: str, work: Coroutine[Any, Any, None]) -> None:
         self.start_task(arq_id, self._guarded(arq_id, work))

@@ -48,6 +48,7 @@ class TaskSpec:
     cache_ttl_s: float | None = None
     cron: str | None = None
     cron_catch_up: bool = False
+    retain_s: float | None = None
 
     @property
     def schema(self) -> dict[str, Any]:
@@ -64,6 +65,8 @@ class TaskSpec:
             "max_concurrency": self.max_concurrency,
             "cache_ttl_s": self.cache_ttl_s,
             "cron": self.cron,
+            # Read by the pruner in SQL (`core/db/retention.py`): None keeps the status's.
+            "retain_s": self.retain_s,
         }
 
     def registry_row(self) -> dict[str, Any]:
@@ -94,6 +97,7 @@ def task(
     cache_ttl: float | None = None,
     cron: str | None = None,
     cron_catch_up: bool = False,
+    retain_s: float | None = None,
 ) -> Callable[[TaskFunction], TaskFunction]: ...
 
 
@@ -111,6 +115,7 @@ def task(
     cache_ttl: float | None = None,
     cron: str | None = None,
     cron_catch_up: bool = False,
+    retain_s: float | None = None,
 ) -> TaskFunction | Callable[[TaskFunction], TaskFunction]:
     """Declare an async function as a task; its arguments after `job` become its JSON args."""
 
@@ -127,6 +132,8 @@ def task(
             raise TaskSignatureError(f"{fn.__name__}: max_concurrency must be at least 1")
         if cache_ttl is not None and cache_ttl <= 0:
             raise TaskSignatureError(f"{fn.__name__}: cache_ttl must be positive")
+        if retain_s is not None and retain_s <= 0:
+            raise TaskSignatureError(f"{fn.__name__}: retain_s must be positive")
         if cron is not None and not croniter.is_valid(cron):
             raise TaskSignatureError(f"{fn.__name__}: {cron!r} is not a cron expression")
         model = args_model(fn)
@@ -147,6 +154,7 @@ def task(
             cache_ttl_s=None if cache_ttl is None else float(cache_ttl),
             cron=cron,
             cron_catch_up=cron_catch_up,
+            retain_s=None if retain_s is None else float(retain_s),
         )
         setattr(fn, SPEC_ATTRIBUTE, spec)
         return fn

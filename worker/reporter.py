@@ -1,14 +1,15 @@
 """Group commit of job events: one writer per worker process.
 
 `note` never waits for the network. The writer flushes at once when idle and batches
-whatever arrived while a flush was in flight into one transaction, then publishes the
-committed events in one pipelined round trip, along with events committed elsewhere
-and handed over to be published in order (a claim's `started`). Writes run in arrival
+whatever arrived while a flush was in flight into one transaction (notes alone, at most
+one flush per `MIN_FLUSH_GAP_S`), then publishes the committed events in one pipelined
+round trip, along with events committed elsewhere and handed over to be published in
+order (a claim's `started`). Writes run in arrival
 order, so each job's events keep their order; the database assigns the gapless seq.
 Progress and log events of one job that arrive together are written by one statement
-that updates the job row once: updating the same row once per event inside one
-transaction gets slower with every update (each leaves a dead row version the next
-must step over).
+that updates the job row once (updating the same row once per event inside one
+transaction gets slower with every update: each leaves a dead row version the next
+must step over) and stores them as one run row (see migration 0007).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import itertools
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +39,10 @@ from tidings.core.service import Service
 log = structlog.get_logger("tidings.reporter")
 
 MAX_RETRY_DELAY_S = 5.0
+# Notes alone are flushed at most this often: a note that finds the writer idle for longer
+# is written at once (a paced task's events reach streams without delay), while a task
+# reporting thousands of times a second has its notes carried by fewer, larger flushes.
+MIN_FLUSH_GAP_S = 0.01
 
 
 # A transition: a statement function of `core.db.jobs` (e.g. `jobs.succeed`), which takes
@@ -119,6 +125,7 @@ class Reporter:
         names: queue.Names,
         *,
         max_pending: int = 100_000,
+        min_gap_s: float = MIN_FLUSH_GAP_S,
         on_batch: Callable[[int], None] = lambda events: None,
     ) -> None:
         self._pool = pool
@@ -127,6 +134,8 @@ class Reporter:
         self._pending: deque[Pending] = deque()
         self._pending_notes = 0
         self._max_pending = max_pending
+        self._min_gap_s = min_gap_s
+        self._urgent = asyncio.Event()  # a transition or a committed event waits
         self._on_batch = on_batch
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
@@ -190,6 +199,7 @@ class Reporter:
         """Publish a committed event with the next batch, after everything queued before it."""
         self._pending.append(Committed(event))
         self._idle.clear()
+        self._urgent.set()
         self._wake.set()
 
     async def write(self, statement: Transition, **params: Any) -> asyncpg.Record | None:
@@ -198,18 +208,31 @@ class Reporter:
         done: asyncio.Future[asyncpg.Record | None] = asyncio.get_running_loop().create_future()
         self._pending.append(Write(statement, params, done))
         self._idle.clear()
+        self._urgent.set()
         self._wake.set()
         return await done
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_flush = float("-inf")
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
+                gap_s = last_flush + self._min_gap_s - loop.time()
+                if gap_s > 0 and not self._urgent.is_set() and not self._closing:
+                    # Notes only, and the last flush was a moment ago: a task is reporting
+                    # fast. Let its next notes join this transaction (a transition or a
+                    # committed event ends the wait), so a flush carries many events.
+                    with suppress(TimeoutError):
+                        async with asyncio.timeout(gap_s):
+                            await self._urgent.wait()
                 batch = list(self._pending)
                 self._pending.clear()
                 self._pending_notes = 0
+                self._urgent.clear()
                 self._room.set()
+                last_flush = loop.time()
                 await self._flush(batch)
             self._idle.set()
             if self._closing:
@@ -269,8 +292,9 @@ class Reporter:
                     events.extend(item.event for item in run if isinstance(item, Committed))
                 elif kind is Notes:
                     for (job_id, attempt), items in by_attempt(run).items():
-                        # Encoded once: the same JSON goes to Postgres and into the PUBLISH.
-                        encoded = serialization.encoded(items)
+                        # Encoded once: the same JSON is stored as is and goes into the
+                        # PUBLISH.
+                        encoded = serialization.dumps(items)
                         head = await jobs.append_events(
                             conn,
                             job_id=job_id,
@@ -280,7 +304,7 @@ class Reporter:
                             items=encoded,
                         )
                         if head is not None:  # else the attempt ended: it may add no events
-                            events.append(note_run(head, encoded))
+                            events.append(note_run(head, orjson.Fragment(encoded)))
                             stored += len(items)
                 else:
                     for write in run:

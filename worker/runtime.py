@@ -8,6 +8,8 @@ duplicate deliveries are fenced by the claim and at worst find nothing to do.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import logging
 import random
 import time
 import traceback
@@ -15,6 +17,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 import asyncpg
@@ -23,7 +26,7 @@ from arq.connections import ArqRedis
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from tidings.core import queue, serialization
+from tidings.core import queue, serialization, task_logs
 from tidings.core.db import jobs
 from tidings.core.events import EventKind, event_json
 from tidings.worker.job import Job
@@ -69,13 +72,29 @@ class Runtime:
     running: dict[Attempt, asyncio.Task[Any]] = field(default_factory=dict)
     cancelling: set[Attempt] = field(default_factory=set)
     on_outcome: Callable[[str, str, str], None] = lambda task, queue, outcome: None
+    # A task's own log lines kept as events: from this level (None: none), this many per attempt.
+    task_log_level: int | None = logging.INFO
+    task_log_max: int = 1000
 
-    async def claim(self, queue_name: str, count: int) -> list[asyncpg.Record]:
-        """Claim up to `count` of the best due jobs of `queue_name`, in one statement."""
-        limits = self.registry.concurrency_limits
+    async def claim(
+        self, queue_name: str, count: int, due_for_s: float = 0.0
+    ) -> list[asyncpg.Record]:
+        """Claim up to `count` of the best due jobs of `queue_name` whose tasks this worker
+        has (and that have been due for `due_for_s`), in one statement."""
         return await jobs.claim_jobs(
-            self.pool, queue=queue_name, worker_id=self.worker_id, limits=limits, count=count
+            self.pool,
+            queue=queue_name,
+            worker_id=self.worker_id,
+            limits=self.registry.concurrency_limits,
+            count=count,
+            tasks=self.task_names,
+            due_for_s=due_for_s,
         )
+
+    @cached_property
+    def task_names(self) -> list[str]:
+        """The tasks this worker runs: the only ones it claims jobs of."""
+        return sorted(spec.name for spec in self.registry)
 
     async def run_claimed(self, row: asyncpg.Record) -> None:
         """Announce a claimed job's `started` event, run the task, record how it ended."""
@@ -133,7 +152,13 @@ class Runtime:
             log=bound,
             resources=self.resources,
         )
-        attempt = asyncio.create_task(spec.fn(job, **kwargs), name=f"job-{row['id']}")
+        capture = self._log_capture(job)
+        # The task runs in a context of its own, where its log lines go to its capture.
+        context = contextvars.copy_context()
+        context.run(task_logs.CURRENT.set, capture)
+        attempt = asyncio.create_task(
+            spec.fn(job, **kwargs), name=f"job-{row['id']}", context=context
+        )
         key = (row["id"], row["attempt"])
         self.running[key] = attempt
         deadline = asyncio.timeout(job.timeout_s)
@@ -155,11 +180,30 @@ class Runtime:
         finally:
             self.running.pop(key, None)
             self.cancelling.discard(key)
+            if capture is not None:
+                capture.close()  # before the outcome is written: its note comes first
         try:
             serialization.storable(result)
         except (TypeError, ValueError) as exc:
             return Outcome(EventKind.FAILED, error_json("ResultNotJSON", str(exc)))
         return Outcome(EventKind.SUCCEEDED, result)
+
+    def _log_capture(self, job: Job) -> task_logs.TaskLogCapture | None:
+        """Where the attempt's own log lines go, unless capture is off."""
+        if self.task_log_level is None:
+            return None
+        return task_logs.TaskLogCapture(
+            lambda message, data: job.log_nowait(message, **data),
+            min_level=self.task_log_level,
+            max_lines=self.task_log_max,
+            known={
+                "job_id": str(job.id),
+                "task": job.task,
+                "attempt": job.attempt,
+                "queue": job.queue,
+                "worker_id": self.worker_id,
+            },
+        )
 
     def _failure(self, spec: TaskSpec, row: asyncpg.Record, exc: Exception) -> Outcome:
         error = exception_json(exc)
@@ -207,9 +251,14 @@ class Runtime:
         fields: dict[str, Any] = {"duration_s": duration_s}
         if outcome.kind in (EventKind.FAILED, EventKind.RETRYING):
             fields["error_type"] = outcome.value["type"]
+            fields["error_message"] = log_text(outcome.value["message"])
         if outcome.kind == EventKind.RETRYING:
             fields["retry_in_s"] = round(outcome.retry_in_s, 3)
-        bound.info(f"job.{outcome.kind}", **fields)
+        # A failed job is the one outcome someone has to look at; a retry is the plan working.
+        if outcome.kind == EventKind.FAILED:
+            bound.warning("job.failed", **fields)
+        else:
+            bound.info(f"job.{outcome.kind}", **fields)
         self.on_outcome(row["task"], row["queue"], str(outcome.kind))
         if row["task"] in self.registry.concurrency_limits:
             # A slot of a limited task is free: wake a consumer for whatever waited on it.
@@ -223,7 +272,9 @@ class Runtime:
             return
         run_at = await jobs.waiting_run_at(self.pool, job_id=token_job, attempt=attempt)
         if run_at is None:
-            log.info("token.idle", job_id=str(token_job), attempt=attempt)
+            # Its job already ran (claimed by another token): routine after a burst, when the
+            # reconciler gave tokens to jobs whose own were used elsewhere.
+            log.debug("token.idle", job_id=str(token_job), attempt=attempt)
             return
         retry_at = max(run_at, datetime.now(UTC) + timedelta(seconds=WAITING_TOKEN_DELAY_S))
         arq_id = f"{queue.arq_job_id(token_job, attempt)}:{uuid.uuid4().hex[:8]}"
@@ -245,6 +296,17 @@ def task_kwargs(spec: TaskSpec, args: dict[str, Any]) -> dict[str, Any]:
     """The task's keyword arguments, validated and converted by its args model."""
     model = spec.model.model_validate(args)
     return {name: getattr(model, name) for name in type(model).model_fields}
+
+
+# Longest error message a log line carries; the whole one is on the job.
+LOG_MESSAGE_CHARS = 500
+
+
+def log_text(message: str) -> str:
+    """An error message cut to `LOG_MESSAGE_CHARS` for a log line."""
+    if len(message) <= LOG_MESSAGE_CHARS:
+        return message
+    return message[: LOG_MESSAGE_CHARS - 1] + "…"
 
 
 def error_json(type_name: str, message: str, tb: str | None = None) -> dict[str, Any]:

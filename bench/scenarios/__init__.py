@@ -8,6 +8,7 @@ from bench.scenarios import (
     idle,
     pickup,
     progress,
+    recovery,
     rest,
     sse_latency,
     sse_scale,
@@ -25,4 +26,5 @@ SCENARIOS: dict[str, Scenario] = {
     "sse-scale": sse_scale.run,
     "cancel": cancel.run,
     "transactional": transactional.run,
+    "recovery": recovery.run,
 }

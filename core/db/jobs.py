@@ -19,7 +19,7 @@ import asyncpg
 from tidings.core import serialization
 from tidings.core.db.pool import Connection, Db
 from tidings.core.db.workers import LIVE_WORKER, UP_FOR_SILENCE
-from tidings.core.events import EventKind, note_field
+from tidings.core.events import EventKind
 from tidings.core.model import Status
 
 
@@ -168,7 +168,7 @@ SELECT (c.claimed_event).*,
        (c.claimed_job).queue, (c.claimed_job).timeout_s, (c.claimed_job).max_attempts,
        (c.claimed_job).task AS job_task, (c.claimed_job).queue AS job_queue,
        (c.claimed_job).tenant AS job_tenant
-FROM claim_jobs($1, $2, $3, $4) AS c
+FROM claim_jobs($1, $2, $3, $4, $5, $6) AS c
 """
 
 _RUNNING_ATTEMPT = "WHERE id = $1 AND attempt = $2 AND status = 'running'"
@@ -176,18 +176,14 @@ _RUNNING_ATTEMPT = "WHERE id = $1 AND attempt = $2 AND status = 'running'"
 _RUN_S = "extract(epoch FROM now() - started_at)::float8"
 
 
-def _note(field: str, *, as_text: bool = True) -> str:
-    """SQL reading field `field` of a note `e.item` (a JSON array: see `core.events`)."""
-    return f"e.item {'->>' if as_text else '->'} {note_field(field)}"
-
-
 # Many progress/log events of one running attempt at once: the job row is updated once
 # (seq moves by the number of events; progress takes the last progress event's values)
-# and the events get seq base+1 … base+n in order. The events come as one JSON array of
-# notes (`core.events.NOTE_FIELDS`). One statement, however many events;
-# it returns one row (no row: the attempt is no longer running), from which the writer
-# rebuilds the events it just wrote (they share one `at`) instead of reading them back.
-_APPEND_EVENTS = f"""
+# and the events, seq base+1 … base+n, are stored as one `job_event_runs` row holding the
+# notes as the worker encoded them (`core.events.NOTE_FIELDS`; see migration 0007). One
+# statement, however many events; it returns one row (no row: the attempt is no longer
+# running), from which the writer rebuilds the events it just wrote (they share one `at`)
+# instead of reading them back.
+_APPEND_EVENTS = """
 WITH job AS (
     UPDATE jobs SET seq = seq + $3, updated_at = now(),
            progress_current = CASE WHEN $4 THEN $5 ELSE progress_current END,
@@ -196,13 +192,10 @@ WITH job AS (
      WHERE id = $1 AND attempt = $2 AND status = 'running'
  RETURNING id, seq - $3 AS base, status, attempt, task, queue, tenant, clock_timestamp() AS at
 ),
-event AS (
-    INSERT INTO job_events
-        (job_id, seq, kind, status, attempt, progress_current, progress_total, message, data, at)
-    SELECT job.id, job.base + e.n, {_note("kind")}, job.status, job.attempt,
-           ({_note("current")})::float8, ({_note("total")})::float8, {_note("message")},
-           NULLIF({_note("data", as_text=False)}, 'null'::jsonb), job.at
-      FROM job, jsonb_array_elements($8::jsonb) WITH ORDINALITY AS e (item, n)
+run AS (
+    INSERT INTO job_event_runs (job_id, first_seq, last_seq, status, attempt, at, notes)
+    SELECT job.id, job.base + 1, job.base + $3, job.status, job.attempt, job.at, $8
+      FROM job
 )
 SELECT * FROM job
 """
@@ -335,7 +328,8 @@ SELECT
         AND (w.priority > $3 OR (w.priority = $3 AND (w.run_at, w.created_at) < ($4, $5))))
         AS ahead,
     (SELECT coalesce(sum(concurrency), 0) FROM workers
-      WHERE $2 = ANY(queues) AND {LIVE_WORKER.format(within="$6")}) AS slots
+      WHERE $2 = ANY(queues) AND {LIVE_WORKER.format(within="$6")}
+        AND (tasks IS NULL OR $1 = ANY(tasks))) AS slots
 """
 _JOB_POSITION = "SELECT status, seq FROM jobs WHERE id = $1"
 _GET_BY_IDEMPOTENCY_KEY = "SELECT * FROM jobs WHERE tenant = $1 AND idempotency_key = $2"
@@ -445,11 +439,21 @@ async def find_cached_result(
 
 
 async def claim_jobs(
-    db: Db, *, queue: str, worker_id: str, limits: dict[str, int], count: int
+    db: Db,
+    *,
+    queue: str,
+    worker_id: str,
+    limits: dict[str, int],
+    count: int,
+    tasks: Sequence[str],
+    due_for_s: float = 0.0,
 ) -> list[asyncpg.Record]:
-    """Claim up to `count` of the best due jobs of `queue`: each row is its `started` event
-    and what the worker needs to run it."""
-    return list(await db.fetch(_CLAIM_JOBS, queue, worker_id, limits, count))
+    """Claim up to `count` of the best due jobs of `queue` among those of `tasks` (the
+    worker's own), leaving out jobs due for less than `due_for_s`: each row is its
+    `started` event and what the worker needs to run it."""
+    return list(
+        await db.fetch(_CLAIM_JOBS, queue, worker_id, limits, count, list(tasks), due_for_s)
+    )
 
 
 async def append_events(
@@ -459,11 +463,11 @@ async def append_events(
     attempt: int,
     count: int,
     progress: tuple[float, float | None, str | None] | None,
-    items: Any,
+    items: bytes,
 ) -> asyncpg.Record | None:
-    """Append `count` progress/log events (`items`, a JSON array) to a running attempt;
-    `progress` is the last progress event's (current, total, message), if any. None when
-    the attempt no longer runs."""
+    """Append `count` progress/log events (`items`, the notes as UTF-8 JSON array bytes) to
+    a running attempt; `progress` is the last progress event's (current, total, message),
+    if any. None when the attempt no longer runs."""
     current, total, message = progress if progress is not None else (None, None, None)
     return await db.fetchrow(
         _APPEND_EVENTS, job_id, attempt, count, progress is not None, current, total, message, items

@@ -31,8 +31,8 @@ def live_within_s(heartbeat_s: float) -> float:
 
 
 _REGISTER_WORKER = """
-INSERT INTO workers (id, hostname, pid, queues, concurrency)
-VALUES ($1, $2, $3, $4, $5)
+INSERT INTO workers (id, hostname, pid, queues, concurrency, tasks)
+VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()
 """
 # The heartbeat says whether the worker's row was still there (a reaper removes the rows
@@ -79,21 +79,46 @@ consumers AS (
     SELECT unnest(queues) AS queue, count(*) AS workers, sum(concurrency) AS slots
     FROM workers WHERE {LIVE_WORKER.format(within="$2")}
     GROUP BY 1
+),
+-- Due jobs of a task that no live worker of their queue has registered (a worker row
+-- without a task list predates them and claims every task).
+without_worker AS (
+    SELECT d.queue, sum(d.due) AS due
+    FROM (SELECT queue, task, count(*) AS due FROM jobs
+           WHERE ($1::text IS NULL OR tenant = $1)
+             AND status IN ('queued', 'retrying') AND run_at <= now()
+           GROUP BY queue, task) AS d
+    WHERE NOT EXISTS (
+        SELECT 1 FROM workers w
+         WHERE {LIVE_WORKER.format(within="$2")} AND d.queue = ANY(w.queues)
+           AND (w.tasks IS NULL OR d.task = ANY(w.tasks)))
+    GROUP BY d.queue
 )
 SELECT coalesce(l.queue, c.queue) AS queue,
        coalesce(l.due, 0) AS due, coalesce(l.scheduled, 0) AS scheduled,
        coalesce(l.running, 0) AS running, l.oldest_due_s,
-       coalesce(c.workers, 0) AS workers, coalesce(c.slots, 0) AS slots
+       coalesce(c.workers, 0) AS workers, coalesce(c.slots, 0) AS slots,
+       coalesce(n.due, 0)::bigint AS without_worker
 FROM load l FULL JOIN consumers c ON c.queue = l.queue
+LEFT JOIN without_worker n ON n.queue = coalesce(l.queue, c.queue)
 ORDER BY 1
 """
 
 
 async def register_worker(
-    db: Db, *, worker_id: str, hostname: str, pid: int, queues: Sequence[str], concurrency: int
+    db: Db,
+    *,
+    worker_id: str,
+    hostname: str,
+    pid: int,
+    queues: Sequence[str],
+    concurrency: int,
+    tasks: Sequence[str],
 ) -> None:
-    """Add the worker's row (or refresh its heartbeat if it is there)."""
-    await db.execute(_REGISTER_WORKER, worker_id, hostname, pid, list(queues), concurrency)
+    """Add the worker's row with the tasks it runs (or refresh its heartbeat)."""
+    await db.execute(
+        _REGISTER_WORKER, worker_id, hostname, pid, list(queues), concurrency, list(tasks)
+    )
 
 
 async def heartbeat(db: Db, *, worker_id: str) -> asyncpg.Record:

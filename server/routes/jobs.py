@@ -39,11 +39,16 @@ def base_url(request: Request) -> str:
     return app_url(request)
 
 
-def render(request: Request, row: asyncpg.Record, eta_s: float | None = None) -> Job:
+def render(
+    request: Request,
+    row: asyncpg.Record,
+    eta_s: float | None = None,
+    waiting_reason: str | None = None,
+) -> Job:
     """A job's JSON, with a stream token in `links.events` for browsers."""
     key_id = authority_of(request.scope).key_id
     token = state_of(request).tokens.issue(str(row["id"]), row["tenant"], key_id)
-    return job_json(row, base_url(request), eta_s, token)
+    return job_json(row, base_url(request), eta_s, token, waiting_reason)
 
 
 async def submit_job(request: Request) -> Response:
@@ -90,7 +95,7 @@ async def get_job(request: Request) -> Response:
     """GET /jobs/{id}; a waiting job's ETA includes the queue ahead of it."""
     state = state_of(request)
     row = await load_job(state.pool, request.path_params["job_id"], tenant_of(request))
-    eta_s = None
+    eta_s = waiting_reason = None
     if row["status"] in (Status.QUEUED, Status.RETRYING):
         inputs = await jobs.eta_inputs(
             state.pool,
@@ -106,7 +111,9 @@ async def get_job(request: Request) -> Response:
         # run_s is an SQL numeric (a Decimal), which the JSON response cannot encode.
         run_s = None if inputs["run_s"] is None else float(inputs["run_s"])
         eta_s = waiting_eta_s(run_s, inputs["ahead"], inputs["slots"], starts_in_s)
-    return JSONResponse(render(request, row, eta_s))
+        if not inputs["slots"]:  # no live worker of its queue has registered its task
+            waiting_reason = f"no worker has task {row['task']!r} on queue {row['queue']!r}"
+    return JSONResponse(render(request, row, eta_s, waiting_reason))
 
 
 async def cancel_job(request: Request) -> Response:

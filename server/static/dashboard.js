@@ -615,6 +615,18 @@ function describeEvent(event) {
   }
 }
 
+const LOG_PAGE = 200; // events per page of the history
+const LOG_KEEP = 1000; // most events the log holds while it follows a job live
+
+function logItem(event) {
+  const at = new Date(event.at);
+  return el("li", { dataset: { seq: event.seq, kind: event.kind } },
+    el("span", { className: "seq" }, `#${event.seq}`), " ",
+    timeEl(event.at, at.toLocaleTimeString()), " ",
+    el("span", { className: `kind kind-${event.kind}` }, event.kind), " ",
+    el("span", { className: "detail" }, describeEvent(event)));
+}
+
 class JobPage {
   constructor(jobId) {
     this.jobId = jobId;
@@ -625,13 +637,48 @@ class JobPage {
     this.cancelAsked = false;
     this.backoff = new Backoff();
     this.log = $("event-log");
+    this.olderBefore = null;
   }
 
   async start() {
     $("cancel-job").addEventListener("click", () => this.cancel());
     $("retry-job").addEventListener("click", () => this.retry());
+    $("older-events").addEventListener("click", () => this.loadOlder().catch(showPageError));
     this.render(await this.fetch());
+    await this.loadLatest();
     this.follow();
+  }
+
+  // The log starts with the latest page of the history (a job may have a hundred thousand
+  // events); older pages load on demand, and the stream follows on after the last shown.
+  async loadLatest() {
+    const page = await this.historyPage(this.job.seq + 1);
+    for (const event of page.events) this.log.append(logItem(event));
+    const last = page.events[page.events.length - 1];
+    if (last) this.lastSeq = Math.max(this.lastSeq, last.seq);
+    this.showOlder(page.previous_before);
+    const box = this.log.parentElement;
+    box.scrollTop = box.scrollHeight;
+  }
+
+  async loadOlder() {
+    const page = await this.historyPage(this.olderBefore);
+    const box = this.log.parentElement;
+    const fromBottom = box.scrollHeight - box.scrollTop;
+    this.log.prepend(...page.events.map(logItem));
+    box.scrollTop = box.scrollHeight - fromBottom; // the reader stays where they were
+    this.showOlder(page.previous_before);
+  }
+
+  async historyPage(before) {
+    const path = `/jobs/${encodeURIComponent(this.jobId)}/events?before=${before}&limit=${LOG_PAGE}`;
+    const { payload } = await api(path);
+    return payload;
+  }
+
+  showOlder(before) {
+    this.olderBefore = before;
+    $("older-events").hidden = before === null;
   }
 
   async fetch() {
@@ -712,15 +759,15 @@ class JobPage {
   }
 
   appendLog(event) {
-    const at = new Date(event.at);
     const box = this.log.parentElement;
     // Follow the tail while the reader is at the bottom; leave them be when scrolled up.
     const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 8;
-    this.log.append(el("li", { dataset: { seq: event.seq, kind: event.kind } },
-      el("span", { className: "seq" }, `#${event.seq}`), " ",
-      timeEl(event.at, at.toLocaleTimeString()), " ",
-      el("span", { className: `kind kind-${event.kind}` }, event.kind), " ",
-      el("span", { className: "detail" }, describeEvent(event))));
+    this.log.append(logItem(event));
+    // A long live run keeps the newest LOG_KEEP on the page; older ones load on demand.
+    if (atBottom && this.log.childElementCount > LOG_KEEP) {
+      while (this.log.childElementCount > LOG_KEEP) this.log.firstElementChild.remove();
+      this.showOlder(Number(this.log.firstElementChild.dataset.seq));
+    }
     if (atBottom) box.scrollTop = box.scrollHeight;
   }
 
@@ -789,6 +836,9 @@ class JobPage {
     showProgress($("job-progress"), $("job-percent"), progress.fraction, job.status);
     setText("job-message", progress.message || "");
     setText("job-eta", progress.eta_s === null ? "–" : `about ${fmtDuration(progress.eta_s)}`);
+    const waiting = job.waiting_reason && ["queued", "retrying"].includes(job.status);
+    setText("job-waiting", waiting ? `Waiting: ${job.waiting_reason}` : "");
+    $("job-waiting").hidden = !waiting;
     setText("job-args", pretty(job.args));
     $("result-section").hidden = job.status !== "succeeded";
     setText("job-result", pretty(job.result));

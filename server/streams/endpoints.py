@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable
-from typing import Any
+from typing import Any, cast
 
+import asyncpg
 from sse_starlette import ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import Response
@@ -12,8 +13,8 @@ from starlette.responses import Response
 from tidings.core import serialization
 from tidings.core.db import events
 from tidings.core.errors import Unprocessable
-from tidings.core.events import event_json
 from tidings.core.job_lookup import load_job
+from tidings.core.shapes import Event, History
 from tidings.server.auth import authority_of
 from tidings.server.responses import JSONResponse
 from tidings.server.state import ServerState
@@ -21,6 +22,10 @@ from tidings.server.streams.authority import Authority
 from tidings.server.streams.follow import follow_all, replay_then_follow
 from tidings.server.streams.hub import Notice, Subscription
 from tidings.server.streams.response import StreamResponse
+
+HISTORY_PAGE = 1_000
+MAX_HISTORY_PAGE = 5_000
+MAX_SEQ = 999_999_999
 
 
 def held_stream(
@@ -69,6 +74,47 @@ def resume_after(request: Request) -> int:
     return seen[0] if seen else 0
 
 
+def page_bound(request: Request, name: str, default: int, low: int, high: int) -> int:
+    """A whole-number query parameter of the history within [low, high]; 422 otherwise."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 9 or not low <= int(raw) <= high:
+        raise Unprocessable(
+            f"{name} must be a whole number from {low} to {high}",
+            {"field": f"query.{name}", "reason": f"got {raw!r}"},
+            code="invalid_query",
+        )
+    return int(raw)
+
+
+def page_of(request: Request) -> tuple[int, int | None]:
+    """The history page a request asks for: `limit`, and `before` (None: after `after`).
+    Checked for every request, streams too: a bad value is a 422 whatever the answer."""
+    limit = page_bound(request, "limit", HISTORY_PAGE, 1, MAX_HISTORY_PAGE)
+    if "before" not in request.query_params:
+        return limit, None
+    return limit, page_bound(request, "before", 0, 1, MAX_SEQ)
+
+
+async def history_page(
+    state: ServerState, job: asyncpg.Record, after: int, limit: int, before: int | None
+) -> History:
+    """A page of the job's events as JSON: the `limit` after `after`, or with `before` the
+    `limit` just below it (the dashboard reads the latest page, then older on demand)."""
+    if before is not None:
+        found = await events.page_before(state.pool, job_id=job["id"], before=before, limit=limit)
+    else:
+        found = await events.page_after(state.pool, job_id=job["id"], after=after, limit=limit)
+    first = found[0]["seq"] if found else None
+    last = found[-1]["seq"] if found else after
+    return {
+        "events": cast(list[Event], found),
+        "next_after": last if last < job["seq"] else None,
+        "previous_before": first if first is not None and first > 1 else None,
+    }
+
+
 def wants_json(request: Request) -> bool:
     accept = request.headers.get("accept", "")
     return "application/json" in accept and "text/event-stream" not in accept
@@ -80,6 +126,7 @@ async def job_events(
     """GET /jobs/{id}/events: SSE (subscribe, replay, follow) or, for JSON clients, history."""
     job = await load_job(state.pool, raw_id, tenant)
     after = resume_after(request)
+    limit, before = page_of(request)
     if after > job["seq"]:
         # No client can have seen an event that does not exist yet.
         raise Unprocessable(
@@ -89,8 +136,7 @@ async def job_events(
         )
     job_id = job["id"]  # the stream keeps only the id, not the whole job row
     if wants_json(request):
-        rows = await events.events_after(state.pool, job_id=job_id, after=after)
-        return JSONResponse({"events": [event_json(row) for row in rows]})
+        return JSONResponse(await history_page(state, job, after, limit, before))
 
     return held_stream(
         state,

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 
 from tidings.core.db import events, jobs
-from tidings.core.events import TERMINAL_KINDS, event_json
+from tidings.core.events import TERMINAL_KINDS
 from tidings.core.model import TERMINAL_STATUSES
 from tidings.server.streams.hub import Notice, Subscription
 
@@ -55,7 +55,7 @@ async def follow_all(subscription: Subscription) -> AsyncGenerator[dict[str, Any
 
 
 async def _history(pool: asyncpg.Pool, job_id: uuid.UUID, after: int) -> list[dict[str, Any]]:
-    return [event_json(row) for row in await events.events_after(pool, job_id=job_id, after=after)]
+    return await events.events_after(pool, job_id=job_id, after=after)
 
 
 async def _finished_at_or_before(pool: asyncpg.Pool, job_id: uuid.UUID, seq: int) -> bool:

@@ -33,7 +33,7 @@ async def histories(pool: asyncpg.Pool, job_ids: Iterable[uuid.UUID]) -> dict[uu
     """Each job's events in seq order, as stored."""
     ids = list(job_ids)
     rows = await pool.fetch(
-        "SELECT * FROM job_events WHERE job_id = ANY($1) ORDER BY job_id, seq", ids
+        "SELECT * FROM job_history WHERE job_id = ANY($1) ORDER BY job_id, seq", ids
     )
     found: dict[uuid.UUID, list[Any]] = {job_id: [] for job_id in ids}
     for row in rows:

@@ -1,14 +1,16 @@
 """Lost workers: the reaper re-queues their jobs, and each job runs to success once.
 
 The SIGKILL test runs with the default heartbeat and reap_after_s, because the bound
-under test (every lost attempt re-queued within 15 s of the kill) is the contract those
-defaults keep. The SIGSTOP test shortens reap_after_s: it is about what happens after.
+under test (the lost jobs running again on another worker within 5 s of the kill, at the
+median) is the contract those defaults keep. The SIGSTOP test shortens reap_after_s: it
+is about what happens after.
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
+import statistics
 import uuid
 from collections import Counter
 from dataclasses import replace
@@ -37,11 +39,15 @@ DEFAULTS = Settings()
 JOBS = 100
 STEPS = 4
 STEP_S = 0.5  # 2 s a job: every job is mid-run when the worker dies
+RECOVERY_P50_S = 5.0
+# The median bound is the target; a loaded CI machine gets half as much again, and no
+# job may take longer than the outer bound.
+RECOVERY_MARGIN = 1.5
 REQUEUE_BOUND_S = 15.0
 FROZEN_REAP_AFTER_S = 3.0
 
 
-async def test_100_jobs_of_a_sigkilled_worker_are_requeued_within_15_s_and_succeed_once(
+async def test_100_jobs_of_a_sigkilled_worker_run_again_within_5_s_and_succeed_once(
     cluster: Cluster, db: asyncpg.Pool, redis_server: RedisServer
 ) -> None:
     await cluster.server()
@@ -64,6 +70,10 @@ async def test_100_jobs_of_a_sigkilled_worker_are_requeued_within_15_s_and_succe
         ]
 
         await cluster.until(lambda: victim.output.count('"job.started"') == JOBS)
+        # The rescuer is up before the kill, with every job held by the victim: what is
+        # measured is how soon they run again elsewhere.
+        rescuer = await cluster.worker(**settings)
+        rescuer_id = log_records(rescuer, "worker.ready")[0]["worker_id"]
         victim.signal(signal.SIGKILL)
         killed_at = datetime.now(UTC)
         assert await victim.proc.wait() == -signal.SIGKILL
@@ -81,13 +91,12 @@ async def test_100_jobs_of_a_sigkilled_worker_are_requeued_within_15_s_and_succe
         for key in stale:
             assert await redis_server.command("PEXPIRE", in_progress_key_prefix + key, 1) == 1
 
-        rescuer = await cluster.worker(**settings)
-        rescuer_id = log_records(rescuer, "worker.ready")[0]["worker_id"]
         async with asyncio.timeout(REQUEUE_BOUND_S + 30):
             await asyncio.gather(*readers)
 
     histories = await assert_each_succeeded_once(db, job_ids)
-    requeued_after_s = []
+    requeued_after_s: list[float] = []
+    running_again_after_s: list[float] = []
     for job_id, events in zip(job_ids, streams, strict=True):
         assert_gapless(events)
         kinds = [kind for _, kind, _ in events]
@@ -115,12 +124,19 @@ async def test_100_jobs_of_a_sigkilled_worker_are_requeued_within_15_s_and_succe
         assert stored == [(seq, kind) for seq, kind, _ in events]
         requeue_row = next(row for row in histories[job_id] if row["kind"] == "requeued")
         requeued_after_s.append((requeue_row["at"] - killed_at).total_seconds())
+        restart_row = [row for row in histories[job_id] if row["kind"] == "started"][1]
+        running_again_after_s.append((restart_row["at"] - killed_at).total_seconds())
 
     # The reaper waited for the silence (≥ reap_after_s since the last heartbeat, which
     # was at most one heartbeat period before the kill), and no longer than the bound.
     earliest = DEFAULTS.reap_after_s - DEFAULTS.heartbeat_s
     assert earliest <= min(requeued_after_s), requeued_after_s
     assert max(requeued_after_s) <= REQUEUE_BOUND_S, requeued_after_s
+    median = statistics.median(running_again_after_s)
+    print(
+        f"running again after the kill: p50 {median:.2f} s, max {max(running_again_after_s):.2f} s"
+    )
+    assert median <= RECOVERY_P50_S * RECOVERY_MARGIN, running_again_after_s
 
     # Each job ran twice (one lost attempt, one to success) and never a third time: the
     # rescuer claimed exactly the 100 re-queued attempts although ARQ also handed it

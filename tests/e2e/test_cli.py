@@ -16,6 +16,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from importlib.metadata import version
 
 import asyncpg
 import pytest
@@ -122,6 +123,21 @@ async def read_until(stream: asyncio.StreamReader, needle: str) -> str:
     return seen
 
 
+# rich's default spinner ("dots").
+SPINNER = re.compile("[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏]")
+ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d")
+
+
+def last_bar(err: str) -> str:
+    """The progress bar as the last redraw left it on the terminal."""
+    frames = re.split(r"[\r\n]", ANSI.sub("", err))
+    return [frame for frame in frames if "━" in frame][-1].strip()
+
+
+def json_lines(out: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in out.splitlines()]
+
+
 def one_line_error(run: Run) -> str:
     """The run's only stderr line: an error message, not a traceback."""
     assert "Traceback" not in run.err
@@ -156,7 +172,7 @@ async def test_on_a_terminal_follow_draws_a_live_progress_bar(live: Live) -> Non
         live,
         "submit",
         "sleep_steps",
-        "--json",
+        "--args-json",
         '{"steps": 6, "delay_s": 0.05}',
         "--follow",
         TTY_COMPATIBLE="1",
@@ -171,6 +187,24 @@ async def test_on_a_terminal_follow_draws_a_live_progress_bar(live: Live) -> Non
     assert "100% 6/6" in screen and "step 6 of 6" in screen
     assert "✓ succeeded" in screen
     assert json.loads(run.out.split("\n", 1)[1]) == {"steps": 6}
+    assert last_bar(run.err).startswith("✓ succeeded")
+
+
+async def test_on_a_terminal_a_failed_job_leaves_a_cross_not_a_frozen_spinner(live: Live) -> None:
+    run = await tidings(
+        live,
+        "submit",
+        "fail",
+        "--follow",
+        TTY_COMPATIBLE="1",
+        TTY_INTERACTIVE="1",
+        COLUMNS="100",
+    )
+
+    assert run.code == 1
+    final = last_bar(run.err)
+    assert final.startswith("✗ failed"), final
+    assert not SPINNER.search(final)
 
 
 async def test_follow_of_a_failing_job_prints_the_error_and_exits_1(live: Live) -> None:
@@ -268,12 +302,18 @@ async def test_watch_follows_an_existing_job_to_its_end(live: Live, api: AsyncCl
     assert (await tidings(live, "watch", failed.id)).code == 1
 
 
-async def test_tasks_and_workers_are_tables(live: Live) -> None:
-    tasks, workers = await asyncio.gather(tidings(live, "tasks"), tidings(live, "workers"))
-    assert tasks.code == workers.code == 0
+async def test_tasks_workers_and_queues_are_tables(live: Live) -> None:
+    tasks, workers, queues = await asyncio.gather(
+        tidings(live, "tasks"), tidings(live, "workers"), tidings(live, "queues")
+    )
+    assert tasks.code == workers.code == queues.code == 0
     assert "sleep_steps" in tasks.out and "steps: integer = 10" in tasks.out
-    assert workers.out.splitlines()[0].split()[:2] == ["WORKER", "HOST"]
-    assert len(workers.out.strip().splitlines()) == 2
+    header, row = workers.out.strip().splitlines()
+    assert header.split()[:6] == ["WORKER", "HOST", "PID", "QUEUES", "CONCURRENCY", "RUNNING"]
+    assert row.split()[5].isdigit()
+    header, *rows = queues.out.strip().splitlines()
+    assert header.split() == ["QUEUE", "DUE", "SCHEDULED", "RUNNING", "OLDEST", "WORKERS", "SLOTS"]
+    assert "default" in {line.split()[0] for line in rows}
 
 
 # --- failures: one clear line and an exit status --------------------------------------------
@@ -311,3 +351,123 @@ async def test_failures_are_one_clear_line_with_a_non_zero_status(live: Live) ->
 
     assert usage.code == 2
     assert "'not-a-pair' is not KEY=VALUE" in usage.err
+
+
+# --- output for programs, human times, retries, completion, version -------------------------
+
+
+async def test_version() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tidings.cli",
+        "--version",
+        cwd=REPO_ROOT,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await asyncio.wait_for(process.communicate(), WITHIN_S)
+    assert process.returncode == 0
+    assert out.decode().strip() == f"tidings, version {version('tidings')}"
+
+
+async def test_every_read_command_prints_json_with_o_json_or_json(
+    live: Live, api: AsyncClient
+) -> None:
+    queue = f"parked-{uuid.uuid4().hex[:8]}"
+    submitted = await tidings(live, "submit", "noop", "--queue", queue, "-o", "json")
+    assert submitted.code == 0, submitted.err
+    job = json.loads(submitted.out)
+    assert (job["task"], job["queue"], job["status"]) == ("noop", queue, "queued")
+
+    listed, shown, tasks, workers, queues, cancelled = await asyncio.gather(
+        tidings(live, "jobs", "--queue", queue, "--json"),
+        tidings(live, "show", job["id"], "-o", "json"),
+        tidings(live, "tasks", "--json"),
+        tidings(live, "workers", "-o", "json"),
+        tidings(live, "queues", "--json"),
+        tidings(live, "cancel", job["id"], "--json"),
+    )
+    for run in (listed, shown, tasks, workers, queues, cancelled):
+        assert run.code == 0, run.err
+    assert [item["id"] for item in json.loads(listed.out)["jobs"]] == [job["id"]]
+    assert json.loads(shown.out)["id"] == job["id"]
+    assert "sleep_steps" in {task["name"] for task in json.loads(tasks.out)["tasks"]}
+    [worker] = json.loads(workers.out)["workers"]
+    assert {"id", "queues", "heartbeat_at", "running"} <= worker.keys()
+    assert "default" in {row["queue"] for row in json.loads(queues.out)["queues"]}
+    assert json.loads(cancelled.out)["status"] == "cancelled"
+
+
+async def test_follow_and_watch_print_one_json_object_per_event(
+    live: Live, api: AsyncClient
+) -> None:
+    followed = await tidings(
+        live, "submit", "sleep_steps", "steps=3", "delay_s=0.01", "--follow", "-o", "json"
+    )
+    assert followed.code == 0, followed.err
+    events = json_lines(followed.out)  # the events alone: no id line, no result document
+    assert [event["kind"] for event in events] == [
+        "queued",
+        "started",
+        "progress",
+        "progress",
+        "progress",
+        "succeeded",
+    ]
+    assert [event["seq"] for event in events] == list(range(1, 7))
+    assert events[-1]["data"]["result"] == {"steps": 3}
+
+    watched = await tidings(live, "watch", str(events[0]["job_id"]), "--json")
+    assert watched.code == 0
+    assert json_lines(watched.out) == events
+
+    failed = await api.submit("fail")
+    watched_failure = await tidings(live, "watch", failed.id, "--json")
+    assert watched_failure.code == 1
+    assert json_lines(watched_failure.out)[-1]["kind"] == "failed"
+
+
+async def test_args_as_json_go_in_args_json_and_a_bare_object_says_so(live: Live) -> None:
+    run = await tidings(live, "submit", "noop", '{"steps": 1}')
+    assert run.code == 2
+    assert "'{\"steps\": 1}' is not KEY=VALUE (a JSON object of args goes in --args-json)" in (
+        run.err
+    )
+
+
+async def test_retries_show_the_wait_in_human_time_and_the_success_its_attempt(
+    live: Live,
+) -> None:
+    run = await tidings(live, "submit", "flaky", "fail_times=2", "--follow")
+
+    assert run.code == 0, run.err
+    retries = [line for line in run.err.splitlines() if line.startswith("retrying")]
+    assert len(retries) == 2
+    for line in retries:
+        assert re.search(r"failed: FlakyError: .*; next attempt in \d+\.\d\ds$", line), line
+    assert not ISO_TIME.search(run.err)
+    [succeeded] = [line for line in run.err.splitlines() if line.startswith("succeeded")]
+    assert re.search(r"in \d+\.\d\ds \(attempt 3; \d+\.\d\ds since attempt 1 started\)", succeeded)
+    assert "✓ succeeded on attempt 3 of 5" in run.err
+    assert json.loads(run.out.split("\n", 1)[1]) == {"attempts": 3}
+
+
+async def test_shell_completion_offers_the_servers_task_names(live: Live) -> None:
+    def completing(*words: str) -> dict[str, str]:
+        return {
+            "_TIDINGS_COMPLETE": "bash_complete",
+            "COMP_WORDS": " ".join(["tidings", *words]),
+            "COMP_CWORD": str(len(words)),
+        }
+
+    task, option = await asyncio.gather(
+        tidings(live, **completing("submit", "sle")),
+        tidings(live, **completing("jobs", "--task", "no")),
+    )
+    assert (task.code, task.out.split()) == (0, ["plain,sleep_steps"])
+    assert (option.code, option.out.split()) == (0, ["plain,noop"])
+
+    down = await tidings(
+        live, **completing("submit", "sle"), TIDINGS_URL=f"http://127.0.0.1:{free_port()}"
+    )
+    assert (down.code, down.out.split(), down.err) == (0, [], "")  # nothing offered or said

@@ -2,30 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import sys
 import uuid
 
 import asyncpg
 
-from tests.support.servers import settings_env
+from tests.support.servers import run_cli as tidings
 from tidings.core import keys
 from tidings.core.settings import Settings
-
-
-async def tidings(settings: Settings, *args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tidings.cli",
-        *args,
-        env=settings_env(settings),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_a_key_is_shown_once_listed_without_its_secret_and_revoked(

@@ -148,7 +148,7 @@ async def snapshot(pool: asyncpg.Pool, job_id: str) -> Snapshot:
     row = await pool.fetchrow("SELECT * FROM jobs WHERE id = $1", uuid.UUID(job_id))
     assert row is not None
     events = await pool.fetch(
-        "SELECT * FROM job_events WHERE job_id = $1 ORDER BY seq", uuid.UUID(job_id)
+        "SELECT * FROM job_history WHERE job_id = $1 ORDER BY seq", uuid.UUID(job_id)
     )
     return dict(row), [dict(event) for event in events]
 
@@ -724,7 +724,7 @@ async def submit_as(client: httpx.AsyncClient, key: keys.NewKey) -> str:
 async def stored(pool: asyncpg.Pool) -> tuple[int, int]:
     return (
         await pool.fetchval("SELECT count(*) FROM jobs"),
-        await pool.fetchval("SELECT count(*) FROM job_events"),
+        await pool.fetchval("SELECT count(*) FROM job_history"),
     )
 
 

@@ -25,14 +25,16 @@ PARKED = "fence"  # no worker consumes it
 
 
 async def claim(pool: asyncpg.Pool, worker_id: str) -> asyncpg.Record:
-    (row,) = await jobs.claim_jobs(pool, queue=PARKED, worker_id=worker_id, limits={}, count=1)
+    (row,) = await jobs.claim_jobs(
+        pool, queue=PARKED, worker_id=worker_id, limits={}, count=1, tasks=["noop"]
+    )
     return row
 
 
 async def history(pool: asyncpg.Pool, job_id: Any) -> list[dict[str, Any]]:
     rows = await pool.fetch(
         "SELECT seq, kind, status, attempt, progress_current, message, data "
-        "FROM job_events WHERE job_id = $1 ORDER BY seq",
+        "FROM job_history WHERE job_id = $1 ORDER BY seq",
         job_id,
     )
     return [dict(row) for row in rows]

@@ -76,7 +76,7 @@ async def stored(client: httpx.AsyncClient, pool: asyncpg.Pool) -> tuple[int, in
     listed = len(response.json()["jobs"])
     assert listed < 500, "the module made too many jobs to count them on one page"
     jobs = await pool.fetchval("SELECT count(*) FROM jobs")
-    events = await pool.fetchval("SELECT count(*) FROM job_events")
+    events = await pool.fetchval("SELECT count(*) FROM job_history")
     return listed, jobs, events
 
 

@@ -69,7 +69,12 @@ async def claim_together(
     await start.wait()
     async with conn.transaction():
         rows = await jobs.claim_jobs(
-            conn, queue=queue_name, worker_id=worker_id, limits=case.limits, count=CLAIMS_PER_CALL
+            conn,
+            queue=queue_name,
+            worker_id=worker_id,
+            limits=case.limits,
+            count=CLAIMS_PER_CALL,
+            tasks=[case.task],
         )
         await all_claimed.wait()
     return rows
@@ -134,7 +139,7 @@ async def test_racing_claimers_never_run_more_than_the_limit(
             assert ended is not None
 
     events = await pool.fetch(
-        "SELECT e.kind, e.at FROM job_events e JOIN jobs j ON j.id = e.job_id WHERE j.queue = $1",
+        "SELECT e.kind, e.at FROM job_history e JOIN jobs j ON j.id = e.job_id WHERE j.queue = $1",
         queue_name,
     )
     assert running_peak(events) <= case.limit, f"running per round: {peaks_seen}"

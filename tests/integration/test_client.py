@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import pytest
+from pydantic import BaseModel
 
+from tests.support import typed_client
+from tests.support.paths import REPO_ROOT
 from tests.support.proxy import TcpProxy, proxy_to
 from tests.support.servers import ServerHandle, WorkerHandle, free_port, start_server
 from tidings.client import AsyncClient, Client, JobSpec, ReconnectPolicy, errors
@@ -464,3 +470,145 @@ async def test_the_sync_client_does_what_the_async_one_does(server: ServerHandle
             down.tasks()
 
     await asyncio.wait_for(asyncio.to_thread(session), WITHIN_S * 2)
+
+
+# --- wait: failures raised, results typed ---------------------------------------------------
+
+
+class Steps(BaseModel):
+    steps: int
+
+
+@dataclass
+class StepsRecord:
+    steps: int
+
+
+async def test_wait_raises_job_failed_or_job_cancelled_when_asked(client: AsyncClient) -> None:
+    failing = await client.submit("fail", message="out of paper")
+    assert (await client.wait(failing.id, timeout=WITHIN_S)).status == "failed"  # the default
+    with pytest.raises(errors.JobFailed) as failed:
+        await client.wait(failing.id, timeout=WITHIN_S, raise_on_failure=True)
+    assert failed.value.job.id == failing.id
+    assert failed.value.error is not None
+    assert (failed.value.error.type, failed.value.error.message) == (
+        "PermanentError",
+        "out of paper",
+    )
+    assert str(failed.value) == f"job {failing.id} (fail) failed: PermanentError: out of paper"
+    assert isinstance(failed.value, errors.JobNotSucceeded | errors.TidingsError)
+
+    parked = await client.submit("noop", queue=parked_queue())
+    await client.cancel(parked.id)
+    with pytest.raises(errors.JobCancelled) as cancelled:
+        await client.wait(parked.id, timeout=WITHIN_S, raise_on_failure=True)
+    assert cancelled.value.job.status == "cancelled"
+
+    fine = await client.submit("noop")
+    assert (await client.wait(fine.id, timeout=WITHIN_S, raise_on_failure=True)).succeeded
+
+
+async def test_wait_validates_the_result_into_the_type_asked_for(client: AsyncClient) -> None:
+    job = await client.submit("sleep_steps", steps=2, args={"delay_s": 0.001})
+
+    as_model = await client.wait(job.id, timeout=WITHIN_S, result_type=Steps)
+    as_record = await client.wait(job.id, timeout=WITHIN_S, result_type=StepsRecord)
+    assert as_model.result == Steps(steps=2) and as_model.id == job.id
+    assert as_record.result == StepsRecord(steps=2)
+    assert (await client.wait(job.id)).result == {"steps": 2}  # untyped: the JSON as sent
+
+    with pytest.raises(errors.UnexpectedResult, match=r"not a valid list\[str\]") as wrong:
+        await client.wait(job.id, result_type=builtins.list[str])
+    assert wrong.value.job.id == job.id and wrong.value.__cause__ is not None
+
+    failing = await client.submit("fail")
+    with pytest.raises(errors.JobFailed):  # a failed job has no result to validate
+        await client.wait(failing.id, timeout=WITHIN_S, result_type=Steps)
+
+
+async def test_the_sync_wait_raises_and_validates_the_same_way(server: ServerHandle) -> None:
+    def session() -> None:
+        with Client(server.url, timeout_s=WITHIN_S) as sync:
+            job = sync.submit("sleep_steps", steps=1, args={"delay_s": 0.001})
+            assert sync.wait(job.id, timeout=WITHIN_S, result_type=Steps).result == Steps(steps=1)
+            failing = sync.submit("fail", message="no ink")
+            with pytest.raises(errors.JobFailed, match="no ink"):
+                sync.wait(failing.id, timeout=WITHIN_S, raise_on_failure=True)
+            with pytest.raises(errors.UnexpectedResult):
+                sync.wait(job.id, result_type=int)
+
+    await asyncio.to_thread(session)
+
+
+async def test_workers_say_how_many_jobs_they_run_and_queues_their_load(
+    client: AsyncClient,
+) -> None:
+    job = await client.submit("sleep_steps", steps=200, args={"delay_s": 0.05})
+    await first_event(client, job.id, "progress")
+    parked = parked_queue()
+    await client.submit("noop", queue=parked)
+    await client.submit("noop", queue=parked, delay_s=600)
+
+    workers = await client.workers()
+    queues = {queue.queue: queue for queue in await client.queues()}
+    await client.cancel(job.id)
+
+    assert sum(worker.running or 0 for worker in workers) >= 1
+    assert all(worker.raw["id"] == worker.id for worker in workers)
+    assert (queues[parked].due, queues[parked].scheduled, queues[parked].running) == (1, 1, 0)
+    assert (queues[parked].workers, queues[parked].slots) == (0, 0)
+    assert queues[parked].oldest_due_s is not None and queues[parked].oldest_due_s >= 0
+    assert queues["default"].running >= 1 and queues["default"].workers >= 1
+    assert (await client.wait(job.id, timeout=WITHIN_S)).status == "cancelled"
+
+
+# --- typed use: mypy --strict on a user's script --------------------------------------------
+
+SCRIPT = Path(typed_client.__file__)
+
+
+def strict_mypy(script: Path, tree: Path) -> subprocess.CompletedProcess[str]:
+    """`mypy --strict` on `script`, finding tidings only in `tree` (the client, linked in),
+    as in a project that installed `pip install tidings`."""
+    package = tree / "tidings"
+    package.mkdir(parents=True, exist_ok=True)
+    for name in ("__init__.py", "py.typed"):
+        if not (package / name).exists():
+            (package / name).symlink_to(REPO_ROOT / "tidings" / name)
+    if not (package / "client").exists():
+        (package / "client").symlink_to(REPO_ROOT / "client")
+    return subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--follow-imports=silent", str(script)],
+        cwd=tree,  # away from the repository's own mypy configuration
+        env={"MYPYPATH": str(tree), "PATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_a_user_script_using_the_typed_client_passes_mypy_strict(tmp_path: Path) -> None:
+    checked = strict_mypy(SCRIPT, tmp_path / "tree")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "Success: no issues found in 1 source file" in checked.stdout
+
+    # The check bites: reading a typed result as the wrong type is an error.
+    wrong = tmp_path / "wrong.py"
+    wrong.write_text(
+        SCRIPT.read_text().replace("steps: int = done.result.steps", "steps: str = done.result")
+    )
+    refused = strict_mypy(wrong, tmp_path / "tree")
+    assert refused.returncode == 1
+    assert '(expression has type "Steps", variable has type "str")' in refused.stdout
+
+
+async def test_the_user_script_runs_against_the_server(server: ServerHandle) -> None:
+    lines = await asyncio.wait_for(asyncio.to_thread(typed_client.report, server.url), WITHIN_S)
+    assert lines[:3] == [
+        "succeeded after 2 steps",
+        "failed: PermanentError: out of paper",
+        "not a list of int: job True",
+    ]
+    assert lines[3].startswith("1 worker(s), ")
+    assert await typed_client.report_async(server.url) == 3

@@ -58,7 +58,7 @@ async def leaves_no_trace(pool: asyncpg.Pool, redis: ArqRedis, job_id: str) -> N
     """No job row, no event, no queue token: as if never submitted."""
     key = uuid.UUID(job_id)
     assert await pool.fetchval("SELECT count(*) FROM jobs WHERE id = $1", key) == 0
-    assert await pool.fetchval("SELECT count(*) FROM job_events WHERE job_id = $1", key) == 0
+    assert await pool.fetchval("SELECT count(*) FROM job_history WHERE job_id = $1", key) == 0
     assert not await redis.exists(job_key_prefix + f"{job_id}:1")
 
 

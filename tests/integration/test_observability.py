@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import structlog
 import yaml
+from arq.constants import job_key_prefix
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -28,7 +33,12 @@ from tests.support.servers import (
     start_server,
     start_worker,
 )
+from tidings.core import queue
 from tidings.core.settings import Settings
+from tidings.worker.maintenance import Reconciler
+from tidings.worker.registry import TaskRegistry
+from tidings.worker.reporter import Reporter
+from tidings.worker.runtime import Runtime
 
 ALERTS = REPO_ROOT / "deploy" / "prometheus" / "alerts.yml"
 
@@ -42,6 +52,22 @@ def settings(settings: Settings) -> Settings:
 async def client(server: ServerHandle, worker: WorkerHandle) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
         yield client
+
+
+@contextmanager
+def captured_logs() -> Iterator[list[dict[str, Any]]]:
+    """Every structlog line logged in the block (with its `log_level`), as dicts."""
+    capture = structlog.testing.LogCapture()
+    previous = structlog.get_config()
+    structlog.configure(processors=[structlog.contextvars.merge_contextvars, capture])
+    try:
+        yield capture.entries
+    finally:
+        structlog.configure(**previous)
+
+
+def named(entries: list[dict[str, Any]], event: str) -> list[dict[str, Any]]:
+    return [entry for entry in entries if entry["event"] == event]
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -278,3 +304,118 @@ async def test_the_webhook_is_called_once_when_a_task_keeps_failing(settings: Se
     assert received[0]["task"] == "fail"
     assert received[0]["failure_ratio"] == 1.0
     assert received[0]["ended"] == 3
+
+
+# --- log levels and fields ------------------------------------------------------------------
+
+
+async def test_a_failing_job_logs_its_error_type_and_message_at_warning(
+    client: httpx.AsyncClient,
+) -> None:
+    with captured_logs() as logs:
+        kinds = await run_to_end(client, {"task": "fail", "args": {"message": "disk full"}})
+    assert kinds == ["queued", "started", "failed"]
+    [failed] = named(logs, "job.failed")
+    assert failed["log_level"] == "warning"
+    assert (failed["error_type"], failed["error_message"]) == ("PermanentError", "disk full")
+    assert failed["task"] == "fail" and "job_id" in failed
+
+
+async def test_a_retry_is_logged_at_info_with_its_error(client: httpx.AsyncClient) -> None:
+    with captured_logs() as logs:
+        kinds = await run_to_end(client, {"task": "flaky", "args": {"fail_times": 1}})
+    assert kinds[-1] == "succeeded"
+    [retrying] = named(logs, "job.retrying")
+    assert retrying["log_level"] == "info"
+    assert retrying["error_type"] == "FlakyError"
+    assert retrying["error_message"] == "attempt 1 of 1 planned failures"
+
+
+async def test_health_checks_that_pass_are_logged_at_debug_other_requests_at_info(
+    client: httpx.AsyncClient,
+) -> None:
+    with captured_logs() as logs:
+        for path in ("/healthz", "/readyz", "/tasks"):
+            assert (await client.get(path)).status_code == 200
+    levels = {entry["path"]: entry["log_level"] for entry in named(logs, "http.request")}
+    assert levels == {"/healthz": "debug", "/readyz": "debug", "/tasks": "info"}
+
+
+async def test_job_queued_carries_the_request_id_of_the_submission(
+    client: httpx.AsyncClient,
+) -> None:
+    ids = [f"req-{n}-{uuid.uuid4().hex[:6]}" for n in range(4)]
+    with captured_logs() as logs:
+        # Concurrent submissions are written by one batch, away from their requests.
+        singles = await asyncio.gather(
+            *(
+                client.post("/jobs", json={"task": "noop"}, headers={"X-Request-ID": rid})
+                for rid in ids[:3]
+            )
+        )
+        batch = await client.post(
+            "/jobs/batch",
+            json={"jobs": [{"task": "noop"}, {"task": "noop"}]},
+            headers={"X-Request-ID": ids[3]},
+        )
+    assert {response.status_code for response in [*singles, batch]} == {202}
+    request_of = {entry["job_id"]: entry.get("request_id") for entry in named(logs, "job.queued")}
+    for rid, response in zip(ids[:3], singles, strict=True):
+        assert request_of[response.json()["id"]] == rid
+    assert len(batch.json()["ids"]) == 2
+    for job_id in batch.json()["ids"]:
+        assert request_of[job_id] == ids[3]
+
+
+async def test_the_reconciler_warns_only_when_redis_lost_its_data(
+    settings: Settings, pool: asyncpg.Pool, client: httpx.AsyncClient
+) -> None:
+    parked = f"parked-{uuid.uuid4().hex[:8]}"  # no worker consumes it
+    submitted = await client.post("/jobs", json={"task": "noop", "queue": parked})
+    token_key = f"{job_key_prefix}{submitted.json()['id']}:1"
+    redis = await queue.connect(settings.redis_url)
+    # A namespace of its own: the module's worker keeps the shared one's marker set.
+    names = queue.Names(f"{settings.namespace}-reconciler")
+    reconciler = Reconciler(pool, redis, names, (parked,))
+    try:
+        await redis.set(names.presence_key, 1)
+        await redis.delete(token_key)  # its token claimed another job, as under load
+        with captured_logs() as routine:
+            assert await reconciler.run_once() == 1
+
+        await redis.delete(token_key, names.presence_key)  # as after a FLUSHALL
+        with captured_logs() as lost:
+            assert await reconciler.run_once() == 1
+        assert await redis.exists(names.presence_key)
+    finally:
+        await redis.aclose()
+    [quiet] = named(routine, "reconciler.restored")
+    assert (quiet["log_level"], quiet["redis_lost"], quiet["tokens"]) == ("info", False, 1)
+    [loud] = named(lost, "reconciler.restored")
+    assert (loud["log_level"], loud["redis_lost"], loud["tokens"]) == ("warning", True, 1)
+
+
+async def test_a_token_whose_job_already_ran_is_logged_at_debug(
+    settings: Settings, pool: asyncpg.Pool, client: httpx.AsyncClient
+) -> None:
+    submitted = await client.post("/jobs", json={"task": "noop"})
+    job_id = uuid.UUID(submitted.json()["id"])
+    assert await stream_kinds(client, str(job_id)) == ["queued", "started", "succeeded"]
+    redis = await queue.connect(settings.redis_url)
+    names = queue.Names(settings.namespace)
+    reporter = Reporter(pool, redis, names)
+    runtime = Runtime(
+        "test-worker",
+        pool,
+        redis,
+        names,
+        TaskRegistry.from_modules(settings.tasks),
+        reporter,
+    )
+    try:
+        with captured_logs() as logs:
+            await runtime.keep_token_alive("default", job_id, 1)  # a duplicate delivery
+    finally:
+        await redis.aclose()
+    [idle] = named(logs, "token.idle")
+    assert idle["log_level"] == "debug"

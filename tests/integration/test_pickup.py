@@ -59,7 +59,7 @@ async def test_a_burst_of_jobs_runs_and_leaves_no_tokens_behind(
     await until(cleaned_up, WITHIN_S)
     # Each job ran once: one started event per job.
     started = await pool.fetchval(
-        "SELECT count(*) FROM job_events WHERE job_id = ANY($1::uuid[]) AND kind = 'started'",
+        "SELECT count(*) FROM job_history WHERE job_id = ANY($1::uuid[]) AND kind = 'started'",
         ids,
     )
     assert started == len(ids)

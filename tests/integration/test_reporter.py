@@ -18,7 +18,6 @@ from redis.asyncio.client import PubSub
 
 from tidings.core import queue
 from tidings.core.db import events, jobs
-from tidings.core.events import event_json
 from tidings.core.settings import Settings
 from tidings.core.submission import JobRequest, Submitter
 from tidings.worker.reporter import NoteItem, Reporter
@@ -45,7 +44,7 @@ async def running_jobs(
         request = JobRequest(task="noop", args={}, queue=PARKED, max_attempts=1, timeout_s=60)
         await submitter.submit(request)
     rows = await jobs.claim_jobs(
-        pool, queue=PARKED, worker_id="test-worker", limits={}, count=count
+        pool, queue=PARKED, worker_id="test-worker", limits={}, count=count, tasks=["noop"]
     )
     assert len(rows) == count
     return rows
@@ -72,9 +71,7 @@ async def received(pubsub: PubSub, job_ids: set[str], count: int) -> list[dict[s
 
 
 async def stored(pool: asyncpg.Pool, job_id: uuid.UUID) -> list[dict[str, Any]]:
-    return [
-        event_json(row) for row in await events.events_after(pool, job_id=job_id, after=STARTED_SEQ)
-    ]
+    return await events.events_after(pool, job_id=job_id, after=STARTED_SEQ)
 
 
 async def test_interleaved_notes_of_two_jobs_are_stored_and_published_in_order_once(

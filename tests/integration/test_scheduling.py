@@ -715,7 +715,7 @@ async def test_a_batch_of_1000_is_accepted_and_every_job_runs(
         assert by_id[job_id]["args"] == {"a": i, "b": 1}
         assert by_id[job_id]["result"] == {"sum": i + 1}
     event_kinds = await pool.fetch(
-        "SELECT kind, count(*) AS n FROM job_events WHERE job_id = ANY($1) GROUP BY kind",
+        "SELECT kind, count(*) AS n FROM job_history WHERE job_id = ANY($1) GROUP BY kind",
         [uuid.UUID(i) for i in ids],
     )
     assert {row["kind"]: row["n"] for row in event_kinds} == dict.fromkeys(RAN, 1000)
@@ -794,7 +794,7 @@ async def pending_tokens(redis: ArqRedis, settings: Settings, ids: Sequence[str]
 async def intervals(pool: asyncpg.Pool, ids: Sequence[str]) -> list[tuple[datetime, datetime]]:
     """(start, end) of each job's task body, from its `start` and `end` log events."""
     rows = await pool.fetch(
-        "SELECT job_id, message, at FROM job_events WHERE job_id = ANY($1) AND kind = 'log'",
+        "SELECT job_id, message, at FROM job_history WHERE job_id = ANY($1) AND kind = 'log'",
         [uuid.UUID(i) for i in ids],
     )
     marks: dict[uuid.UUID, dict[str, datetime]] = {}

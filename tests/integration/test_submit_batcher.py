@@ -19,7 +19,6 @@ from arq.connections import ArqRedis
 from tidings.core import queue
 from tidings.core.db import events as job_rows
 from tidings.core.errors import Conflict
-from tidings.core.events import event_json
 from tidings.core.settings import Settings
 from tidings.core.submission import JobRequest, Submitted, Submitter
 from tidings.server.submission import SubmitBatcher
@@ -57,7 +56,7 @@ def request(**fields: object) -> JobRequest:
 
 async def events_of(pool: asyncpg.Pool, job_id: object) -> list[tuple[int, str]]:
     rows = await pool.fetch(
-        "SELECT seq, kind FROM job_events WHERE job_id = $1 ORDER BY seq", job_id
+        "SELECT seq, kind FROM job_history WHERE job_id = $1 ORDER BY seq", job_id
     )
     return [(row["seq"], row["kind"]) for row in rows]
 
@@ -205,7 +204,7 @@ async def test_the_queued_events_published_at_submit_are_those_the_history_repla
                 if message is not None:
                     published += queue.decode_events(message["data"])
     replayed = [
-        event_json(event)
+        event
         for row in rows
         for event in await job_rows.events_after(pool, job_id=row["id"], after=0)
     ]

@@ -203,3 +203,19 @@ class LogWatch:
         """Wait until `expected` lines contain `needle`."""
         async with asyncio.timeout(within_s), self.condition:
             await self.condition.wait_for(lambda: self.count(needle) >= expected)
+
+
+async def run_cli(settings: Settings, *args: str) -> tuple[int, str, str]:
+    """`tidings ARGS…` as a process configured by `settings`: exit status, stdout, stderr."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tidings.cli",
+        *args,
+        env=settings_env(settings),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()

@@ -321,6 +321,7 @@ def test_registry_row_is_what_the_tasks_table_stores() -> None:
         "max_concurrency": None,
         "cache_ttl_s": None,
         "cron": None,
+        "retain_s": None,
     }
     assert description.startswith("Sleep `steps` times")
 

@@ -105,6 +105,8 @@ def test_unreadable_values_name_the_variable(variable: str, raw: str) -> None:
         ("TIDINGS_AUTH", "maybe"),
         ("TIDINGS_PORT", "0"),
         ("TIDINGS_PORT", "65536"),
+        ("TIDINGS_TASK_LOG_LEVEL", "chatty"),
+        ("TIDINGS_TASK_LOG_MAX", "0"),
     ],
 )
 def test_from_env_validates(variable: str, raw: str) -> None:
@@ -130,6 +132,8 @@ def test_validate_rejects_values_no_process_could_run_with(changes: dict[str, ob
 def test_validate_accepts_the_boundaries() -> None:
     replace(Settings(), port=1, concurrency=1).validate()
     replace(Settings(), port=65535, log_format="console").validate()
+    replace(Settings(), task_log_level="OFF", task_log_max=1).validate()
+    assert Settings.from_env({"TIDINGS_TASK_LOG_LEVEL": "debug"}).task_log_level == "debug"
 
 
 def test_settings_error_is_a_value_error() -> None:
