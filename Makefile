@@ -36,9 +36,12 @@ test: install ## Run the test suite (TIDINGS_TEST_*_URL, else embedded servers)
 test-chaos: install ## Kill workers, flush and restart Redis, stop Postgres: nothing is lost
 	$(PY) -m pytest -m chaos
 
-check-alerts: ## Validate deploy/prometheus/alerts.yml with promtool (fails without promtool)
+# The scrape config is checked --syntax-only: the operator token file it names exists only
+# where Prometheus runs (tests/integration/test_observability.py checks it in full).
+check-alerts: ## Validate deploy/prometheus/ (alerts, scrape config) with promtool (fails without promtool)
 	@command -v promtool >/dev/null 2>&1 || { echo "promtool is missing: apt-get install prometheus" >&2; exit 1; }
 	promtool check rules deploy/prometheus/alerts.yml
+	promtool check config --syntax-only deploy/prometheus/prometheus.yml
 
 lint: install ## ruff lint and format check
 	$(BIN)/ruff check .

@@ -31,7 +31,7 @@ log = structlog.get_logger("tidings.auth")
 
 DEFAULT_TENANT = "default"
 BACKEND_ERRORS: tuple[type[BaseException], ...] = (RedisError, *CONNECTION_ERRORS)
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/"})
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/", "/favicon.ico"})
 # Operator surfaces: they describe the whole cluster, not one tenant's jobs.
 OPERATOR_PATHS = frozenset({"/metrics", "/workers"})
 PUBLIC_PREFIXES = ("/static/", "/ui/", "/docs/assets/")

@@ -14,13 +14,15 @@ from pathlib import Path
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from tidings.core.db import jobs
+from tidings.core.errors import Unprocessable
 from tidings.core.events import EventKind
+from tidings.core.job_lookup import id_prefix_range
 from tidings.core.model import (
     CANCELLABLE_STATUSES,
     RETRYABLE_STATUSES,
@@ -80,13 +82,23 @@ async def jobs_page(request: Request) -> Response:
 
 
 async def job_page(request: Request) -> Response:
-    """GET /ui/jobs/{id}: one job, its live event log, and Cancel / Retry."""
+    """GET /ui/jobs/{id}: one job, its live event log, and Cancel / Retry.
+
+    Given the first hex digits of an id instead, the page looks them up: only the page's
+    script holds the API key that says whose jobs to search, so the server cannot.
+    """
     raw = request.path_params["job_id"]
     try:
         job_id = str(uuid.UUID(raw))
     except ValueError:
+        pass
+    else:
+        return render_page(request, "job.html", "job", job_id=job_id)
+    try:
+        id_prefix_range(raw)
+    except Unprocessable:
         return render_page(request, "missing.html", "missing", status_code=404, job_id=raw)
-    return render_page(request, "job.html", "job", job_id=job_id)
+    return render_page(request, "find.html", "find", prefix=raw.lower())
 
 
 async def queues_page(request: Request) -> Response:
@@ -102,8 +114,14 @@ async def job_counts(request: Request) -> Response:
     return JSONResponse({"counts": {row["status"]: row["count"] for row in rows}, "cap": COUNT_CAP})
 
 
+async def favicon(request: Request) -> Response:
+    """GET /favicon.ico: the icon, for what asks for it without reading the page's link."""
+    return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
+
+
 routes: list[BaseRoute] = [
     Route("/", jobs_page, methods=["GET"]),
+    Route("/favicon.ico", favicon, methods=["GET"]),
     Route("/ui/jobs/{job_id}", job_page, methods=["GET"]),
     Route("/ui/queues", queues_page, methods=["GET"]),
     Route("/stats", job_counts, methods=["GET"]),

@@ -137,6 +137,12 @@ LIST_PARAMETERS = [
     {"name": "status", "in": "query", "schema": _ref(Status)},
     {"name": "task", "in": "query", "schema": {"type": "string"}},
     {"name": "queue", "in": "query", "schema": {"type": "string"}},
+    {
+        "name": "id_prefix",
+        "in": "query",
+        "schema": {"type": "string", "pattern": "^[0-9a-fA-F-]*$"},
+        "description": "Only jobs whose id starts with these 6 to 32 hex digits.",
+    },
     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
     {"name": "cursor", "in": "query", "schema": {"type": "string"}},
 ]

@@ -351,16 +351,21 @@ async def list_jobs(
     status: str | None = None,
     task: str | None = None,
     queue: str | None = None,
+    id_between: tuple[uuid.UUID, uuid.UUID] | None = None,
     before: tuple[datetime, uuid.UUID] | None = None,
     limit: int = 50,
 ) -> list[asyncpg.Record]:
-    """Jobs newest first, filtered, starting strictly after the `before` cursor."""
+    """Jobs newest first, filtered, starting strictly after the `before` cursor;
+    `id_between` (lowest, highest) is a range of the primary key, as an id prefix is."""
     clauses: list[str] = ["tenant = $1"]
     params: list[Any] = [tenant]
     for column, value in (("status", status), ("task", task), ("queue", queue)):
         if value is not None:
             params.append(value)
             clauses.append(f"{column} = ${len(params)}")
+    if id_between is not None:
+        params.extend(id_between)
+        clauses.append(f"id BETWEEN ${len(params) - 1} AND ${len(params)}")
     if before is not None:
         params.extend(before)
         clauses.append(f"(created_at, id) < (${len(params) - 1}, ${len(params)})")

@@ -18,7 +18,7 @@ from tidings.core import queue
 from tidings.core.db import jobs, workers
 from tidings.core.errors import Conflict, NotFound, Unprocessable
 from tidings.core.events import event_json
-from tidings.core.job_lookup import load_job, parse_job_id
+from tidings.core.job_lookup import id_prefix_range, load_job, parse_job_id
 from tidings.core.job_request import batch_requests, job_request
 from tidings.core.model import Status, job_json, waiting_eta_s
 from tidings.core.shapes import Job
@@ -227,17 +227,19 @@ def _parse_text(field: str, raw: str | None) -> str | None:
 
 
 async def list_jobs(request: Request) -> Response:
-    """GET /jobs?status=&task=&queue=&limit=&cursor=: newest first, cursor paging."""
+    """GET /jobs?status=&task=&queue=&id_prefix=&limit=&cursor=: newest first, cursor paging."""
     state = state_of(request)
     params = request.query_params
     limit = _parse_limit(params.get("limit"))
     cursor = params.get("cursor")
+    id_prefix = params.get("id_prefix")
     rows = await jobs.list_jobs(
         state.pool,
         tenant=tenant_of(request),
         status=_parse_status(params.get("status")),
         task=_parse_text("task", params.get("task")),
         queue=_parse_text("queue", params.get("queue")),
+        id_between=id_prefix_range(id_prefix) if id_prefix is not None else None,
         before=_decode_cursor(cursor) if cursor else None,
         limit=limit + 1,
     )

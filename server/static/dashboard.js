@@ -200,6 +200,16 @@ function setUpKeyForm() {
   });
 }
 
+// The search box in the header: a full id or a prefix, both opened as /ui/jobs/<text>,
+// whose page finds the job (a prefix is looked up among this key's jobs).
+function setUpFindForm() {
+  $("find-job").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = $("find-job-input").value.trim();
+    if (text) window.location.assign(`${ROOT}/ui/jobs/${encodeURIComponent(text)}`);
+  });
+}
+
 // An EventSource that says when it is live or reconnecting. The browser reconnects by
 // itself after a dropped connection (sending Last-Event-ID); when it gives up (an HTTP
 // error: an expired token, a 503), `onGiveUp` is called to open a fresh one.
@@ -587,6 +597,12 @@ async function jobsView() {
       if (value) query.set(name, value);
     }
     window.location.assign(`${ROOT}/${query.size ? `?${query}` : ""}`);
+  });
+  // A <select> does not submit its form on Enter as a text field does.
+  $("filter-status").addEventListener("keydown", (event) => {
+    if (event.key !== "Enter") return;
+    event.preventDefault();
+    $("filters").requestSubmit();
   });
   setText("jobs-caption", `${parts.length ? `Jobs: ${parts.join(", ")}` : "All jobs"}, newest first${
     cursor ? " (an older page)" : ", live"}`);
@@ -1029,10 +1045,38 @@ async function queuesView() {
   await new QueuesPage().start();
 }
 
+// --- finding a job by the first characters of its id -----------------------------------
+
+async function findView() {
+  const prefix = document.body.dataset.idPrefix;
+  // One match opens that job; up to ten more are listed, to pick from.
+  const { payload } = await api(`/jobs?${new URLSearchParams({ id_prefix: prefix, limit: "10" })}`);
+  const found = payload.jobs;
+  if (found.length === 1) {
+    window.location.replace(`${ROOT}/ui/jobs/${encodeURIComponent(found[0].id)}`);
+    return;
+  }
+  if (found.length === 0) {
+    setText("find-title", "No such job");
+    setText("find-outcome", `No job's id starts with ${prefix}.`);
+    return;
+  }
+  setText("find-outcome", `${found.length}${payload.next_cursor ? " or more" : ""} jobs' ids start with ${
+    prefix}: type more of the id.`);
+  const list = $("find-matches");
+  for (const job of found) {
+    list.append(el("li", {},
+      el("a", { href: `${ROOT}/ui/jobs/${encodeURIComponent(job.id)}` }, el("code", {}, job.id)),
+      ` ${job.task} · ${job.status} · ${fmtDate(job.created_at)}`));
+  }
+  list.hidden = false;
+}
+
 // --- start ------------------------------------------------------------------------------
 
-const VIEWS = { jobs: jobsView, job: jobView, queues: queuesView };
+const VIEWS = { jobs: jobsView, job: jobView, queues: queuesView, find: findView };
 
 setUpKeyForm();
+setUpFindForm();
 const view = VIEWS[document.body.dataset.view];
 if (view) view().catch(showPageError);

@@ -78,8 +78,7 @@ class StreamResponse:
                 # HEAD gets the headers only, never a stream.
                 if scope["method"] != "HEAD" and await request_read(receive):
                     async with aclosing(self._events) as events:
-                        # After the request, `receive` returns only once the client has left.
-                        listener = asyncio.ensure_future(receive())
+                        listener = asyncio.ensure_future(client_left(receive))
                         listener.add_done_callback(self._subscription.end)
                         try:
                             async for item in events:
@@ -96,6 +95,14 @@ class StreamResponse:
             await send(KEEPALIVE)
         elif (event := self._encode(item)) is not None:
             await send({"type": "http.response.body", "body": event.encode(), "more_body": True})
+
+
+async def client_left(receive: Receive) -> None:
+    """Return once the client has left. After the request, `receive` should answer only
+    `http.disconnect`; anything else it answers (an empty body message) is read past, so
+    that only a real disconnect ends the stream."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 async def request_read(receive: Receive) -> bool:

@@ -145,6 +145,15 @@ async def submit(url: str, task: str, headers: dict[str, str] | None = None, **a
     return job_id
 
 
+async def park(url: str) -> str:
+    """A job on a queue no worker reads: it stays queued while the test looks at it."""
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        response = await client.post("/jobs", json={"task": "noop", "queue": "parked"})
+    assert response.status_code == 202, response.text
+    job_id: str = response.json()["id"]
+    return job_id
+
+
 async def until_seq_past(settings: Settings, pool: asyncpg.Pool, job_id: str, seq: int) -> None:
     """Wait, on the events channel the worker publishes to, until `job_id` passes `seq`."""
     redis = await queue.connect(settings.redis_url)
@@ -467,7 +476,8 @@ async def test_filters_and_cursor_paging_through_the_jobs_table(
 async def test_pages_are_scaffolding_with_no_inline_script_or_style(server: ServerProcess) -> None:
     job_id = str(uuid.uuid4())
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
-        pages = {path: await client.get(path) for path in ("/", "/ui/queues", f"/ui/jobs/{job_id}")}
+        paths = ("/", "/ui/queues", f"/ui/jobs/{job_id}", f"/ui/jobs/{job_id[:8]}")
+        pages = {path: await client.get(path) for path in paths}
         missing = await client.get("/ui/jobs/not-a-job")
         script = await client.get("/static/dashboard.js")
         style = await client.get("/static/dashboard.css")
@@ -480,6 +490,8 @@ async def test_pages_are_scaffolding_with_no_inline_script_or_style(server: Serv
         assert re.findall(r"<script(?![^>]*\bsrc=)", response.text) == [], path
         assert " style=" not in response.text and "<style" not in response.text, path
     assert f'data-job-id="{job_id}"' in pages[f"/ui/jobs/{job_id}"].text
+    # A prefix is looked up by the page's script, with the key that says whose jobs to search.
+    assert f'data-id-prefix="{job_id[:8]}"' in pages[f"/ui/jobs/{job_id[:8]}"].text
     assert missing.status_code == 404
     assert "not-a-job" in missing.text and 'data-job-id="' not in missing.text
     assert script.headers["content-type"].startswith(("text/javascript", "application/javascript"))
@@ -505,3 +517,114 @@ async def test_the_docs_page_renders_every_operation_of_the_document_under_the_c
     await expect(tab.page.locator(".opblock")).to_have_count(operations)
     # Every asset came from this server: no CDN.
     assert all(url.startswith(server.url) or url.startswith("data:") for url in tab.requests)
+
+
+async def test_the_search_box_opens_a_job_by_a_prefix_of_the_full_id_the_list_links_to(
+    tab: Tab, server: ServerProcess, worker: Process, pool: asyncpg.Pool
+) -> None:
+    job_id = await park(server.url)
+    page = tab.page
+    await page.goto(server.url + "/")
+    link = page.locator(f'#jobs-body tr[data-job-id="{job_id}"] a')
+    await expect(link).to_have_attribute("href", f"/ui/jobs/{job_id}")
+    await expect(link).to_have_text(job_id[:8])
+
+    await page.locator("#find-job-input").fill(job_id[:8])
+    await page.locator("#find-job-input").press("Enter")
+    await expect(page).to_have_url(f"{server.url}/ui/jobs/{job_id}")
+    await expect(page.locator("#job-status")).to_have_text("queued")
+
+    unused = uuid.uuid4().hex[:10]
+    assert not await pool.fetchval("SELECT count(*) FROM jobs WHERE id::text LIKE $1", unused + "%")
+    await page.locator("#find-job-input").fill(unused.upper())
+    await page.locator("#find-job button").click()
+    await expect(page.locator("h1")).to_have_text("No such job")
+    await expect(page.locator("#find-outcome")).to_have_text(f"No job's id starts with {unused}.")
+
+
+async def test_a_prefix_that_several_jobs_share_lists_them_to_pick_from(
+    tab: Tab, server: ServerProcess, pool: asyncpg.Pool
+) -> None:
+    shared = uuid.uuid4().hex[:8]
+    twins = [f"{shared}-0000-4000-8000-00000000000{n}" for n in (1, 2)]
+    await pool.executemany(
+        "INSERT INTO jobs (id, task, queue) VALUES ($1, 'noop', 'parked')",
+        [(uuid.UUID(twin),) for twin in twins],
+    )
+    page = tab.page
+    await page.goto(f"{server.url}/ui/jobs/{shared}")
+    await expect(page.locator("#find-outcome")).to_have_text(
+        f"2 jobs' ids start with {shared}: type more of the id."
+    )
+    matches = page.locator("#find-matches a")
+    await expect(matches).to_have_count(2)
+    assert set(await matches.all_inner_texts()) == set(twins)
+    await matches.first.click()
+    await expect(page.locator("#job-status")).to_have_text("queued")
+    assert urlsplit(page.url).path in {f"/ui/jobs/{twin}" for twin in twins}
+
+
+async def test_enter_on_the_status_select_submits_the_filters(
+    tab: Tab, server: ServerProcess
+) -> None:
+    page = tab.page
+    await page.goto(server.url + "/")
+    await page.locator("#filter-status").select_option("failed")
+    await page.locator("#filter-status").press("Enter")
+    await expect(page).to_have_url(f"{server.url}/?status=failed")
+    await expect(page.locator("#filter-status")).to_have_value("failed")
+
+
+async def test_every_page_has_an_icon_and_nothing_it_loads_is_missing(
+    tab: Tab, server: ServerProcess, worker: Process
+) -> None:
+    page = tab.page
+    missing: list[str] = []
+    page.on(
+        "response",
+        lambda response: missing.append(response.url) if response.status >= 400 else None,
+    )
+    job_id = await park(server.url)
+    # Each page, and what shows that its script has done its first reads.
+    pages = {
+        "/": "#jobs-body[aria-busy=false]",
+        f"/ui/jobs/{job_id}": "#event-log li",
+        f"/ui/jobs/{job_id[:8]}": "#event-log li",  # found, then opened
+        "/ui/queues": "#queues-body[aria-busy=false]",
+    }
+    for path, ready in pages.items():
+        await page.goto(server.url + path)
+        await expect(page.locator(ready).first).to_be_attached()
+        icon = await page.locator('link[rel="icon"]').get_attribute("href")
+        assert icon is not None and icon.startswith("/static/favicon.svg?v="), path
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        for path in (icon, "/favicon.ico"):
+            response = await client.get(path)
+            assert response.status_code == 200, path
+            assert response.headers["content-type"] == "image/svg+xml", path
+    assert missing == []
+
+
+LANDMARK = re.compile(
+    r"^\s*- (banner|navigation|main|region|search|complementary|contentinfo|form)\b(.*?):?$"
+)
+
+
+async def test_no_two_landmarks_of_a_role_share_a_name_on_any_page(
+    tab: Tab, server: ServerProcess, worker: Process
+) -> None:
+    """axe's landmark-unique rule, read from the accessibility tree Chromium builds."""
+    job_id = await park(server.url)
+    page = tab.page
+    for path, ready in {
+        "/": "#jobs-body[aria-busy=false]",
+        f"/ui/jobs/{job_id}": "#event-log li",
+        "/ui/queues": "#queues-body[aria-busy=false]",
+    }.items():
+        await page.goto(server.url + path)
+        await expect(page.locator(ready).first).to_be_attached()
+        tree = await page.locator("body").aria_snapshot()
+        landmarks = [
+            match.groups() for line in tree.splitlines() if (match := LANDMARK.match(line))
+        ]
+        assert len(landmarks) == len(set(landmarks)), (path, landmarks)

@@ -251,7 +251,7 @@ async def test_every_operation_the_document_secures_refuses_a_missing_key(
         assert response.status_code == 401, (method, path, response.text)
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/openapi.json", "/docs"])
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/openapi.json", "/docs", "/favicon.ico"])
 async def test_public_paths_need_no_key(anonymous: httpx.AsyncClient, path: str) -> None:
     response = await anonymous.get(path)
     assert response.status_code == 200, response.text
@@ -402,6 +402,9 @@ async def test_a_list_never_shows_another_tenants_jobs(
         {"task": "fail"},
         {"queue": PARKED},
         {"queue": "default"},
+        {"id_prefix": parked_job["id"][:6]},
+        {"id_prefix": failed_job["id"]},
+        {"id_prefix": bobs_job["id"][:8]},
     ]
     for query in queries:
         for client, others in ((bob, alices), (alice, bobs)):
@@ -414,6 +417,20 @@ async def test_a_list_never_shows_another_tenants_jobs(
         job["id"] for job in (await bob.get("/jobs", params={"limit": "500"})).json()["jobs"]
     } == bobs
     assert alices <= {job["id"] for job in (await alice.get("/jobs")).json()["jobs"]}
+
+
+async def test_an_id_prefix_finds_only_the_callers_job(
+    alice: httpx.AsyncClient, bob: httpx.AsyncClient, parked_job: dict[str, Any]
+) -> None:
+    prefix = {"id_prefix": parked_job["id"][:8]}
+    assert [job["id"] for job in (await alice.get("/jobs", params=prefix)).json()["jobs"]] == [
+        parked_job["id"]
+    ]
+    response = await bob.get("/jobs", params=prefix)
+    assert response.status_code == 200, response.text
+    assert response.json()["jobs"] == []
+    too_short = await alice.get("/jobs", params={"id_prefix": parked_job["id"][:5]})
+    assert_error(too_short, 422, "invalid_query")
 
 
 async def test_queue_depths_count_only_the_callers_jobs(

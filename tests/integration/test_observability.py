@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+import shutil
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -41,6 +44,9 @@ from tidings.worker.reporter import Reporter
 from tidings.worker.runtime import Runtime
 
 ALERTS = REPO_ROOT / "deploy" / "prometheus" / "alerts.yml"
+SCRAPE_CONFIG = REPO_ROOT / "deploy" / "prometheus" / "prometheus.yml"
+GRAFANA = REPO_ROOT / "deploy" / "grafana" / "tidings.json"
+COMPOSE = REPO_ROOT / "deploy" / "docker-compose.yml"
 
 
 @pytest.fixture(scope="module")
@@ -236,9 +242,10 @@ def metric_names_in(expr: str) -> set[str]:
     return words
 
 
-async def test_alert_rules_only_name_series_that_are_exported(
+async def exported_series(
     client: httpx.AsyncClient, server: ServerHandle, settings: Settings
-) -> None:
+) -> set[str]:
+    """Every series name and family the server and a worker export, once a job has run."""
     assert await run_to_end(client, {"task": "noop"})
     exported: set[str] = set()
     for url in (
@@ -253,6 +260,13 @@ async def test_alert_rules_only_name_series_that_are_exported(
             for sample in family.samples
         }
         exported |= {family.name for family in text_string_to_metric_families(text)}
+    return exported
+
+
+async def test_alert_rules_only_name_series_that_are_exported(
+    client: httpx.AsyncClient, server: ServerHandle, settings: Settings
+) -> None:
+    exported = await exported_series(client, server, settings)
     rules = yaml.safe_load(ALERTS.read_text())["groups"][0]["rules"]
     names = {rule["alert"] for rule in rules}
     assert {
@@ -265,6 +279,70 @@ async def test_alert_rules_only_name_series_that_are_exported(
         used = metric_names_in(rule["expr"])
         assert used, rule["alert"]
         assert used <= exported, (rule["alert"], used - exported)
+
+
+async def test_the_grafana_dashboard_only_names_series_that_are_exported(
+    client: httpx.AsyncClient, server: ServerHandle, settings: Settings
+) -> None:
+    exported = await exported_series(client, server, settings)
+    dashboard = json.loads(GRAFANA.read_text())
+    used: set[str] = set()
+    for panel in dashboard["panels"]:
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            names = metric_names_in(target["expr"])
+            assert names, (panel["title"], target["expr"])
+            assert names <= exported, (panel["title"], names - exported)
+            used |= names
+    # What an operator looks at first: outcomes, backlog, stuck jobs, streams, latency,
+    # worker load and the event write rate.
+    assert {
+        "tidings_jobs_finished_total",
+        "tidings_queue_depth",
+        "tidings_queue_oldest_age_seconds",
+        "tidings_jobs_without_worker",
+        "tidings_sse_streams",
+        "tidings_http_request_seconds_bucket",
+        "tidings_worker_jobs_in_flight",
+        "tidings_worker_events_written_total",
+    } <= used
+
+
+def test_the_scrape_config_reads_the_server_with_the_token_and_every_worker(
+    tmp_path: Path,
+) -> None:
+    config = yaml.safe_load(SCRAPE_CONFIG.read_text())
+    assert config["rule_files"] == [ALERTS.name]
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    server, worker = jobs["tidings-server"], jobs["tidings-worker"]
+    assert server["metrics_path"] == "/metrics"
+    assert server["authorization"]["type"] == "Bearer"
+    assert "credentials" not in server["authorization"]  # the token lives in a file
+    compose = yaml.safe_load(COMPOSE.read_text())["services"]
+    assert server["static_configs"] == [
+        {"targets": [f"server:{compose['server']['ports'][0].split(':')[1]}"]}
+    ]
+    [workers] = worker["dns_sd_configs"]
+    assert workers["names"] == ["worker"]
+    assert workers["port"] == int(compose["worker"]["environment"]["TIDINGS_WORKER_METRICS_PORT"])
+
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is missing: apt-get install prometheus")
+    # promtool reads the token file and the rule file: both are put beside a copy.
+    token = tmp_path / "operator-token"
+    token.write_text("t" * 32)
+    server["authorization"]["credentials_file"] = str(token)
+    (tmp_path / ALERTS.name).write_text(ALERTS.read_text())
+    (tmp_path / SCRAPE_CONFIG.name).write_text(yaml.safe_dump(config))
+    checked = subprocess.run(
+        [promtool, "check", "config", str(tmp_path / SCRAPE_CONFIG.name)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "SUCCESS: 1 rule files found" in checked.stdout, checked.stdout
 
 
 async def test_the_webhook_is_called_once_when_a_task_keeps_failing(settings: Settings) -> None:
