@@ -98,6 +98,32 @@ def event_json(row: Row) -> dict[str, Any]:
     )
 
 
+def make_run(
+    job_id: str,
+    task: str,
+    queue: str,
+    tenant: str,
+    status: str,
+    attempt: int,
+    at: str | None,
+    first_seq: int,
+    events: Any,
+) -> dict[str, Any]:
+    """A run: consecutive notes of one attempt, the fields they share given once, `events`
+    the [kind, current, total, message, data] items (a list, or their encoded JSON)."""
+    return {
+        "job_id": job_id,
+        "task": task,
+        "queue": queue,
+        "tenant": tenant,
+        "status": status,
+        "attempt": attempt,
+        "at": at,
+        "first_seq": first_seq,
+        "events": events,
+    }
+
+
 def run_events(run: dict[str, Any]) -> list[dict[str, Any]]:
     """Expand a run: consecutive events of one attempt written together, sent compactly.
 

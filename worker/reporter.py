@@ -32,7 +32,7 @@ from redis.exceptions import RedisError
 from tidings.core import queue, serialization
 from tidings.core.db import jobs
 from tidings.core.db.pool import CONNECTION_ERRORS
-from tidings.core.events import EventKind, Note, event_json
+from tidings.core.events import EventKind, Note, event_json, make_run
 from tidings.core.model import iso
 from tidings.core.service import Service
 
@@ -102,17 +102,17 @@ def by_attempt(run: Iterable[Pending]) -> dict[tuple[uuid.UUID, int], list[NoteI
 
 def note_run(head: asyncpg.Record, encoded: orjson.Fragment) -> dict[str, Any]:
     """The events `jobs.append_events` just wrote, as one run (see `core.model.run_events`)."""
-    return {
-        "job_id": str(head["id"]),
-        "task": head["task"],
-        "queue": head["queue"],
-        "tenant": head["tenant"],
-        "status": head["status"],
-        "attempt": head["attempt"],
-        "at": iso(head["at"]),
-        "first_seq": head["base"] + 1,
-        "events": encoded,
-    }
+    return make_run(
+        str(head["id"]),
+        head["task"],
+        head["queue"],
+        head["tenant"],
+        head["status"],
+        head["attempt"],
+        iso(head["at"]),
+        head["base"] + 1,
+        encoded,
+    )
 
 
 class Reporter:

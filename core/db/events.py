@@ -16,7 +16,7 @@ import asyncpg
 
 from tidings.core import serialization
 from tidings.core.db.pool import Db
-from tidings.core.events import event_json, run_events
+from tidings.core.events import event_json, make_run, run_events
 from tidings.core.model import iso
 
 # Seqs are 32-bit integers in Postgres: "no upper end" is this.
@@ -44,17 +44,17 @@ def _expanded(rows: list[asyncpg.Record], after: int, upto: int) -> list[dict[st
         if row["notes"] is None:
             events.append(event_json(row))
             continue
-        run = {
-            "job_id": str(row["job_id"]),
-            "task": row["job_task"],
-            "queue": row["job_queue"],
-            "tenant": row["job_tenant"],
-            "status": row["status"],
-            "attempt": row["attempt"],
-            "at": iso(row["at"]),
-            "first_seq": row["seq"],
-            "events": serialization.loads(row["notes"]),
-        }
+        run = make_run(
+            str(row["job_id"]),
+            row["job_task"],
+            row["job_queue"],
+            row["job_tenant"],
+            row["status"],
+            row["attempt"],
+            iso(row["at"]),
+            row["seq"],
+            serialization.loads(row["notes"]),
+        )
         events.extend(event for event in run_events(run) if after < event["seq"] <= upto)
     return events
 
