@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 BIN    := $(VENV)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev server worker migrate test test-chaos check-alerts lint format typecheck check bench soak mutate clean
+.PHONY: help install dev server worker migrate test test-slow test-chaos test-cluster check-alerts lint format typecheck check bench soak mutate clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -31,10 +31,16 @@ migrate: install ## Apply database migrations
 	$(BIN)/tidings migrate
 
 test: install ## Run the test suite (TIDINGS_TEST_*_URL, else embedded servers)
-	$(PY) -m pytest -m "not chaos"
+	$(PY) -m pytest -m "not chaos and not cluster and not slow"
+
+test-slow: install ## The schemathesis run and the million-job search checks (minutes each)
+	$(PY) -m pytest -m slow
 
 test-chaos: install ## Kill workers, flush and restart Redis, stop Postgres: nothing is lost
 	$(PY) -m pytest -m chaos
+
+test-cluster: install ## 2 servers, 3 workers via PgBouncer and Redis Sentinel, under faults
+	$(PY) -m pytest -m cluster tests/cluster
 
 # The scrape config is checked --syntax-only: the operator token file it names exists only
 # where Prometheus runs (tests/integration/test_observability.py checks it in full).

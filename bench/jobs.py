@@ -83,6 +83,11 @@ class JobClient:
         self._submitter = submitter
 
     @property
+    def submitter(self) -> Submitter:
+        """What the server creates jobs with (batches and dependencies included)."""
+        return self._submitter
+
+    @property
     def pool(self) -> asyncpg.Pool:
         """The bench's own pool (its connections are left out of CPU readings)."""
         return self._pool

@@ -31,10 +31,8 @@ from tidings.cli.render import (
     workers_table,
 )
 from tidings.client import errors
-from tidings.client.models import TERMINAL_STATUSES
+from tidings.client.models import STATUSES
 from tidings.client.sync import Client
-
-STATUSES = ("queued", "running", "retrying", *sorted(TERMINAL_STATUSES))
 
 
 def console(*, stderr: bool = False) -> Console:
@@ -111,10 +109,15 @@ def _batch_errors(details: Any) -> list[str]:
     if not isinstance(details, dict) or not isinstance(details.get("errors"), list):
         return []
     return [
-        f"job {item.get('index')}: {item.get('field', '')} {item.get('reason', '')}".strip()
+        f"{_which(item)}: {item.get('field', '')} {item.get('reason', '')}".strip()
         for item in details["errors"]
         if isinstance(item, dict)
     ]
+
+
+def _which(item: dict[str, Any]) -> str:
+    """The job an error is about: the line of a batch file it came from, else its index."""
+    return f"line {item['line']}" if "line" in item else f"job {item.get('index')}"
 
 
 def parse_args(pairs: Sequence[str], json_args: str | None) -> dict[str, Any]:
@@ -236,6 +239,8 @@ def watch(session: Session, job_id: str, cancel_on_interrupt: bool, json_output:
 @click.option("--status", type=click.Choice(STATUSES), help="Only jobs in this status.")
 @click.option("--task", help="Only jobs of this task.", shell_complete=complete_task_names)
 @click.option("--queue", help="Only jobs on this queue.")
+@click.option("--batch", "batch_id", metavar="ID", help="Only the members of this batch.")
+@click.option("--parent", "parent_id", metavar="ID", help="Only the children of this job.")
 @click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
 @click.option("--cursor", help="Continue from where a previous page ended.")
 @output_option
@@ -245,12 +250,22 @@ def jobs(
     status: str | None,
     task: str | None,
     queue: str | None,
+    batch_id: str | None,
+    parent_id: str | None,
     limit: int,
     cursor: str | None,
     json_output: bool,
 ) -> None:
     """List jobs, newest first."""
-    page = session.client().list(status=status, task=task, queue=queue, limit=limit, cursor=cursor)
+    page = session.client().list(
+        status=status,
+        task=task,
+        queue=queue,
+        batch_id=batch_id,
+        parent_id=parent_id,
+        limit=limit,
+        cursor=cursor,
+    )
     if json_output:
         print_json({"jobs": [job.raw for job in page.jobs], "next_cursor": page.next_cursor})
         return

@@ -82,19 +82,8 @@ def describe(event: Event, first_started_at: datetime | None = None) -> Text:
     return line
 
 
-class EventView:
-    """Where followed events are shown, between `with view:` entering and leaving."""
-
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self.started_at: datetime | None = None  # of the attempt under way
-        self.first_started_at: datetime | None = None
-
-    def saw_start(self, event: Event) -> None:
-        """Note when an attempt (and the first of them) started."""
-        self.started_at = event.at
-        if self.first_started_at is None:
-            self.first_started_at = event.at
+class TerminalView:
+    """Something shown on the terminal between `with view:` entering and leaving."""
 
     def __enter__(self) -> Self:
         self.start()
@@ -113,6 +102,21 @@ class EventView:
 
     def stop(self) -> None:
         """Give the terminal back."""
+
+
+class EventView(TerminalView):
+    """Where followed events are shown, between `with view:` entering and leaving."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.started_at: datetime | None = None  # of the attempt under way
+        self.first_started_at: datetime | None = None
+
+    def saw_start(self, event: Event) -> None:
+        """Note when an attempt (and the first of them) started."""
+        self.started_at = event.at
+        if self.first_started_at is None:
+            self.first_started_at = event.at
 
     def show(self, event: Event) -> None:
         raise NotImplementedError

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from tidings.cli import exits
+from tidings.cli.batches import COMMANDS as BATCH_COMMANDS
 from tidings.cli.commands import COMMANDS, Session, fail
 from tidings.cli.operator import OPERATOR_COMMANDS
 from tidings.client import errors
@@ -42,13 +43,14 @@ class TidingsGroup(click.Group):
 def main(ctx: click.Context, url: str, api_key: str | None) -> None:
     """tidings: durable jobs with live progress.
 
-    Exit status: 0 done, 1 the job failed or was cancelled, 2 bad usage, 3 the server
-    refused the request, 4 the server could not be reached or is unavailable, 130 Ctrl-C.
+    Exit status: 0 done, 1 the job (or a member of the batch) failed or was cancelled,
+    2 bad usage, 3 the server refused the request, 4 the server could not be reached or is
+    unavailable, 130 Ctrl-C.
     """
     session = Session(url, api_key or None)
     ctx.obj = session
     ctx.call_on_close(session.close)
 
 
-for command in (*COMMANDS, *OPERATOR_COMMANDS):
+for command in (*COMMANDS, *BATCH_COMMANDS, *OPERATOR_COMMANDS):
     main.add_command(command)

@@ -19,6 +19,7 @@ from rich.text import Text
 from tidings.client.models import Job, Progress, QueueInfo, TaskInfo, WorkerInfo
 
 STATUS_STYLES = {
+    "waiting": "bright_black",
     "queued": "cyan",
     "retrying": "yellow",
     "running": "blue",
@@ -171,6 +172,7 @@ def job_detail(job: Job) -> RenderableType:
         rows.append(("cancel", f"requested {age(job.cancel_requested_at)}"))
     if job.cached_from:
         rows.append(("cached from", job.cached_from))
+    rows += relations(job)
     for name, value in rows:
         fields.add_row(name, value)
     parts: list[RenderableType] = [fields, Text("args", style="bold"), as_json(job.args)]
@@ -181,6 +183,20 @@ def job_detail(job: Job) -> RenderableType:
         if job.error.traceback:
             parts.append(Text(job.error.traceback, style="dim"))
     return Group(*parts)
+
+
+def relations(job: Job) -> list[tuple[str, RenderableType]]:
+    """`tidings show`'s rows for a job's batch, parent and dependencies, when it has them."""
+    rows: list[tuple[str, RenderableType]] = []
+    if job.batch_id:
+        rows.append(("batch", f"{job.batch_id} (tidings batch show {job.batch_id})"))
+    if job.parent_id:
+        rows.append(("parent", job.parent_id))
+    if job.depends_on:
+        policy = job.on_dependency_failure
+        shown = "\n".join(job.depends_on) + (f"\n(if one fails: {policy})" if policy else "")
+        rows.append(("depends on", Text(shown)))
+    return rows
 
 
 def run_time_text(job: Job) -> str:

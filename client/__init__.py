@@ -1,6 +1,17 @@
 """The tidings HTTP client: `AsyncClient` and `Client`. It imports nothing else of tidings."""
 
 from tidings.client.api import AsyncClient
+from tidings.client.batch_models import (
+    Batch,
+    BatchChange,
+    BatchCounts,
+    BatchEvent,
+    BatchFinished,
+    BatchJobEvent,
+    BatchPage,
+    BatchProgress,
+    BatchProgressEvent,
+)
 from tidings.client.errors import (
     Conflict,
     ConnectionError,
@@ -23,6 +34,7 @@ from tidings.client.models import (
     JobSpec,
     Progress,
     QueueInfo,
+    Status,
     TaskInfo,
     WorkerInfo,
 )
@@ -31,6 +43,15 @@ from tidings.client.sync import Client
 
 __all__ = [
     "AsyncClient",
+    "Batch",
+    "BatchChange",
+    "BatchCounts",
+    "BatchEvent",
+    "BatchFinished",
+    "BatchJobEvent",
+    "BatchPage",
+    "BatchProgress",
+    "BatchProgressEvent",
     "Client",
     "Conflict",
     "ConnectionError",
@@ -47,6 +68,7 @@ __all__ = [
     "Progress",
     "QueueInfo",
     "ReconnectPolicy",
+    "Status",
     "TaskInfo",
     "TidingsError",
     "TooManyRequests",

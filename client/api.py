@@ -13,7 +13,10 @@ from typing import Any, Literal, TypeVar, overload
 import httpx
 from httpx_sse import EventSource
 
-from tidings.client import calls
+from tidings.client import batch_calls, calls
+from tidings.client.batch_calls import batch_path
+from tidings.client.batch_cursor import BatchCursor
+from tidings.client.batch_models import Batch, BatchChange, BatchEvent, BatchPage
 from tidings.client.calls import Call, job_path
 from tidings.client.config import DEFAULT_TIMEOUT_S, STREAM_READ_TIMEOUT_S, ClientConfig
 from tidings.client.models import (
@@ -26,10 +29,11 @@ from tidings.client.models import (
     WorkerInfo,
 )
 from tidings.client.outcome import settle
-from tidings.client.reconnect import RETRYABLE, ReconnectPolicy, StreamCursor
+from tidings.client.reconnect import RETRYABLE, ReconnectPolicy, ResumableStream, StreamCursor
 from tidings.client.transport import USER_AGENT, check_event_stream, decode, unreachable
 
 T = TypeVar("T")
+E = TypeVar("E")
 
 
 class AsyncClient:
@@ -139,11 +143,25 @@ class AsyncClient:
         status: str | None = None,
         task: str | None = None,
         queue: str | None = None,
+        batch_id: str | None = None,
+        parent_id: str | None = None,
         limit: int | None = None,
         cursor: str | None = None,
     ) -> JobPage:
-        """One page of jobs, newest first; pass `page.next_cursor` as `cursor` for the next."""
-        return await self._send(calls.list_jobs(status, task, queue, limit, cursor))
+        """One page of jobs, newest first; pass `page.next_cursor` as `cursor` for the next.
+
+        `batch_id` keeps a batch's members, `parent_id` a job's children."""
+        return await self._send(
+            calls.list_jobs(
+                status=status,
+                task=task,
+                queue=queue,
+                batch_id=batch_id,
+                parent_id=parent_id,
+                limit=limit,
+                cursor=cursor,
+            )
+        )
 
     async def iter_jobs(
         self,
@@ -151,13 +169,21 @@ class AsyncClient:
         status: str | None = None,
         task: str | None = None,
         queue: str | None = None,
+        batch_id: str | None = None,
+        parent_id: str | None = None,
         page_size: int = 100,
     ) -> AsyncIterator[Job]:
         """Every matching job, newest first, fetching pages as it goes."""
         cursor: str | None = None
         while True:
             page = await self.list(
-                status=status, task=task, queue=queue, limit=page_size, cursor=cursor
+                status=status,
+                task=task,
+                queue=queue,
+                batch_id=batch_id,
+                parent_id=parent_id,
+                limit=page_size,
+                cursor=cursor,
             )
             for job in page.jobs:
                 yield job
@@ -183,6 +209,68 @@ class AsyncClient:
             page, next_after = await self._send(calls.history_page(job_id, next_after))
             events += page
         return events
+
+    # --- batches -------------------------------------------------------------------------
+
+    async def submit_batch(
+        self,
+        jobs: Iterable[JobSpec | Mapping[str, Any]],
+        *,
+        name: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Batch:
+        """Submit jobs as one batch, all or none (`Invalid` names the bad one).
+
+        A job may name others it waits for in `depends_on`: ids of existing jobs, or the
+        `ref` of another job in the same batch. The batch's `job_ids` are the members' ids
+        in the order given.
+        """
+        return await self._send(batch_calls.submit_batch(jobs, name=name, metadata=metadata))
+
+    async def get_batch(self, batch_id: str) -> Batch:
+        """The batch as it is now: counts per status, progress, ETA."""
+        return await self._send(batch_calls.get_batch(batch_id))
+
+    async def list_batches(
+        self, *, limit: int | None = None, cursor: str | None = None
+    ) -> BatchPage:
+        """One page of batches, newest first; pass `page.next_cursor` as `cursor` for the next."""
+        return await self._send(batch_calls.list_batches(limit=limit, cursor=cursor))
+
+    async def cancel_batch(self, batch_id: str) -> BatchChange:
+        """Cancel every member that has not ended; `count` says how many were."""
+        return await self._send(batch_calls.cancel_batch(batch_id))
+
+    async def retry_batch(self, batch_id: str) -> BatchChange:
+        """Run the batch's failed members again; `count` says how many."""
+        return await self._send(batch_calls.retry_batch(batch_id))
+
+    async def stream_batch(
+        self, batch_id: str, *, last_event_id: int | None = None
+    ) -> AsyncGenerator[BatchEvent, None]:
+        """The batch's stream, live: each member transition (`BatchJobEvent`) exactly once
+        and in order, `BatchProgressEvent` snapshots between them, and last `BatchFinished`.
+
+        Starts after transition `last_event_id` (default: from the first). A broken
+        connection is resumed with `Last-Event-ID` as `stream` does.
+        """
+        cursor = BatchCursor(str(batch_id), last_event_id or 0, self.reconnect)
+        while not cursor.finished:
+            try:
+                async with aclosing(
+                    self._connection(batch_path(batch_id, "/events"), cursor)
+                ) as events:
+                    async for event in events:
+                        yield event
+                        if cursor.may_have_ended(event):
+                            end = cursor.end_if_finished(await self.get_batch(cursor.batch_id))
+                            if end is not None:
+                                yield end
+                                return
+                if cursor.closed_quietly:
+                    yield cursor.end_of(await self.get_batch(cursor.batch_id))
+            except RETRYABLE as exc:
+                await asyncio.sleep(cursor.failed(exc))
 
     # --- registry ------------------------------------------------------------------------
 
@@ -261,7 +349,8 @@ class AsyncClient:
         cursor = StreamCursor(str(job_id), after, self.reconnect)
         while not cursor.finished:
             try:
-                async with aclosing(self._connection(cursor)) as events:
+                path = job_path(cursor.job_id, "/events")
+                async with aclosing(self._connection(path, cursor)) as events:
                     async for event in events:
                         yield event
                 if not cursor.closed_quietly:
@@ -277,12 +366,12 @@ class AsyncClient:
             except RETRYABLE as exc:
                 await asyncio.sleep(cursor.failed(exc))
 
-    async def _connection(self, cursor: StreamCursor) -> AsyncGenerator[Event, None]:
+    async def _connection(self, path: str, cursor: ResumableStream[E]) -> AsyncGenerator[E, None]:
         """The new events of one SSE connection, until the server closes it."""
         try:
             async with self._http.stream(
                 "GET",
-                job_path(cursor.job_id, "/events"),
+                path,
                 headers=cursor.request_headers(),
                 timeout=self._stream_timeout,
             ) as response:

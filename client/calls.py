@@ -46,10 +46,14 @@ def submit(spec: JobSpec) -> Call[Job]:
     return Call("POST", "/jobs", Job.from_json, json=spec.to_json())
 
 
+def job_bodies(specs: Iterable[JobSpec | Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Job submissions as the JSON objects the server reads."""
+    return [spec.to_json() if isinstance(spec, JobSpec) else dict(spec) for spec in specs]
+
+
 def submit_many(specs: Iterable[JobSpec | Mapping[str, Any]]) -> Call[list[str]]:
     """`POST /jobs/batch`: the ids of the created jobs."""
-    jobs = [spec.to_json() if isinstance(spec, JobSpec) else dict(spec) for spec in specs]
-    return Call("POST", "/jobs/batch", _ids, json={"jobs": jobs})
+    return Call("POST", "/jobs/batch", _ids, json={"jobs": job_bodies(specs)})
 
 
 def get(job_id: str) -> Call[Job]:
@@ -57,10 +61,25 @@ def get(job_id: str) -> Call[Job]:
 
 
 def list_jobs(
-    status: str | None, task: str | None, queue: str | None, limit: int | None, cursor: str | None
+    *,
+    status: str | None = None,
+    task: str | None = None,
+    queue: str | None = None,
+    batch_id: str | None = None,
+    parent_id: str | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
 ) -> Call[JobPage]:
     """`GET /jobs`, leaving out the filters that were not asked for."""
-    given = {"status": status, "task": task, "queue": queue, "limit": limit, "cursor": cursor}
+    given = {
+        "status": status,
+        "task": task,
+        "queue": queue,
+        "batch_id": batch_id,
+        "parent_id": parent_id,
+        "limit": limit,
+        "cursor": cursor,
+    }
     params = {name: str(value) for name, value in given.items() if value is not None}
     return Call("GET", "/jobs", _job_page, params=params)
 

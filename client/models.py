@@ -6,15 +6,28 @@ the JSON it came from in `raw`, so nothing the server said is lost.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Generic, cast
+from typing import Any, Generic, Literal, cast
 
 from typing_extensions import TypeVar
 
+#: A job's status. `waiting`: its dependencies (or its children) have not finished yet.
+Status = Literal["waiting", "queued", "running", "retrying", "succeeded", "failed", "cancelled"]
+STATUSES: tuple[Status, ...] = (
+    "waiting",
+    "queued",
+    "running",
+    "retrying",
+    "succeeded",
+    "failed",
+    "cancelled",
+)
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
 TERMINAL_KINDS = TERMINAL_STATUSES
+#: What a job does when one of its dependencies fails or is cancelled.
+DependencyFailurePolicy = Literal["fail", "ignore", "continue"]
 
 #: The type of a job's result: `Any` as the server sends it, or what `wait(...,
 #: result_type=...)` validated it into.
@@ -31,6 +44,10 @@ def parse_time(value: Any) -> datetime | None:
 
 def _float(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) else None
+
+
+def _id_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 @dataclass(frozen=True)
@@ -107,6 +124,10 @@ class Job(Generic[R]):
     updated_at: datetime | None = None
     links: dict[str, str] = field(default_factory=dict)
     waiting_reason: str | None = None
+    batch_id: str | None = None
+    parent_id: str | None = None
+    depends_on: list[str] = field(default_factory=list)
+    on_dependency_failure: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -134,6 +155,10 @@ class Job(Generic[R]):
             updated_at=parse_time(data.get("updated_at")),
             links=dict(data.get("links") or {}),
             waiting_reason=data.get("waiting_reason"),
+            batch_id=_id_or_none(data.get("batch_id")),
+            parent_id=_id_or_none(data.get("parent_id")),
+            depends_on=[str(job_id) for job_id in data.get("depends_on") or []],
+            on_dependency_failure=data.get("on_dependency_failure"),
             raw=dict(data),
         )
 
@@ -322,6 +347,11 @@ class JobSpec:
     max_attempts: int | None = None
     timeout_s: float | None = None
     idempotency_key: str | None = None
+    #: In `submit_batch`: a name other jobs of the same batch use in their `depends_on`.
+    ref: str | None = None
+    #: Job ids (or, in `submit_batch`, refs of jobs in the same batch) to finish first.
+    depends_on: Sequence[str] | None = None
+    on_dependency_failure: DependencyFailurePolicy | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The `POST /jobs` body: options left as None are left to the task's defaults."""
@@ -339,6 +369,9 @@ class JobSpec:
             "max_attempts": self.max_attempts,
             "timeout_s": self.timeout_s,
             "idempotency_key": self.idempotency_key,
+            "ref": self.ref,
+            "depends_on": None if self.depends_on is None else list(self.depends_on),
+            "on_dependency_failure": self.on_dependency_failure,
         }
         body.update({name: value for name, value in options.items() if value is not None})
         return body

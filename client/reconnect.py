@@ -1,9 +1,11 @@
-"""Following a job's SSE stream across dropped connections, without losing or repeating events.
+"""Following an SSE stream across dropped connections, without losing or repeating events.
 
-The server numbers each job's events 1, 2, 3, … and resumes a stream after the number
-sent as `Last-Event-ID`. So the client remembers the last seq it handed out, reconnects
-with it after any break, and ignores a seq it has already handed out. Both clients run
-the same `StreamCursor`; they differ only in how they wait.
+The server numbers a job's events (and a batch's transitions) 1, 2, 3, … and resumes a
+stream after the number sent as `Last-Event-ID`. So the client remembers the last seq it
+handed out, reconnects with it after any break, and ignores a seq it has already handed
+out. `ResumableStream` is that bookkeeping; `StreamCursor` (a job) and
+`batch_cursor.BatchCursor` (a batch) add what their events mean. Both clients run the same
+cursors; they differ only in how they wait.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from httpx_sse import ServerSentEvent
 
@@ -46,17 +49,29 @@ class ReconnectPolicy:
         return delay
 
 
-@dataclass
-class StreamCursor:
-    """Where a stream is: the last seq handed out, and how many reconnects failed in a row."""
+E = TypeVar("E")
 
-    job_id: str
+
+class ResumableStream(Generic[E]):
+    """Where a stream is: the last seq handed out, and how many reconnects failed in a row.
+
+    Subclasses are dataclasses holding these attributes, and say what an event is.
+    """
+
     last_seq: int
     policy: ReconnectPolicy
-    failures: int = 0
-    connected: bool = False
-    last_kind: str | None = None
-    seen_in_connection: int = 0
+    failures: int
+    connected: bool
+    seen_in_connection: int
+
+    @property
+    def subject(self) -> str:
+        """What is streamed, for messages: "job <id>", "batch <id>"."""
+        raise NotImplementedError
+
+    def accept(self, sse: ServerSentEvent) -> E | None:
+        """The event to hand out, or None for a keep-alive or one handed out already."""
+        raise NotImplementedError
 
     def request_headers(self) -> dict[str, str]:
         headers = {"Accept": "text/event-stream", "Cache-Control": "no-store"}
@@ -68,6 +83,43 @@ class StreamCursor:
         """A connection answered 200 and is streaming."""
         self.connected = True
         self.seen_in_connection = 0
+
+    def heard(self) -> None:
+        """Something new arrived: the link works, so the failure count starts again."""
+        self.failures = 0
+        self.seen_in_connection += 1
+
+    def failed(self, error: TidingsError) -> float:
+        """Count a broken or refused connection; the delay before the next try, or raise."""
+        if not self.connected:
+            # Never connected: the server is not there (or refuses); say so at once.
+            raise error
+        self.failures += 1
+        if self.failures > self.policy.attempts:
+            error.message = (
+                f"gave up resuming the event stream of {self.subject} after "
+                f"{self.policy.attempts} attempts: {error.message}"
+            )
+            error.args = (error.message,)
+            raise error
+        return self.policy.delay_s(self.failures, error.retry_after_s)
+
+
+@dataclass
+class StreamCursor(ResumableStream[Event]):
+    """A job's stream: its events, ending after a terminal one."""
+
+    job_id: str
+    last_seq: int
+    policy: ReconnectPolicy
+    failures: int = 0
+    connected: bool = False
+    last_kind: str | None = None
+    seen_in_connection: int = 0
+
+    @property
+    def subject(self) -> str:
+        return f"job {self.job_id}"
 
     def accept(self, sse: ServerSentEvent) -> Event | None:
         """The event to hand out, or None for a keep-alive or a seq already handed out."""
@@ -83,8 +135,7 @@ class StreamCursor:
             return None
         self.last_seq = event.seq
         self.last_kind = event.kind
-        self.failures = 0
-        self.seen_in_connection += 1
+        self.heard()
         return event
 
     @property
@@ -107,18 +158,3 @@ class StreamCursor:
     def finished(self) -> bool:
         """The server closed the stream right after a terminal event: the stream is over."""
         return self.last_kind in TERMINAL_KINDS
-
-    def failed(self, error: TidingsError) -> float:
-        """Count a broken or refused connection; the delay before the next try, or raise."""
-        if not self.connected:
-            # Never connected: the server is not there (or refuses); say so at once.
-            raise error
-        self.failures += 1
-        if self.failures > self.policy.attempts:
-            error.message = (
-                f"gave up resuming the event stream of job {self.job_id} after "
-                f"{self.policy.attempts} attempts: {error.message}"
-            )
-            error.args = (error.message,)
-            raise error
-        return self.policy.delay_s(self.failures, error.retry_after_s)

@@ -18,7 +18,10 @@ from typing import Any, Literal, TypeVar, overload
 import httpx
 from httpx_sse import EventSource
 
-from tidings.client import calls
+from tidings.client import batch_calls, calls
+from tidings.client.batch_calls import batch_path
+from tidings.client.batch_cursor import BatchCursor
+from tidings.client.batch_models import Batch, BatchChange, BatchEvent, BatchPage
 from tidings.client.calls import Call, job_path
 from tidings.client.config import DEFAULT_TIMEOUT_S, STREAM_READ_TIMEOUT_S, ClientConfig
 from tidings.client.models import (
@@ -31,10 +34,11 @@ from tidings.client.models import (
     WorkerInfo,
 )
 from tidings.client.outcome import settle
-from tidings.client.reconnect import RETRYABLE, ReconnectPolicy, StreamCursor
+from tidings.client.reconnect import RETRYABLE, ReconnectPolicy, ResumableStream, StreamCursor
 from tidings.client.transport import USER_AGENT, check_event_stream, decode, unreachable
 
 T = TypeVar("T")
+E = TypeVar("E")
 
 
 class Client:
@@ -142,11 +146,25 @@ class Client:
         status: str | None = None,
         task: str | None = None,
         queue: str | None = None,
+        batch_id: str | None = None,
+        parent_id: str | None = None,
         limit: int | None = None,
         cursor: str | None = None,
     ) -> JobPage:
-        """One page of jobs, newest first; pass `page.next_cursor` as `cursor` for the next."""
-        return self._send(calls.list_jobs(status, task, queue, limit, cursor))
+        """One page of jobs, newest first; pass `page.next_cursor` as `cursor` for the next.
+
+        `batch_id` keeps a batch's members, `parent_id` a job's children."""
+        return self._send(
+            calls.list_jobs(
+                status=status,
+                task=task,
+                queue=queue,
+                batch_id=batch_id,
+                parent_id=parent_id,
+                limit=limit,
+                cursor=cursor,
+            )
+        )
 
     def iter_jobs(
         self,
@@ -154,12 +172,22 @@ class Client:
         status: str | None = None,
         task: str | None = None,
         queue: str | None = None,
+        batch_id: str | None = None,
+        parent_id: str | None = None,
         page_size: int = 100,
     ) -> Iterator[Job]:
         """Every matching job, newest first, fetching pages as it goes."""
         cursor: str | None = None
         while True:
-            page = self.list(status=status, task=task, queue=queue, limit=page_size, cursor=cursor)
+            page = self.list(
+                status=status,
+                task=task,
+                queue=queue,
+                batch_id=batch_id,
+                parent_id=parent_id,
+                limit=page_size,
+                cursor=cursor,
+            )
             yield from page.jobs
             if page.next_cursor is None:
                 return
@@ -183,6 +211,65 @@ class Client:
             page, next_after = self._send(calls.history_page(job_id, next_after))
             events += page
         return events
+
+    # --- batches -------------------------------------------------------------------------
+
+    def submit_batch(
+        self,
+        jobs: Iterable[JobSpec | Mapping[str, Any]],
+        *,
+        name: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Batch:
+        """Submit jobs as one batch, all or none (`Invalid` names the bad one).
+
+        A job may name others it waits for in `depends_on`: ids of existing jobs, or the
+        `ref` of another job in the same batch. The batch's `job_ids` are the members' ids
+        in the order given.
+        """
+        return self._send(batch_calls.submit_batch(jobs, name=name, metadata=metadata))
+
+    def get_batch(self, batch_id: str) -> Batch:
+        """The batch as it is now: counts per status, progress, ETA."""
+        return self._send(batch_calls.get_batch(batch_id))
+
+    def list_batches(self, *, limit: int | None = None, cursor: str | None = None) -> BatchPage:
+        """One page of batches, newest first; pass `page.next_cursor` as `cursor` for the next."""
+        return self._send(batch_calls.list_batches(limit=limit, cursor=cursor))
+
+    def cancel_batch(self, batch_id: str) -> BatchChange:
+        """Cancel every member that has not ended; `count` says how many were."""
+        return self._send(batch_calls.cancel_batch(batch_id))
+
+    def retry_batch(self, batch_id: str) -> BatchChange:
+        """Run the batch's failed members again; `count` says how many."""
+        return self._send(batch_calls.retry_batch(batch_id))
+
+    def stream_batch(
+        self, batch_id: str, *, last_event_id: int | None = None
+    ) -> Generator[BatchEvent, None, None]:
+        """The batch's stream, live: each member transition (`BatchJobEvent`) exactly once
+        and in order, `BatchProgressEvent` snapshots between them, and last `BatchFinished`.
+
+        Starts after transition `last_event_id` (default: from the first). A broken
+        connection is resumed with `Last-Event-ID` as `stream` does.
+        """
+        cursor = BatchCursor(str(batch_id), last_event_id or 0, self.reconnect)
+        while not cursor.finished:
+            try:
+                path = batch_path(batch_id, "/events")
+                with closing(self._connection(path, cursor, None)) as events:
+                    for event in events:
+                        yield event
+                        if cursor.may_have_ended(event):
+                            end = cursor.end_if_finished(self.get_batch(cursor.batch_id))
+                            if end is not None:
+                                yield end
+                                return
+                if cursor.closed_quietly:
+                    yield cursor.end_of(self.get_batch(cursor.batch_id))
+            except RETRYABLE as exc:
+                time.sleep(cursor.failed(exc))
 
     # --- registry ------------------------------------------------------------------------
 
@@ -260,7 +347,8 @@ class Client:
         cursor = StreamCursor(str(job_id), after, self.reconnect)
         while not cursor.finished:
             try:
-                with closing(self._connection(cursor, deadline)) as events:
+                path = job_path(cursor.job_id, "/events")
+                with closing(self._connection(path, cursor, deadline)) as events:
                     yield from events
                 if not cursor.closed_quietly:
                     continue
@@ -276,16 +364,16 @@ class Client:
                 time.sleep(_until(deadline, delay))
 
     def _connection(
-        self, cursor: StreamCursor, deadline: float | None
-    ) -> Generator[Event, None, None]:
+        self, path: str, cursor: ResumableStream[E], deadline: float | None
+    ) -> Generator[E, None, None]:
         """The new events of one SSE connection, until the server closes it."""
         read_timeout = _until(deadline, self._stream_read_timeout_s)
         if read_timeout <= 0:
-            raise TimeoutError(f"job {cursor.job_id} did not finish in time")
+            raise TimeoutError(f"{cursor.subject} did not finish in time")
         try:
             with self._http.stream(
                 "GET",
-                job_path(cursor.job_id, "/events"),
+                path,
                 headers=cursor.request_headers(),
                 timeout=httpx.Timeout(self._timeout_s, read=read_timeout),
             ) as response:
@@ -298,10 +386,10 @@ class Client:
                     if event is not None:
                         yield event
                     if deadline is not None and time.monotonic() >= deadline:
-                        raise TimeoutError(f"job {cursor.job_id} did not finish in time")
+                        raise TimeoutError(f"{cursor.subject} did not finish in time")
         except httpx.TransportError as exc:
             if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"job {cursor.job_id} did not finish in time") from None
+                raise TimeoutError(f"{cursor.subject} did not finish in time") from None
             raise unreachable(exc, self.url) from None
 
 

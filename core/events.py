@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 
 class EventKind(StrEnum):
+    WAITING = "waiting"
     QUEUED = "queued"
     STARTED = "started"
     PROGRESS = "progress"
@@ -50,6 +51,7 @@ def make_event(
     task: str,
     queue: str,
     tenant: str,
+    batch_id: str | None,
     seq: int,
     kind: EventKind,
     status: Status,
@@ -66,6 +68,7 @@ def make_event(
         "task": task,
         "queue": queue,
         "tenant": tenant,
+        "batch_id": batch_id,
         "seq": seq,
         "kind": kind,
         "status": status,
@@ -80,12 +83,14 @@ def make_event(
 
 
 def event_json(row: Row) -> dict[str, Any]:
-    """The event of a `job_events` row joined with its job's task, queue and tenant."""
+    """The event of a `job_events` row joined with its job's task, queue, tenant and batch."""
+    batch_id = row["job_batch"]
     return make_event(
         str(row["job_id"]),
         row["job_task"],
         row["job_queue"],
         row["job_tenant"],
+        None if batch_id is None else str(batch_id),
         row["seq"],
         row["kind"],
         row["status"],
@@ -103,6 +108,7 @@ def make_run(
     task: str,
     queue: str,
     tenant: str,
+    batch_id: str | None,
     status: str,
     attempt: int,
     at: str | None,
@@ -116,6 +122,7 @@ def make_run(
         "task": task,
         "queue": queue,
         "tenant": tenant,
+        "batch_id": batch_id,
         "status": status,
         "attempt": attempt,
         "at": at,
@@ -131,6 +138,7 @@ def run_events(run: dict[str, Any]) -> list[dict[str, Any]]:
     [kind, current, total, message, data] items; each becomes a `make_event` event.
     """
     job_id, task, queue, tenant = run["job_id"], run["task"], run["queue"], run["tenant"]
+    batch_id = run.get("batch_id")  # absent from the runs of a worker older than batches
     status, attempt, at, first = run["status"], run["attempt"], run["at"], run["first_seq"]
     return [
         make_event(
@@ -138,6 +146,7 @@ def run_events(run: dict[str, Any]) -> list[dict[str, Any]]:
             task,
             queue,
             tenant,
+            batch_id,
             first + offset,
             kind,
             status,

@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 
 from tidings.core import serialization
+from tidings.core.concurrency_keys import KeyStrategy, keyed_fields
 from tidings.core.errors import PayloadTooLarge, TidingsError, Unprocessable
 from tidings.core.shapes import MAX_NAME
 from tidings.core.submission import JobRequest
@@ -120,6 +121,10 @@ async def job_request(
         idempotency_key=header_key or body.get("idempotency_key"),
         tenant=tenant,
         cache_ttl_s=cache_ttl_s,
+        depends_on=tuple(body.get("depends_on", ())),
+        on_dependency_failure=body.get("on_dependency_failure", "fail"),
+        ref=body.get("ref"),
+        keys=keyed_fields(defaults, body, args, tenant=tenant, task=task["name"]),
     )
 
 
@@ -156,6 +161,22 @@ async def batch_requests(
         raise Unprocessable(
             f"{len(errors)} of {len(body['jobs'])} jobs are invalid; nothing was submitted",
             {"errors": errors},
+            code="invalid_batch",
+        )
+    refused = [
+        {
+            "index": index,
+            "code": "invalid_request",
+            "message": f"task {request.task!r} uses key_strategy {request.keys.key_strategy!r}, "
+            "which applies to single submissions (POST /jobs) only",
+        }
+        for index, request in enumerate(requests)
+        if request.keys.key_strategy != KeyStrategy.QUEUE
+    ]
+    if refused:
+        raise Unprocessable(
+            f"{len(refused)} of {len(requests)} jobs are invalid; nothing was submitted",
+            {"errors": refused},
             code="invalid_batch",
         )
     return requests

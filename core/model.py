@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 
 
 class Status(StrEnum):
+    WAITING = "waiting"
     QUEUED = "queued"
     RUNNING = "running"
     RETRYING = "retrying"
@@ -27,7 +28,7 @@ class Row(Protocol):
 
 TERMINAL_STATUSES = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
 # What `POST /jobs/{id}/cancel` and `POST /jobs/{id}/retry` accept.
-CANCELLABLE_STATUSES = frozenset({Status.QUEUED, Status.RETRYING, Status.RUNNING})
+CANCELLABLE_STATUSES = frozenset({Status.WAITING, Status.QUEUED, Status.RETRYING, Status.RUNNING})
 RETRYABLE_STATUSES = frozenset({Status.FAILED, Status.CANCELLED})
 
 
@@ -69,6 +70,10 @@ def waiting_eta_s(run_s: float | None, ahead: int, slots: int, starts_in_s: floa
     return round(max(starts_in_s, queue_s) + run_s, 3)
 
 
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
 def job_json(
     row: Row,
     base_url: str = "",
@@ -104,5 +109,9 @@ def job_json(
             "self": f"{base_url}/jobs/{job_id}",
             "events": f"{base_url}/jobs/{job_id}/events" + (f"?token={token}" if token else ""),
         },
+        "batch_id": _text(row["batch_id"]),
+        "parent_id": _text(row["parent_id"]),
+        "depends_on": [str(job) for job in row["depends_on"] or ()],
+        "on_dependency_failure": row["on_dependency_failure"],
         "waiting_reason": waiting_reason,
     }

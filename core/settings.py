@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 PREFIX = "TIDINGS_"
-DEFAULT_TASK_MODULES = ("tidings.worker.tasks.examples",)
+DEFAULT_TASK_MODULES = ("tidings.worker.tasks.examples", "tidings.worker.tasks.documents")
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 # A queue name: short, and of characters safe in a Redis key and a metrics label.
 QUEUE_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
@@ -42,6 +42,11 @@ class Settings:
     """Everything a server or worker process is configured by."""
 
     database_url: str = setting("", "Postgres URL (asyncpg); empty: an embedded Postgres")
+    database_direct_url: str = setting(
+        "",
+        "Postgres URL past any transaction pooler, for each worker's one LISTEN connection "
+        "(empty: `DATABASE_URL`; behind PgBouncer without it, see docs/scaling.md)",
+    )
     redis_url: str = setting(
         "",
         "`redis://host:port/db`, `unix:///path.sock` or `redis+sentinel://…`; "
@@ -206,6 +211,11 @@ class Settings:
             raise SettingsError(
                 "TIDINGS_DRAIN_TIMEOUT_S, MAX_BODY_BYTES and STREAM_QUEUE_SIZE must be positive"
             )
+
+    @property
+    def listen_database_url(self) -> str:
+        """Where a worker LISTENs: a session of its own, past any transaction pooler."""
+        return self.database_direct_url or self.database_url
 
     @property
     def embedded(self) -> bool:

@@ -8,7 +8,7 @@ its validators, and `server/openapi.py` makes the OpenAPI document from all of t
 
 from __future__ import annotations
 
-from typing import Annotated, Any, NotRequired
+from typing import Annotated, Any, Literal, NotRequired
 
 from pydantic import ConfigDict, Field, WithJsonSchema
 from typing_extensions import TypedDict
@@ -27,6 +27,9 @@ Uuid = Annotated[str, WithJsonSchema({"type": "string", "format": "uuid"})]
 MAX_NAME = 200
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
 QueueName = Annotated[str, Field(pattern=QUEUE_PATTERN)]
+# What a waiting job does when a dependency ends without success: fail too (`fail`), drop
+# the edge (`ignore`), or count it as ended and run (`continue`).
+DependencyPolicy = Literal["fail", "ignore", "continue"]
 
 
 # --- requests -------------------------------------------------------------------------------
@@ -47,6 +50,44 @@ class SubmitRequest(TypedDict):
     timeout_s: NotRequired[Annotated[float, Field(gt=0, le=604_800)]]
     idempotency_key: NotRequired[Name]
     cache: NotRequired[bool]
+    depends_on: NotRequired[
+        Annotated[
+            list[Name],
+            Field(
+                max_length=MAX_BATCH,
+                description="Jobs this one waits for: their ids, or in a batch the `ref` of "
+                "another of its jobs.",
+            ),
+        ]
+    ]
+    on_dependency_failure: NotRequired[DependencyPolicy]
+    ref: NotRequired[
+        Annotated[
+            str,
+            Field(
+                min_length=1,
+                max_length=MAX_NAME,
+                description="A name for this job that other jobs of the same batch can depend on.",
+            ),
+        ]
+    ]
+    concurrency_key: NotRequired[
+        Annotated[
+            str,
+            Field(
+                min_length=1,
+                max_length=MAX_NAME,
+                description="This job's concurrency key, instead of the one its task computes "
+                "from the args (scoped to the caller's tenant).",
+            ),
+        ]
+    ]
+    max_per_key: NotRequired[
+        Annotated[
+            int,
+            Field(ge=1, le=10_000, description="How many jobs with the key may run at once."),
+        ]
+    ]
 
 
 class BatchRequest(TypedDict):
@@ -55,6 +96,16 @@ class BatchRequest(TypedDict):
     __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
 
     jobs: Annotated[list[SubmitRequest], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class NewBatchRequest(TypedDict):
+    """A batch: jobs followed together (`POST /batches`)."""
+
+    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
+
+    jobs: Annotated[list[SubmitRequest], Field(min_length=1, max_length=MAX_BATCH)]
+    name: NotRequired[Name | None]
+    metadata: NotRequired[dict[str, Any] | None]
 
 
 # --- responses ------------------------------------------------------------------------------
@@ -116,6 +167,10 @@ class Job(TypedDict):
     finished_at: Timestamp
     updated_at: Timestamp
     links: JobLinks
+    batch_id: Uuid | None
+    parent_id: Annotated[Uuid | None, Field(description="The job that spawned this one.")]
+    depends_on: list[Uuid]
+    on_dependency_failure: DependencyPolicy
     waiting_reason: Annotated[
         str | None,
         Field(
@@ -132,6 +187,7 @@ class Event(TypedDict):
     task: str
     queue: str
     tenant: str
+    batch_id: Uuid | None
     seq: Annotated[int, Field(ge=1)]
     kind: EventKind
     status: Status
@@ -143,15 +199,90 @@ class Event(TypedDict):
     at: Timestamp
 
 
+class JobPosition(TypedDict):
+    """Where a page of `GET /jobs?position=true` sits in the whole list."""
+
+    first: Annotated[int | None, Field(description="1-based; null past `cap` newer jobs.")]
+    last: int | None
+    total: Annotated[int | None, Field(ge=0, description="null: counting took too long.")]
+    total_exact: Annotated[bool, Field(description="False: the count stopped at `cap`.")]
+    cap: int
+
+
 class JobPage(TypedDict):
     jobs: list[Job]
-    next_cursor: str | None
+    next_cursor: Annotated[str | None, Field(description="Reads the older jobs.")]
+    prev_cursor: Annotated[str | None, Field(description="Reads the newer jobs.")]
+    position: Annotated[JobPosition | None, Field(description="With `position=true`.")]
     events: Annotated[str, Field(description="The tenant's /events, with a token.")]
 
 
 class BatchCreated(TypedDict):
     ids: list[str]
     count: int
+
+
+Count = Annotated[int, Field(ge=0)]
+
+
+class BatchCounts(TypedDict):
+    """Members per status (every status of `Status`)."""
+
+    waiting: Count
+    queued: Count
+    running: Count
+    retrying: Count
+    succeeded: Count
+    failed: Count
+    cancelled: Count
+
+
+class BatchProgress(TypedDict):
+    done: Annotated[int, Field(description="Members that ended.")]
+    total: int
+    fraction: Annotated[
+        float,
+        Field(description="Ended members plus running members' progress, over the total."),
+    ]
+
+
+class BatchState(TypedDict):
+    """A batch: its members per status, aggregate progress and ETA."""
+
+    id: Uuid
+    name: str | None
+    metadata: dict[str, Any] | None
+    tenant: str
+    status: Literal["open", "finished"]
+    total: int
+    counts: BatchCounts
+    progress: BatchProgress
+    eta_s: float | None
+    seq: Annotated[int, Field(description="The batch stream's last seq.")]
+    created_at: Timestamp
+    started_at: Timestamp
+    finished_at: Timestamp
+
+
+class Batch(BatchState):
+    """A batch as the API shows it, with its links (the stream's carries a token)."""
+
+    links: JobLinks
+
+
+class NewBatch(Batch):
+    job_ids: list[Uuid]
+
+
+class BatchPage(TypedDict):
+    batches: list[Batch]
+    next_cursor: str | None
+
+
+class BatchAction(TypedDict):
+    batch: Batch
+    cancelled: NotRequired[int]
+    retried: NotRequired[int]
 
 
 class History(TypedDict):
@@ -203,6 +334,26 @@ class WorkerList(TypedDict):
     workers: list[WorkerInfo]
 
 
+class KeyState(TypedDict):
+    """A concurrency key with jobs running or waiting."""
+
+    key: str
+    running: int
+    waiting: int
+    max_per_key: int | None
+
+
+class RateState(TypedDict):
+    """A rate limit's bucket, as its waiting jobs see it."""
+
+    key: str
+    tokens: Annotated[float, Field(description="Tokens in the bucket now (a start takes one).")]
+    burst: int
+    per_s: Annotated[float, Field(description="Tokens added per second.")]
+    waiting: int
+    limited: Annotated[int, Field(description="Claims the bucket has refused.")]
+
+
 class QueueInfo(TypedDict):
     queue: str
     due: int
@@ -211,6 +362,12 @@ class QueueInfo(TypedDict):
     oldest_due_s: float | None
     workers: int
     slots: int
+    concurrency_keys: Annotated[
+        list[KeyState], Field(description="The caller's keys with jobs running or waiting.")
+    ]
+    rate_limits: Annotated[
+        list[RateState], Field(description="The rate buckets its waiting jobs draw on.")
+    ]
 
 
 class QueueList(TypedDict):

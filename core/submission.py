@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -20,15 +20,19 @@ import structlog
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
-from tidings.core import queue
+from tidings.core import dependencies, queue
+from tidings.core.concurrency_keys import KeyedFields
 from tidings.core.db import events as job_events
 from tidings.core.db import jobs
-from tidings.core.db.pool import Db
+from tidings.core.db.pool import Connection, Db
 from tidings.core.errors import Conflict
 from tidings.core.events import EventKind, make_event
 from tidings.core.model import Status, iso
 
 log = structlog.get_logger("tidings.submission")
+
+# What a job is born as, unless the result cache answers it.
+NEW_STATUSES = (Status.QUEUED, Status.WAITING)
 
 # Fields that must match for a repeated idempotency key to name the same submission.
 IDEMPOTENT_FIELDS = ("task", "args", "queue", "priority", "max_attempts", "timeout_s")
@@ -58,14 +62,22 @@ class JobRequest:
     schedule_key: str | None = None
     tenant: str = "default"
     cache_ttl_s: float | None = None
+    # Job ids, or (in a batch) the `ref` of another job of it; resolved by `core.dependencies`.
+    depends_on: tuple[str, ...] = ()
+    on_dependency_failure: str = "fail"
+    ref: str | None = None
+    batch_id: uuid.UUID | None = None
+    parent_id: uuid.UUID | None = None
+    # Its concurrency key, round-robin group and rate key (`core.concurrency_keys`).
+    keys: KeyedFields = field(default_factory=KeyedFields)
 
     @property
     def args_hash(self) -> str:
         """A digest of the canonical args (sorted keys), for the result cache."""
         return hashlib.sha256(orjson.dumps(self.args, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
-    def new_job(self, job_id: uuid.UUID) -> jobs.NewJob:
-        """The job row this request creates, with id `job_id`."""
+    def new_job(self, job_id: uuid.UUID, depends_on: list[uuid.UUID] | None = None) -> jobs.NewJob:
+        """The job row this request creates, with id `job_id` and the ids it depends on."""
         return jobs.NewJob(
             id=job_id,
             task=self.task,
@@ -79,6 +91,12 @@ class JobRequest:
             tenant=self.tenant,
             run_at=self.run_at,
             schedule_key=self.schedule_key,
+            status=Status.WAITING if self.depends_on else Status.QUEUED,
+            batch_id=self.batch_id,
+            parent_id=self.parent_id,
+            depends_on=depends_on,
+            on_dependency_failure=self.on_dependency_failure,
+            **self.keys.columns(),
         )
 
 
@@ -90,16 +108,19 @@ class Submitted:
     created: bool
 
 
-def queued_event(row: asyncpg.Record | Mapping[str, Any]) -> dict[str, Any]:
-    """The `queued` event (seq 1) of a freshly inserted job row."""
+def first_event(row: asyncpg.Record | Mapping[str, Any]) -> dict[str, Any]:
+    """The first event (seq 1) of a freshly inserted job row: `queued`, or `waiting` for a
+    job with dependencies."""
+    batch_id = row.get("batch_id")
     return make_event(
         str(row["id"]),
         row["task"],
         row["queue"],
         row["tenant"],
+        None if batch_id is None else str(batch_id),
         1,
-        EventKind.QUEUED,
-        Status.QUEUED,
+        EventKind(row.get("status", Status.QUEUED)),
+        Status(row.get("status", Status.QUEUED)),
         row["attempt"],
         None,
         None,
@@ -126,6 +147,21 @@ async def insert_job(db: Db, request: JobRequest) -> asyncpg.Record | None:
                 db, request.new_job(uuid.uuid4()), result=hit["result"], cached_from=hit["id"]
             )
     return await jobs.insert_job(db, request.new_job(uuid.uuid4()))
+
+
+async def insert_planned(
+    conn: Connection, requests: Sequence[JobRequest], plan: dependencies.Plan
+) -> list[asyncpg.Record]:
+    """Insert every job of `requests` on `conn` with the ids and dependencies `plan` gave
+    them, and link the dependencies (in the caller's transaction)."""
+    new_jobs = [
+        request.new_job(job_id, depends_on)
+        for request, job_id, depends_on in zip(requests, plan.ids, plan.depends_on, strict=True)
+    ]
+    rows = await jobs.insert_all(conn, new_jobs)
+    if plan.any:
+        await dependencies.link(conn, plan, tenant=requests[0].tenant)
+    return rows
 
 
 async def existing_job(db: Db, request: JobRequest) -> asyncpg.Record:
@@ -165,8 +201,14 @@ class Submitter:
 
         None means the cron slot it names was already taken by another worker.
         """
+        row: asyncpg.Record | None
         try:
-            row = await insert_job(self._pool, request)
+            if request.depends_on:
+                plan = dependencies.plan([request], in_batch=False)
+                async with self._pool.acquire() as conn, conn.transaction():
+                    [row] = await insert_planned(conn, [request], plan)
+            else:
+                row = await insert_job(self._pool, request)
         except asyncpg.UniqueViolationError:
             return Submitted(await self.existing(request), created=False)
         if row is None:
@@ -174,11 +216,24 @@ class Submitter:
         await self.enqueue_committed([row])
         return Submitted(row, created=True)
 
-    async def submit_many(self, requests: Sequence[JobRequest]) -> list[asyncpg.Record]:
-        """Create every job in one transaction, all or nothing."""
+    async def submit_many(
+        self,
+        requests: Sequence[JobRequest],
+        *,
+        before: Callable[[Connection], Awaitable[None]] | None = None,
+        after: Callable[[Connection], Awaitable[None]] | None = None,
+    ) -> list[asyncpg.Record]:
+        """Create every job in one transaction, all or nothing; `before` and `after` run in
+        that transaction around the writing of the jobs and their dependencies (a batch
+        opens and seals itself there)."""
+        plan = dependencies.plan(requests, in_batch=True)
         try:
             async with self._pool.acquire() as conn, conn.transaction():
-                rows = await jobs.insert_all(conn, [r.new_job(uuid.uuid4()) for r in requests])
+                if before is not None:
+                    await before(conn)
+                rows = await insert_planned(conn, requests, plan)
+                if after is not None:
+                    await after(conn)
         except asyncpg.UniqueViolationError:
             raise batch_key_taken() from None
         await self.enqueue_committed(rows)
@@ -208,13 +263,14 @@ class Submitter:
                 "status": row["status"],
             }
             log.info("job.queued", **{**(contexts or {}).get(row["id"], {}), **fields})
-        waiting = [row for row in rows if row["status"] == Status.QUEUED]
+        due = [row for row in rows if row["status"] == Status.QUEUED]
         tokens = [
-            queue.Token(row["id"], row["attempt"], row["queue"], row["run_at"]) for row in waiting
+            queue.Token(row["id"], row["attempt"], row["queue"], row["run_at"]) for row in due
         ]
-        events = [queued_event(row) for row in waiting]
+        # A job with dependencies holds no token: it gets one when they end (migration 0008).
+        events = [first_event(row) for row in rows if row["status"] in NEW_STATUSES]
         for row in rows:
-            if row["status"] != Status.QUEUED:  # born finished: a result-cache hit
+            if row["status"] not in NEW_STATUSES:  # born finished: a result-cache hit
                 events += await job_events.events_after(self._pool, job_id=row["id"], after=0)
         try:
             await queue.enqueue_fresh(self._redis, self._names, tokens, events)

@@ -18,7 +18,6 @@ The connection may be an asyncpg connection (or a pool's), or a SQLAlchemy
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -27,7 +26,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from tidings.core import queue
+from tidings.core import dependencies, queue
 from tidings.core.db import jobs
 from tidings.core.db.foreign import on_foreign
 from tidings.core.db.pool import Connection
@@ -38,8 +37,9 @@ from tidings.core.submission import (
     Submitted,
     batch_key_taken,
     existing_job,
+    first_event,
     insert_job,
-    queued_event,
+    insert_planned,
 )
 
 # Postgres truncates nothing: a channel name longer than an identifier is an error.
@@ -107,9 +107,14 @@ async def submit_in_transaction(connection: Any, request: JobRequest, channel: s
     """
     conn = on_foreign(await asyncpg_connection(connection))
     request = replace(request, cache_ttl_s=None)  # a job of the caller's transaction runs
+    row: asyncpg.Record | None
     try:
         async with conn.transaction():  # a savepoint inside the caller's transaction
-            row = await insert_job(conn, request)
+            if request.depends_on:
+                plan = dependencies.plan([request], in_batch=False)
+                [row] = await insert_planned(conn, [request], plan)
+            else:
+                row = await insert_job(conn, request)
             assert row is not None  # only cron slots can be refused, and they are the worker's
             if row["status"] == Status.QUEUED:
                 await jobs.announce(conn, channel=channel, payload=announcement(row))
@@ -123,11 +128,13 @@ async def submit_many_in_transaction(
 ) -> list[asyncpg.Record]:
     """Create every job in the caller's transaction, all or none (409 for a taken key)."""
     conn = on_foreign(await asyncpg_connection(connection))
+    plan = dependencies.plan(requests, in_batch=True)
     try:
         async with conn.transaction():
-            rows = await jobs.insert_all(conn, [r.new_job(uuid.uuid4()) for r in requests])
+            rows = await insert_planned(conn, requests, plan)
             for row in rows:
-                await jobs.announce(conn, channel=channel, payload=announcement(row))
+                if row["status"] == Status.QUEUED:  # a waiting one is announced on release
+                    await jobs.announce(conn, channel=channel, payload=announcement(row))
     except asyncpg.UniqueViolationError:
         raise batch_key_taken() from None
     return rows
@@ -141,6 +148,7 @@ def announcement(row: asyncpg.Record | Mapping[str, Any]) -> str:
             "task": row["task"],
             "queue": row["queue"],
             "tenant": row["tenant"],
+            "batch_id": None if row["batch_id"] is None else str(row["batch_id"]),
             "attempt": row["attempt"],
             "run_at": iso(row["run_at"]),
             "event_at": iso(row["event_at"]),
@@ -154,4 +162,4 @@ def announced(payload: str) -> tuple[queue.Token, dict[str, Any]]:
     run_at = datetime.fromisoformat(notice["run_at"]) if notice["run_at"] else None
     token = queue.Token(notice["id"], notice["attempt"], notice["queue"], run_at)
     row = {**notice, "event_at": datetime.fromisoformat(notice["event_at"])}
-    return token, queued_event(row)
+    return token, first_event(row)

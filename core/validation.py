@@ -13,7 +13,7 @@ from pydantic import TypeAdapter
 
 from tidings.core.db import tasks
 from tidings.core.errors import Unprocessable
-from tidings.core.shapes import BatchRequest, SubmitRequest
+from tidings.core.shapes import BatchRequest, NewBatchRequest, SubmitRequest
 
 Validator = Callable[[Any], Any]
 
@@ -24,6 +24,9 @@ SUBMISSION_SCHEMA: dict[str, Any] = TypeAdapter(SubmitRequest).json_schema()
 BATCH_SCHEMA: dict[str, Any] = TypeAdapter(BatchRequest).json_schema()
 BATCH_SCHEMA.pop("$defs")
 BATCH_SCHEMA["properties"]["jobs"]["items"] = {"type": "object"}
+NEW_BATCH_SCHEMA: dict[str, Any] = TypeAdapter(NewBatchRequest).json_schema()
+NEW_BATCH_SCHEMA.pop("$defs")
+NEW_BATCH_SCHEMA["properties"]["jobs"]["items"] = {"type": "object"}
 
 
 def check(validator: Validator, value: Any, *, root: str, message: str) -> None:
@@ -43,6 +46,7 @@ def check(validator: Validator, value: Any, *, root: str, message: str) -> None:
 
 validate_submission: Validator = fastjsonschema.compile(SUBMISSION_SCHEMA)
 validate_batch: Validator = fastjsonschema.compile(BATCH_SCHEMA)
+validate_new_batch: Validator = fastjsonschema.compile(NEW_BATCH_SCHEMA)
 
 
 class ArgsValidators:

@@ -37,7 +37,7 @@ from tidings.server.key_lookup import KeyLookup
 from tidings.server.limits import RateLimiter, StreamLimits
 from tidings.server.metrics import ServerMetrics
 from tidings.server.middleware import RequestContext
-from tidings.server.routes import docs, health, jobs, tasks, workers
+from tidings.server.routes import batches, bulk, docs, health, job_list, jobs, stats, tasks, workers
 from tidings.server.routes import metrics as metrics_routes
 from tidings.server.state import ServerState
 from tidings.server.streams.authority import Authorities, recheck
@@ -173,6 +173,10 @@ def create_app(
     app = Starlette(
         routes=[
             *jobs.routes,
+            *job_list.routes,
+            *bulk.routes,
+            *stats.routes,
+            *batches.routes,
             *tasks.routes,
             *workers.routes,
             *health.routes,

@@ -26,6 +26,7 @@ from tidings.server.limits import TooManyRequests
 from tidings.server.mount import route_path
 from tidings.server.state import ServerState, started_state
 from tidings.server.streams.authority import NO_AUTHORITY, Authority
+from tidings.server.streams.hub import batch_key
 
 log = structlog.get_logger("tidings.auth")
 
@@ -36,6 +37,7 @@ PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/docs", "/", 
 OPERATOR_PATHS = frozenset({"/metrics", "/workers"})
 PUBLIC_PREFIXES = ("/static/", "/ui/", "/docs/assets/")
 STREAM_PATH = re.compile(r"^/jobs/([^/]+)/events$")
+BATCH_STREAM_PATH = re.compile(r"^/batches/([^/]+)/events$")
 ALL_EVENTS_PATH = "/events"
 ALL_JOBS = "*"  # the subject of a token for the tenant's `/events` stream
 
@@ -77,11 +79,15 @@ def tenant_of(request: Request) -> str:
 
 
 def stream_subject(path: str) -> str | None:
-    """What a stream token must name to open `path`: a job id, `*` for `/events`, or None."""
+    """What a stream token must name to open `path`: a job id, `*` for `/events`,
+    `batch:{id}` for a batch's stream, or None."""
     if path == ALL_EVENTS_PATH:
         return ALL_JOBS
     match = STREAM_PATH.match(path)
-    return match.group(1) if match else None
+    if match:
+        return match.group(1)
+    match = BATCH_STREAM_PATH.match(path)
+    return batch_key(match.group(1)) if match else None
 
 
 def _bearer(scope: Scope) -> str | None:

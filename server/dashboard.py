@@ -101,6 +101,26 @@ async def job_page(request: Request) -> Response:
     return render_page(request, "find.html", "find", prefix=raw.lower())
 
 
+async def batches_page(request: Request) -> Response:
+    """GET /ui/batches: the batches, newest first, with their progress."""
+    return render_page(request, "batches.html", "batches")
+
+
+async def batch_page(request: Request) -> Response:
+    """GET /ui/batches/{id}: one batch's big progress bar, counts, and members, live.
+
+    The member table's first page is read by the page's script with the same query the API
+    serves (`GET /jobs?batch_id=…&status=…`): only the script holds the key that says
+    whose batch it is, so the server cannot render it.
+    """
+    raw = request.path_params["batch_id"]
+    try:
+        batch_id = str(uuid.UUID(raw))
+    except ValueError:
+        return render_page(request, "batch_missing.html", "missing", status_code=404, batch_id=raw)
+    return render_page(request, "batch.html", "batch", batch_id=batch_id, statuses=list(Status))
+
+
 async def queues_page(request: Request) -> Response:
     """GET /ui/queues: depth and age per queue, live workers."""
     return render_page(request, "queues.html", "queues")
@@ -124,6 +144,8 @@ routes: list[BaseRoute] = [
     Route("/favicon.ico", favicon, methods=["GET"]),
     Route("/ui/jobs/{job_id}", job_page, methods=["GET"]),
     Route("/ui/queues", queues_page, methods=["GET"]),
+    Route("/ui/batches", batches_page, methods=["GET"]),
+    Route("/ui/batches/{batch_id}", batch_page, methods=["GET"]),
     Route("/stats", job_counts, methods=["GET"]),
     Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
 ]

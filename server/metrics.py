@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from tidings.core.db import workers
+from tidings.core.db import fairness, workers
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 RUN_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600)
@@ -53,6 +53,8 @@ class ServerMetrics:
     tasks: LabelCap = field(default_factory=LabelCap)
     queues: LabelCap = field(default_factory=LabelCap)
     _refreshed_at: float = float("-inf")
+    # The rate buckets' refusals seen at the last refresh: the counter grows by the difference.
+    _rate_limited_seen: int | None = None
 
     def __post_init__(self) -> None:
         r = self.registry
@@ -107,6 +109,17 @@ class ServerMetrics:
             "tidings_jobs_without_worker",
             "Due jobs whose task no live worker of their queue has registered.",
             ["queue"],
+            registry=r,
+        )
+        self.jobs_waiting_for_key = Gauge(
+            "tidings_jobs_waiting_for_key",
+            "Due jobs whose concurrency key is at its max_per_key.",
+            ["queue"],
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "tidings_rate_limited",
+            "Claims a rate limit's bucket refused (the job waited in its queue).",
             registry=r,
         )
         self.workers_live = Gauge(
@@ -181,8 +194,25 @@ class ServerMetrics:
             self.queue_depth.labels(queue).set(due)
             self.queue_oldest_age.labels(queue).set(oldest[queue])
             self.jobs_without_worker.labels(queue).set(stuck[queue])
+        await self._refresh_limits(pool)
         listed = await workers.list_workers(pool, live_within_s=live_within_s)
         self.workers_live.set(sum(1 for worker in listed if worker["live"]))
+
+    async def _refresh_limits(self, pool: asyncpg.Pool) -> None:
+        """Jobs held back by their concurrency key, and the rate buckets' refusals."""
+        held: dict[str, int] = {}
+        for row in await fairness.waiting_for_key(pool):
+            queue = self.queues(row["queue"])
+            held[queue] = held.get(queue, 0) + row["waiting"]
+        self.jobs_waiting_for_key.clear()
+        for queue, waiting in held.items():
+            self.jobs_waiting_for_key.labels(queue).set(waiting)
+        total = await fairness.rate_limited_total(pool)
+        if self._rate_limited_seen is not None and total > self._rate_limited_seen:
+            self.rate_limited.inc(total - self._rate_limited_seen)
+        elif self._rate_limited_seen is None:
+            self.rate_limited.inc(total)
+        self._rate_limited_seen = total
 
     def render(self) -> bytes:
         """The text exposition of every series."""

@@ -17,24 +17,38 @@ from pydantic import TypeAdapter
 from pydantic.json_schema import JsonSchemaMode
 
 from tidings import __version__
-from tidings.core import shapes
+from tidings.core import finding_shapes, shapes
 from tidings.core.events import EventKind
 from tidings.core.model import Status
+from tidings.server.openapi_batches import batch_paths
+from tidings.server.openapi_finding import FILTER_PARAMETERS, PAGING_PARAMETERS, finding_paths
 
 REF = "#/components/schemas/{model}"
-REQUEST_SHAPES = (shapes.SubmitRequest, shapes.BatchRequest)
+REQUEST_SHAPES = (
+    shapes.SubmitRequest,
+    shapes.BatchRequest,
+    shapes.NewBatchRequest,
+    finding_shapes.BulkByIds,
+    finding_shapes.BulkByFilter,
+)
 RESPONSE_SHAPES = (
     shapes.ErrorBody,
     shapes.Job,
     shapes.Event,
     shapes.JobPage,
     shapes.BatchCreated,
+    shapes.Batch,
+    shapes.NewBatch,
+    shapes.BatchPage,
+    shapes.BatchAction,
     shapes.History,
     shapes.Stats,
     shapes.TaskList,
     shapes.WorkerList,
     shapes.QueueList,
     shapes.Health,
+    finding_shapes.BulkAnswer,
+    finding_shapes.Trends,
 )
 
 
@@ -78,7 +92,11 @@ ERRORS: dict[str, dict[str, Any]] = {
         "another site's page or for another host."
     ),
     "404": _error("No such job (for this tenant)."),
-    "409": _error("Illegal transition, or an idempotency key reused with another body."),
+    "409": _error(
+        "Illegal transition, an idempotency key reused with another body, or a concurrency "
+        "key at its limit for a task whose key_strategy is cancel_newest "
+        "(`concurrency_key_full`, naming `running_job_id`)."
+    ),
     "413": _error("The body, or a job's args, is larger than its limit."),
     "415": _error("The body says it is not application/json."),
     "422": _error("Unknown task, args or fields that fail validation; names the field."),
@@ -143,8 +161,10 @@ LIST_PARAMETERS = [
         "schema": {"type": "string", "pattern": "^[0-9a-fA-F-]*$"},
         "description": "Only jobs whose id starts with these 6 to 32 hex digits.",
     },
+    *FILTER_PARAMETERS,
     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
     {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+    *PAGING_PARAMETERS,
 ]
 EVENTS_PARAMETERS = [
     JOB_ID,
@@ -326,6 +346,8 @@ def paths() -> dict[str, Any]:
         "/openapi.json": _public(
             "This document", {"200": _page("application/json", "The OpenAPI document.")}
         ),
+        **batch_paths(_json, _errors, _ref, EVENTS_PARAMETERS),
+        **finding_paths(_json, _errors, _ref),
     }
 
 

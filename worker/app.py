@@ -110,6 +110,7 @@ async def run_worker(
             on_outcome=lambda task, q, outcome: metrics.jobs.labels(task, q, outcome).inc(),
             task_log_level=task_logs.level_of(settings.task_log_level),
             task_log_max=settings.task_log_max,
+            max_args_bytes=settings.max_args_bytes,
         )
         stack.enter_context(task_logs.capturing_stdlib())
         await run_hooks(task_registry, "startup", runtime.resources)
@@ -165,7 +166,7 @@ async def run_worker(
         if settings.worker_metrics_port:
             stack.callback(metrics.serve(settings.host, settings.worker_metrics_port))
         committed = CommitListener(
-            settings.database_url,
+            settings.listen_database_url,
             redis,
             names,
             settings.queues,

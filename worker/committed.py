@@ -7,7 +7,10 @@ connection of its own, turns the notices for its queues into tokens. ARQ's check
 enqueue makes the first worker to hear a notice place the token and the others find it
 placed; the one that placed it also publishes the job's `queued` event and wakes the
 queue. While the connection is down no notice is heard: each time it comes up the
-reconciler is poked, and it gives every waiting job without a token one.
+reconciler is poked, and it gives every waiting job without a token one. LISTEN needs a
+session of its own, so behind a transaction pooler the listener connects to
+`TIDINGS_DATABASE_DIRECT_URL`; without one it does not listen, and the reconciler alone
+gives those jobs their tokens.
 """
 
 from __future__ import annotations
@@ -16,15 +19,15 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-import asyncpg
 import structlog
 from arq.connections import ArqRedis
 from redis.exceptions import RedisError
 
 from tidings.core import queue
-from tidings.core.db.pool import CONNECTION_ERRORS
+from tidings.core.db.pool import CONNECTION_ERRORS, behind_pooler, connect
 from tidings.core.service import Service
 from tidings.core.transactional import announced, committed_channel
+from tidings.worker import cascade
 
 log = structlog.get_logger("tidings.worker")
 
@@ -50,6 +53,7 @@ class CommitListener:
         self._connect_timeout_s = connect_timeout_s
         self._on_connect = on_connect
         self._heard: list[str] = []
+        self._cascaded: list[str] = []
         self._wakeup = asyncio.Event()
         self._service = Service(
             "tidings-commit-listener",
@@ -65,11 +69,22 @@ class CommitListener:
         await self._service.stop()
 
     async def _listen(self) -> None:
-        conn = await asyncpg.connect(self._database_url, timeout=self._connect_timeout_s)
+        conn = await connect(self._database_url, timeout_s=self._connect_timeout_s)
+        if await behind_pooler(conn):
+            # A transaction pooler runs LISTEN on a server session it then lends to other
+            # clients: the notices would go to whoever holds it, or nowhere.
+            await conn.close()
+            log.warning(
+                "commit_listener.behind_pooler",
+                hint="set TIDINGS_DATABASE_DIRECT_URL to a URL past the pooler; until then "
+                "jobs submitted in a transaction wait for the reconciler",
+            )
+            return
         lost = asyncio.Event()
         conn.add_termination_listener(lambda _conn: lost.set())
         try:
             await conn.add_listener(self._channel, self._hear)
+            await conn.add_listener(cascade.CASCADE_CHANNEL, self._hear_cascade)
             self._on_connect()
             while not lost.is_set():
                 await self._next_wakeup(lost)
@@ -92,10 +107,19 @@ class CommitListener:
         self._heard.append(payload)
         self._wakeup.set()
 
+    def _hear_cascade(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
+        assert isinstance(payload, str)
+        self._cascaded.append(payload)
+        self._wakeup.set()
+
     async def _place_heard(self) -> None:
-        """Give every job heard since the last pass its token, if no worker has yet."""
+        """Give every job heard since the last pass its token, if no worker has yet, and
+        publish what the database did on its own (`worker/cascade.py`)."""
         self._wakeup.clear()
         heard, self._heard = self._heard, []
+        cascaded, self._cascaded = self._cascaded, []
+        if cascaded:
+            await cascade.place(self._redis, self._names, cascaded)
         placed_events: list[dict[str, Any]] = []
         due_queues: set[str] = set()
         for payload in heard:

@@ -12,9 +12,10 @@ from collections.abc import Callable, Sequence
 import asyncpg
 import structlog
 
-from tidings.core.db import workers
+from tidings.core.db import jobs, workers
 from tidings.core.db.pool import CONNECTION_ERRORS
 from tidings.core.service import Service
+from tidings.worker.unclaimed import UnclaimedAttempts
 
 log = structlog.get_logger("tidings.heartbeat")
 
@@ -45,6 +46,7 @@ class Heartbeat:
         self._running = running
         self._on_lost = on_lost
         self.last_beat = time.monotonic()
+        self._unclaimed = UnclaimedAttempts()
         self._service = Service("tidings-heartbeat", self._beat)
 
     async def start(self) -> None:
@@ -85,12 +87,33 @@ class Heartbeat:
                 continue
             if beat["cancel_requested"]:
                 self._on_cancel_requested(list(beat["cancel_requested"]))
-            lost = running - set(zip(beat["held_ids"], beat["held_attempts"], strict=True))
+            held = set(zip(beat["held_ids"], beat["held_attempts"], strict=True))
+            lost = running - held
             if lost:
                 # Those of them still running here were re-queued by a reaper while this
                 # worker was stalled or cut off: another worker may run them now, and what
                 # this one still does would go unrecorded.
                 self._on_lost(sorted(lost))
+            orphans = self._unclaimed.orphans(held, running | self._running())
+            if orphans:
+                await self._hand_back_unclaimed(orphans)
+
+    async def _hand_back_unclaimed(self, attempts: list[tuple[uuid.UUID, int]]) -> None:
+        """Re-queue attempts whose claim reply was lost; the reconciler gives them tokens."""
+        try:
+            rows = await jobs.requeue_unclaimed(
+                self._pool, worker_id=self.worker_id, attempts=attempts
+            )
+        except CONNECTION_ERRORS as exc:
+            log.warning("heartbeat.hand_back_failed", error=repr(exc))
+            return
+        for row in rows:
+            log.warning(
+                "job.requeued",
+                job_id=str(row["job_id"]),
+                attempt=row["attempt"],
+                reason="claim_reply_lost",
+            )
 
     async def _register(self) -> None:
         await workers.register_worker(

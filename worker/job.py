@@ -11,6 +11,7 @@ import structlog
 
 from tidings.core import serialization
 from tidings.core.events import EventKind
+from tidings.worker.family import Family, Relative
 from tidings.worker.reporter import Reporter
 
 # Plain strings, not enum members: the garbage collector can ignore a tuple of these.
@@ -32,6 +33,7 @@ class Job:
         reporter: Reporter,
         log: structlog.typing.FilteringBoundLogger,
         resources: dict[str, Any] | None = None,
+        family: Family | None = None,
     ) -> None:
         self.id = id
         self.task = task
@@ -42,6 +44,7 @@ class Job:
         #: What the worker's `@on_startup` hooks created (HTTP clients, pools, …).
         self.resources: dict[str, Any] = {} if resources is None else resources
         self._reporter = reporter
+        self._family = family
         self._deadline_monotonic = time.monotonic() + timeout_s
         self.deadline = datetime.now(UTC) + timedelta(seconds=timeout_s)
 
@@ -84,6 +87,37 @@ class Job:
         while the writer is behind, so the caller must bound how many it sends."""
         _check_storable(message, data)
         self._reporter.note(self.id, self.attempt, (LOG, None, None, message, data or None))
+
+    # --- relatives: children and dependencies (`worker/family.py`) ---------------------------
+
+    @property
+    def family(self) -> Family:
+        if self._family is None:
+            raise RuntimeError("this job was not started by a worker: it has no relatives")
+        return self._family
+
+    async def spawn(self, task: str, args: dict[str, Any] | None = None, **options: Any) -> str:
+        """Submit a child job; its id. Options as in `POST /jobs` (queue, priority,
+        depends_on, on_dependency_failure, ...). Cancelling this job cancels its children."""
+        return await self.family.spawn(task, args, **options)
+
+    async def wait_children(self) -> dict[str, Any]:
+        """The children's results by id, once every child has ended. Until then the attempt
+        ends here, freeing its worker slot; the task runs again when the last child ends
+        (its `spawn` calls then return the same children)."""
+        return await self.family.wait_children()
+
+    async def children(self) -> list[Relative]:
+        """The children spawned so far, with their status and result."""
+        return await self.family.children()
+
+    async def dependencies(self) -> list[Relative]:
+        """The jobs this one depends on, with their status and result."""
+        return await self.family.dependencies()
+
+    async def dependency_results(self) -> dict[str, Any]:
+        """The results of the dependencies that succeeded, by job id."""
+        return await self.family.dependency_results()
 
 
 def _check_storable(message: str | None, data: dict[str, Any]) -> None:

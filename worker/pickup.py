@@ -30,6 +30,7 @@ from arq.worker import func
 from tidings.core.db.pool import CONNECTION_ERRORS
 from tidings.core.queue import RUN_FUNCTION
 from tidings.worker.arq_adapter import ArqConsumer, read_token
+from tidings.worker.limit_waits import WaitingTokens
 from tidings.worker.runtime import Runtime
 
 log = structlog.get_logger("tidings.pickup")
@@ -129,6 +130,7 @@ class PushWorker(ArqConsumer):
         self.fallback_s = fallback_s
         self.runtime = runtime
         self.queue = queue
+        self.waiting_tokens = WaitingTokens(runtime, queue)
         self.woken = asyncio.Event()
         self._finished: list[str] = []
         self._take: Any = None
@@ -225,13 +227,25 @@ class PushWorker(ArqConsumer):
             finally:
                 await asyncio.sleep(CLAIM_RETRY_S)
             return 0
-        for delivery, row in pair(deliveries, rows):
+        paired = pair(deliveries, rows)
+        # More tokens than claimable jobs: a token's own job may still wait, perhaps on its
+        # concurrency key or rate limit. One statement says what each waits on.
+        spare = [d.job_id for d, row in paired if row is None and d.job_id is not None]
+        delays = self.waiting_tokens.look_up(spare) if spare else None
+        for delivery, row in paired:
             if row is not None:
-                work = self.runtime.run_claimed(row)
-            else:  # more tokens than due jobs: a token's own job may still be waiting
+                work = self._run_claimed(row)
+            elif delays is not None:
+                work = self.waiting_tokens.put_back(delivery.job_id, delivery.attempt, delays)
+            else:
                 work = self.runtime.keep_token_alive(self.queue, delivery.job_id, delivery.attempt)
             self._run(delivery.arq_id, work)
         return len(deliveries)
+
+    async def _run_claimed(self, row: asyncpg.Record) -> None:
+        """Run a claimed job; when it held a slot of a concurrency key, claim again."""
+        await self.runtime.run_claimed(row)
+        await self.waiting_tokens.wake_after(row)
 
     async def _claim_without_tokens(self) -> int:
         """Nothing woke this idle worker for a while: claim due jobs straight from Postgres.
@@ -251,7 +265,7 @@ class PushWorker(ArqConsumer):
             return 0
         for row in rows:
             log.info("job.claimed_without_token", job_id=str(row["id"]), queue=self.queue)
-            self._run(f"untokened:{row['id']}:{row['attempt']}", self.runtime.run_claimed(row))
+            self._run(f"untokened:{row['id']}:{row['attempt']}", self._run_claimed(row))
         return len(rows)
 
     def _run(self, arq_id: str, work: Coroutine[Any, Any, None]) -> None:

@@ -17,6 +17,8 @@ from typing import Any, Literal, overload
 from croniter import croniter
 from pydantic import BaseModel
 
+from tidings.core.concurrency_keys import KeyStrategy, KeyTemplate, KeyTemplateError
+from tidings.core.rate_limits import RateLimitError, parse_rate
 from tidings.core.settings import QUEUE_PATTERN, QUEUE_RULE
 from tidings.worker.retry import RetryPolicy
 from tidings.worker.schema import TaskSignatureError, args_model, args_schema
@@ -49,6 +51,12 @@ class TaskSpec:
     cron: str | None = None
     cron_catch_up: bool = False
     retain_s: float | None = None
+    concurrency_key: str | None = None
+    max_per_key: int | None = None
+    key_strategy: KeyStrategy = KeyStrategy.QUEUE
+    fair: bool = False
+    rate_limit: str | None = None
+    rate_key: str | None = None
 
     @property
     def schema(self) -> dict[str, Any]:
@@ -67,6 +75,13 @@ class TaskSpec:
             "cron": self.cron,
             # Read by the pruner in SQL (`core/db/retention.py`): None keeps the status's.
             "retain_s": self.retain_s,
+            # Rendered over each submission's args by the server (`core/concurrency_keys.py`).
+            "concurrency_key": self.concurrency_key,
+            "max_per_key": self.max_per_key,
+            "key_strategy": str(self.key_strategy),
+            "fair": self.fair,
+            "rate_limit": self.rate_limit,
+            "rate_key": self.rate_key,
         }
 
     def registry_row(self) -> dict[str, Any]:
@@ -98,6 +113,12 @@ def task(
     cron: str | None = None,
     cron_catch_up: bool = False,
     retain_s: float | None = None,
+    concurrency_key: str | None = None,
+    max_per_key: int | None = None,
+    key_strategy: str = "queue",
+    fair: bool = False,
+    rate_limit: str | None = None,
+    rate_key: str | None = None,
 ) -> Callable[[TaskFunction], TaskFunction]: ...
 
 
@@ -116,8 +137,22 @@ def task(
     cron: str | None = None,
     cron_catch_up: bool = False,
     retain_s: float | None = None,
+    concurrency_key: str | None = None,
+    max_per_key: int | None = None,
+    key_strategy: str = "queue",
+    fair: bool = False,
+    rate_limit: str | None = None,
+    rate_key: str | None = None,
 ) -> TaskFunction | Callable[[TaskFunction], TaskFunction]:
-    """Declare an async function as a task; its arguments after `job` become its JSON args."""
+    """Declare an async function as a task; its arguments after `job` become its JSON args.
+
+    `concurrency_key` (a template such as `"{args.customer_id}"`, or `"tenant"`) with
+    `max_per_key` bounds how many of its jobs with one key run at once; `key_strategy` says
+    what a submission does when its key is full (`queue`, `cancel_newest`,
+    `cancel_in_progress`, `keep_latest`); `fair=True` takes turns across keys as well as
+    tenants. `rate_limit="60/minute"` with `rate_key` (a template; the task name by
+    default) bounds how often its jobs start, across all workers.
+    """
 
     def decorate(fn: TaskFunction) -> TaskFunction:
         if not inspect.iscoroutinefunction(fn):
@@ -139,6 +174,16 @@ def task(
         model = args_model(fn)
         if cron is not None and model.model_json_schema().get("required"):
             raise TaskSignatureError(f"{fn.__name__}: a cron task cannot require arguments")
+        strategy = _check_keys(
+            fn.__name__,
+            list(model.model_fields),
+            concurrency_key=concurrency_key,
+            max_per_key=max_per_key,
+            key_strategy=key_strategy,
+            fair=fair,
+            rate_limit=rate_limit,
+            rate_key=rate_key,
+        )
         doc = inspect.getdoc(fn) or ""
         spec = TaskSpec(
             name=name or fn.__name__,
@@ -155,11 +200,62 @@ def task(
             cron=cron,
             cron_catch_up=cron_catch_up,
             retain_s=None if retain_s is None else float(retain_s),
+            concurrency_key=concurrency_key,
+            max_per_key=max_per_key if max_per_key is not None or not concurrency_key else 1,
+            key_strategy=strategy,
+            fair=fair,
+            rate_limit=rate_limit,
+            rate_key=rate_key,
         )
         setattr(fn, SPEC_ATTRIBUTE, spec)
         return fn
 
     return decorate(fn) if fn is not None else decorate
+
+
+def _check_keys(
+    owner: str,
+    params: list[str],
+    *,
+    concurrency_key: str | None,
+    max_per_key: int | None,
+    key_strategy: str,
+    fair: bool,
+    rate_limit: str | None,
+    rate_key: str | None,
+) -> KeyStrategy:
+    """Refuse key and rate options that could not work, when the worker starts."""
+    try:
+        for template in (concurrency_key, rate_key):
+            if template is not None:
+                KeyTemplate(template).check_args(params)
+    except KeyTemplateError as exc:
+        raise TaskSignatureError(f"{owner}: {exc}") from None
+    if max_per_key is not None and (isinstance(max_per_key, bool) or max_per_key < 1):
+        raise TaskSignatureError(f"{owner}: max_per_key must be at least 1, got {max_per_key!r}")
+    if max_per_key is not None and concurrency_key is None:
+        raise TaskSignatureError(f"{owner}: max_per_key needs a concurrency_key")
+    try:
+        strategy = KeyStrategy(key_strategy)
+    except ValueError:
+        choices = ", ".join(KeyStrategy)
+        raise TaskSignatureError(
+            f"{owner}: key_strategy {key_strategy!r} is not one of {choices}"
+        ) from None
+    if strategy != KeyStrategy.QUEUE and concurrency_key is None:
+        raise TaskSignatureError(f"{owner}: key_strategy {key_strategy!r} needs a concurrency_key")
+    if fair and concurrency_key is None:
+        raise TaskSignatureError(
+            f"{owner}: fair=True takes turns across concurrency keys; give one"
+        )
+    if rate_key is not None and rate_limit is None:
+        raise TaskSignatureError(f"{owner}: rate_key needs a rate_limit")
+    if rate_limit is not None:
+        try:
+            parse_rate(rate_limit)
+        except RateLimitError as exc:
+            raise TaskSignatureError(f"{owner}: {exc}") from None
+    return strategy
 
 
 def on_startup(fn: Hook) -> Hook:

@@ -107,6 +107,7 @@ def note_run(head: asyncpg.Record, encoded: orjson.Fragment) -> dict[str, Any]:
         head["task"],
         head["queue"],
         head["tenant"],
+        None if head["batch_id"] is None else str(head["batch_id"]),
         head["status"],
         head["attempt"],
         iso(head["at"]),

@@ -134,11 +134,13 @@ class Pruner:
             pruned.batches += 1
             self._on_pruned(jobs, batch["events"])
         if pruned.batches:
+            emptied = await retention.drop_emptied_batches(self._pool, limit=self._batch_jobs)
             log.info(
                 "retention.pruned",
                 jobs=dict(pruned.jobs),
                 events=pruned.events,
                 batches=pruned.batches,
+                finished_batches_dropped=emptied,
                 duration_s=round(time.monotonic() - started, 3),
             )
         self._on_oldest(await self.oldest_age_s())

@@ -29,6 +29,10 @@ from redis.exceptions import RedisError
 from tidings.core import queue, serialization, task_logs
 from tidings.core.db import jobs
 from tidings.core.events import EventKind, event_json
+from tidings.core.model import Status
+from tidings.core.submission import Submitter
+from tidings.core.validation import ArgsValidators
+from tidings.worker.family import Family, WaitForChildren
 from tidings.worker.job import Job
 from tidings.worker.registry import TaskRegistry, TaskSpec
 from tidings.worker.reporter import Reporter
@@ -75,6 +79,14 @@ class Runtime:
     # A task's own log lines kept as events: from this level (None: none), this many per attempt.
     task_log_level: int | None = logging.INFO
     task_log_max: int = 1000
+    # Children a task spawns are validated as submissions are.
+    validators: ArgsValidators = field(default_factory=ArgsValidators)
+    max_args_bytes: int = 256 * 1024
+
+    @cached_property
+    def submitter(self) -> Submitter:
+        """Creates the jobs tasks spawn."""
+        return Submitter(self.pool, self.redis, self.names)
 
     async def claim(
         self, queue_name: str, count: int, due_for_s: float = 0.0
@@ -151,6 +163,16 @@ class Runtime:
             reporter=self.reporter,
             log=bound,
             resources=self.resources,
+            family=Family(
+                job_id=row["id"],
+                tenant=row["job_tenant"],
+                batch_id=row["job_batch"],
+                on_dependency_failure=row["on_dependency_failure"],
+                pool=self.pool,
+                submitter=self.submitter,
+                validators=self.validators,
+                max_args_bytes=self.max_args_bytes,
+            ),
         )
         capture = self._log_capture(job)
         # The task runs in a context of its own, where its log lines go to its capture.
@@ -169,6 +191,8 @@ class Runtime:
             if key not in self.cancelling:
                 raise  # the worker itself is stopping
             return Outcome(EventKind.CANCELLED)
+        except WaitForChildren:
+            return Outcome(EventKind.WAITING)
         except Exception as exc:
             if key in self.cancelling:
                 # Raised while being cancelled (e.g. by a failing cleanup): the cancel caused
@@ -225,6 +249,19 @@ class Runtime:
             )
         elif outcome.kind == EventKind.CANCELLED:
             written = await self.reporter.write(jobs.cancel_running, job_id=job_id, attempt=attempt)
+        elif outcome.kind == EventKind.WAITING:
+            written = await self.reporter.write(
+                jobs.wait_for_children, job_id=job_id, attempt=attempt
+            )
+            if written is None:  # a cancel was requested meanwhile: it ends cancelled
+                outcome = Outcome(EventKind.CANCELLED)
+                written = await self.reporter.write(
+                    jobs.cancel_running, job_id=job_id, attempt=attempt
+                )
+            elif written["status"] == Status.QUEUED:  # every child ended meanwhile
+                arq_id = f"{queue.arq_job_id(job_id, attempt)}:{written['seq']}"
+                token = queue.Token(job_id, attempt, row["queue"], written["job_run_at"], arq_id)
+                await self._enqueue(token, fresh=True)
         elif outcome.kind == EventKind.RETRYING:
             written = await self.reporter.write(
                 jobs.retry,

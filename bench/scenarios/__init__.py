@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from bench.runner import Scenario
 from bench.scenarios import (
+    batch_stream,
     cancel,
+    fairness,
+    fan_in,
+    finding,
     idle,
     pickup,
     progress,
+    rate_limit,
     recovery,
     rest,
     sse_latency,
@@ -27,4 +32,10 @@ SCENARIOS: dict[str, Scenario] = {
     "cancel": cancel.run,
     "transactional": transactional.run,
     "recovery": recovery.run,
+    "fan-in": fan_in.run,
+    "batch-stream": batch_stream.run,
+    "fairness": fairness.run,
+    "rate-limit": rate_limit.run,
+    # Last: it leaves a million jobs in the run's database.
+    "finding": finding.run,
 }

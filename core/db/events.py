@@ -26,12 +26,13 @@ NO_END = 2**31 - 1
 _RANGE = """
 SELECT e.job_id, e.seq, e.kind, e.status, e.attempt, e.progress_current, e.progress_total,
        e.message, e.data, e.at, NULL::bytea AS notes,
-       j.task AS job_task, j.queue AS job_queue, j.tenant AS job_tenant
+       j.task AS job_task, j.queue AS job_queue, j.tenant AS job_tenant,
+       j.batch_id AS job_batch
   FROM job_events e JOIN jobs j ON j.id = e.job_id
  WHERE e.job_id = $1 AND e.seq > $2 AND e.seq <= $3
 UNION ALL
 SELECT r.job_id, r.first_seq, NULL, r.status, r.attempt, NULL, NULL, NULL, NULL, r.at, r.notes,
-       j.task, j.queue, j.tenant
+       j.task, j.queue, j.tenant, j.batch_id
   FROM job_event_runs r JOIN jobs j ON j.id = r.job_id
  WHERE r.job_id = $1 AND r.last_seq > $2 AND r.first_seq <= $3
 ORDER BY 2
@@ -49,6 +50,7 @@ def _expanded(rows: list[asyncpg.Record], after: int, upto: int) -> list[dict[st
             row["job_task"],
             row["job_queue"],
             row["job_tenant"],
+            None if row["job_batch"] is None else str(row["job_batch"]),
             row["status"],
             row["attempt"],
             iso(row["at"]),

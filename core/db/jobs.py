@@ -39,6 +39,20 @@ class NewJob:
     tenant: str
     run_at: datetime | None
     schedule_key: str | None = None
+    # `waiting` when it has dependencies (settled by `core.dependencies` once linked).
+    status: str = Status.QUEUED
+    batch_id: uuid.UUID | None = None
+    parent_id: uuid.UUID | None = None
+    depends_on: list[uuid.UUID] | None = None
+    on_dependency_failure: str = "fail"
+    # Fair sharing (migration 0009, `core/concurrency_keys.py`): the job's concurrency key
+    # and its limit, its round-robin group within the tenant, its rate key and bucket.
+    concurrency_key: str | None = None
+    max_per_key: int | None = None
+    fair_key: str = ""
+    rate_key: str | None = None
+    rate_per_s: float | None = None
+    rate_burst: int | None = None
 
 
 def _transition(
@@ -48,17 +62,21 @@ def _transition(
     attempt: str = "attempt",
     message: str = "NULL::text",
     data: str = "NULL::jsonb",
+    kind_sql: str | None = None,
 ) -> str:
+    """One transition statement; the event's kind is `kind`, or the SQL `kind_sql` when it
+    depends on the row (a retried job with open dependencies waits)."""
     return f"""
 WITH job AS ({update} RETURNING *),
 event AS (
     INSERT INTO job_events
         (job_id, seq, kind, status, attempt, progress_current, progress_total, message, data)
-    SELECT id, seq, '{kind}', status, {attempt}, NULL, NULL, {message}, {data} FROM job
+    SELECT id, seq, {kind_sql or repr(str(kind))}, status, {attempt}, NULL, NULL, {message}, {data}
+      FROM job
     RETURNING *
 )
 SELECT event.*, job.run_at AS job_run_at, job.queue AS job_queue, job.task AS job_task,
-       job.tenant AS job_tenant
+       job.tenant AS job_tenant, job.batch_id AS job_batch
 FROM event JOIN job ON job.id = event.job_id
 """
 
@@ -82,7 +100,7 @@ WITH job AS (
 ),
 event AS (
     INSERT INTO job_events (job_id, seq, kind, status, attempt)
-    SELECT id, 1, 'queued', status, attempt FROM job
+    SELECT id, 1, status, status, attempt FROM job
     RETURNING at
 )
 SELECT job.*, event.at AS event_at FROM job, event
@@ -106,14 +124,27 @@ _COLUMN_ARRAYS = {
     "idempotency_key": "text[]",
     "tenant": "text[]",
     "run_at": "timestamptz[]",
+    "batch_id": "uuid[]",
+    "parent_id": "uuid[]",
+    "on_dependency_failure": "text[]",
+    "concurrency_key": "text[]",
+    "max_per_key": "integer[]",
+    "fair_key": "text[]",
+    "rate_key": "text[]",
+    "rate_per_s": "float8[]",
+    "rate_burst": "integer[]",
 }
+_FAIR_SHARING_COLUMNS = "concurrency_key, max_per_key, fair_key, rate_key, rate_per_s, rate_burst"
 _UNNEST = ", ".join(f"${n}::{array}" for n, array in enumerate(_COLUMN_ARRAYS.values(), 1))
 _INSERT_JOBS = f"""
 WITH job AS (
     INSERT INTO jobs (id, task, args, args_hash, queue, priority, max_attempts, timeout_s,
-                      idempotency_key, tenant, run_at, seq)
+                      idempotency_key, tenant, run_at, batch_id, parent_id,
+                      on_dependency_failure, seq, {_FAIR_SHARING_COLUMNS})
     SELECT id, task, args, args_hash, queue, priority, max_attempts, timeout_s,
-           idempotency_key, tenant, COALESCE(run_at, now()), 1
+           idempotency_key, tenant, COALESCE(run_at, now()), batch_id, parent_id,
+           on_dependency_failure, 1,
+           {_FAIR_SHARING_COLUMNS}
     FROM unnest({_UNNEST}) AS r({", ".join(_COLUMN_ARRAYS)})
     ON CONFLICT DO NOTHING
     RETURNING *
@@ -133,8 +164,9 @@ _INSERT_CACHED_JOB = """
 WITH job AS (
     INSERT INTO jobs (id, task, args, args_hash, queue, priority, max_attempts, timeout_s,
                       idempotency_key, tenant, status, result, cached_from,
-                      started_at, finished_at, seq)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'succeeded', $11, $12, now(), now(), 2)
+                      started_at, finished_at, seq, batch_id, parent_id)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'succeeded', $11, $12, now(), now(), 2,
+            $13, $14)
     RETURNING *
 ),
 queued AS (
@@ -167,7 +199,9 @@ SELECT (c.claimed_event).*,
        (c.claimed_job).id, (c.claimed_job).task, (c.claimed_job).args,
        (c.claimed_job).queue, (c.claimed_job).timeout_s, (c.claimed_job).max_attempts,
        (c.claimed_job).task AS job_task, (c.claimed_job).queue AS job_queue,
-       (c.claimed_job).tenant AS job_tenant
+       (c.claimed_job).tenant AS job_tenant, (c.claimed_job).batch_id AS job_batch,
+       (c.claimed_job).on_dependency_failure,
+       (c.claimed_job).concurrency_key AS job_concurrency_key
 FROM claim_jobs($1, $2, $3, $4, $5, $6) AS c
 """
 
@@ -190,7 +224,8 @@ WITH job AS (
            progress_total = CASE WHEN $4 THEN $6 ELSE progress_total END,
            progress_message = CASE WHEN $4 THEN $7 ELSE progress_message END
      WHERE id = $1 AND attempt = $2 AND status = 'running'
- RETURNING id, seq - $3 AS base, status, attempt, task, queue, tenant, clock_timestamp() AS at
+ RETURNING id, seq - $3 AS base, status, attempt, task, queue, tenant, batch_id,
+           clock_timestamp() AS at
 ),
 run AS (
     INSERT INTO job_event_runs (job_id, first_seq, last_seq, status, attempt, at, notes)
@@ -242,9 +277,35 @@ _CANCEL_RUNNING = _transition(
 _CANCEL_WAITING = _transition(
     """UPDATE jobs SET status = 'cancelled', seq = seq + 1, finished_at = now(),
            cancel_requested_at = now(), updated_at = now()
-       WHERE id = $1 AND tenant = $2 AND status IN ('queued', 'retrying')""",
+       WHERE id = $1 AND tenant = $2 AND status IN ('waiting', 'queued', 'retrying')""",
     EventKind.CANCELLED,
     message="'cancelled before it started'",
+)
+
+# A parent that waits for its children: each child becomes a dependency (its row locked
+# first, so a child that ends meanwhile waits for this commit and then releases the
+# parent); the attempt gives up its worker slot and waits, or is queued again at once when
+# every child has already ended. The attempt is not used up: the task runs again when it
+# is released and finds its children's results.
+_LINK_CHILDREN = """
+WITH kids AS (SELECT id FROM jobs WHERE parent_id = $1 ORDER BY id FOR UPDATE),
+edges AS (
+    INSERT INTO job_dependencies (depends_on, job_id) SELECT id, $1 FROM kids
+    ON CONFLICT DO NOTHING
+)
+UPDATE jobs SET has_dependents = true FROM kids WHERE jobs.id = kids.id AND NOT has_dependents
+"""
+_OPEN_CHILDREN = """(SELECT count(*) FROM jobs c
+     WHERE c.parent_id = jobs.id AND c.status NOT IN ('succeeded', 'failed', 'cancelled'))"""
+_WAIT_FOR_CHILDREN = _transition(
+    f"""UPDATE jobs SET seq = seq + 1, worker_id = NULL, updated_at = now(),
+           status = CASE WHEN {_OPEN_CHILDREN} > 0 THEN 'waiting' ELSE 'queued' END,
+           pending_dependencies = {_OPEN_CHILDREN}, run_at = now()
+       {_RUNNING_ATTEMPT} AND cancel_requested_at IS NULL""",
+    EventKind.WAITING,
+    message="'waiting for its children'",
+    data=f"jsonb_build_object('reason', 'children', 'run_s', {_RUN_S})",
+    kind_sql="status",
 )
 
 _REQUEST_CANCEL = """
@@ -253,15 +314,29 @@ WHERE id = $1 AND tenant = $2 AND status = 'running'
 RETURNING *
 """
 
+# The dependencies of a job that have not ended, and those that ended without success.
+_OPEN_DEPENDENCIES = """(SELECT count(*)
+      FROM job_dependencies d JOIN jobs dep ON dep.id = d.depends_on
+     WHERE d.job_id = jobs.id AND dep.status NOT IN ('succeeded', 'failed', 'cancelled'))"""
+_FAILED_DEPENDENCY = """EXISTS (SELECT 1
+      FROM job_dependencies d JOIN jobs dep ON dep.id = d.depends_on
+     WHERE d.job_id = jobs.id AND dep.status IN ('failed', 'cancelled'))"""
+
+# A job whose dependencies are open again (they were retried too) waits for them; one with
+# a dependency still failed under policy `fail` cannot be retried (it would fail at once).
 _MANUAL_RETRY = _transition(
-    """UPDATE jobs SET status = 'queued', seq = seq + 1, attempt = attempt + 1,
+    f"""UPDATE jobs SET seq = seq + 1, attempt = attempt + 1,
+           status = CASE WHEN {_OPEN_DEPENDENCIES} > 0 THEN 'waiting' ELSE 'queued' END,
+           pending_dependencies = {_OPEN_DEPENDENCIES},
            max_attempts = GREATEST(max_attempts, attempt + 1), run_at = now(),
            result = NULL, error = NULL, started_at = NULL, finished_at = NULL,
            cancel_requested_at = NULL, worker_id = NULL, updated_at = now()
-       WHERE id = $1 AND tenant = $2 AND status IN ('failed', 'cancelled')""",
+       WHERE id = $1 AND tenant = $2 AND status IN ('failed', 'cancelled')
+         AND NOT (on_dependency_failure = 'fail' AND {_FAILED_DEPENDENCY})""",
     EventKind.QUEUED,
     message="'manual retry'",
     data="jsonb_build_object('reason', 'manual retry')",
+    kind_sql="status",
 )
 
 
@@ -300,6 +375,19 @@ _REQUEUE_OWN = _transition(
     EventKind.REQUEUED,
     message="'worker stopped'",
     data="jsonb_build_object('reason', 'worker_shutdown')",
+)
+
+# Attempts Postgres says a worker holds that it never got: the connection broke after the
+# claim committed, before its reply arrived. They never ran, so the attempt is not counted.
+_REQUEUE_UNCLAIMED = _transition(
+    """UPDATE jobs SET status = 'queued', seq = seq + 1, attempt = attempt + 1,
+           max_attempts = GREATEST(max_attempts, attempt + 1), run_at = now(),
+           worker_id = NULL, started_at = NULL, updated_at = now()
+       WHERE worker_id = $1 AND status = 'running'
+         AND (id, attempt) IN (SELECT * FROM unnest($2::uuid[], $3::int[]))""",
+    EventKind.REQUEUED,
+    message="'claim reply lost'",
+    data="jsonb_build_object('reason', 'claim_reply_lost')",
 )
 
 _GET_JOB = "SELECT * FROM jobs WHERE id = $1 AND tenant = $2"
@@ -342,39 +430,6 @@ SELECT id, attempt, queue, run_at FROM jobs
 WHERE status IN ('queued', 'retrying') AND queue = ANY($1::text[])
 ORDER BY run_at
 """
-
-
-async def list_jobs(
-    db: Db,
-    *,
-    tenant: str,
-    status: str | None = None,
-    task: str | None = None,
-    queue: str | None = None,
-    id_between: tuple[uuid.UUID, uuid.UUID] | None = None,
-    before: tuple[datetime, uuid.UUID] | None = None,
-    limit: int = 50,
-) -> list[asyncpg.Record]:
-    """Jobs newest first, filtered, starting strictly after the `before` cursor;
-    `id_between` (lowest, highest) is a range of the primary key, as an id prefix is."""
-    clauses: list[str] = ["tenant = $1"]
-    params: list[Any] = [tenant]
-    for column, value in (("status", status), ("task", task), ("queue", queue)):
-        if value is not None:
-            params.append(value)
-            clauses.append(f"{column} = ${len(params)}")
-    if id_between is not None:
-        params.extend(id_between)
-        clauses.append(f"id BETWEEN ${len(params) - 1} AND ${len(params)}")
-    if before is not None:
-        params.extend(before)
-        clauses.append(f"(created_at, id) < (${len(params) - 1}, ${len(params)})")
-    params.append(limit)
-    sql = (
-        f"SELECT * FROM jobs WHERE {' AND '.join(clauses)} "
-        f"ORDER BY created_at DESC, id DESC LIMIT ${len(params)}"
-    )
-    return list(await db.fetch(sql, *params))
 
 
 # --- creating jobs --------------------------------------------------------------------------
@@ -429,6 +484,8 @@ async def insert_cached_job(
         job.tenant,
         result,
         cached_from,
+        job.batch_id,
+        job.parent_id,
     )
     return row
 
@@ -502,6 +559,16 @@ async def cancel_running(db: Db, *, job_id: uuid.UUID, attempt: int) -> asyncpg.
     return await db.fetchrow(_CANCEL_RUNNING, job_id, attempt)
 
 
+async def wait_for_children(
+    conn: Connection, *, job_id: uuid.UUID, attempt: int
+) -> asyncpg.Record | None:
+    """Running attempt → waiting for the job's children (queued at once if they all
+    ended); its event, or None if the attempt no longer runs or a cancel was requested.
+    `conn` must be in a transaction."""
+    await conn.execute(_LINK_CHILDREN, job_id)
+    return await conn.fetchrow(_WAIT_FOR_CHILDREN, job_id, attempt)
+
+
 async def waiting_run_at(db: Db, *, job_id: uuid.UUID, attempt: int) -> datetime | None:
     """When the attempt is due, if it still waits."""
     run_at: datetime | None = await db.fetchval(_IS_WAITING, job_id, attempt)
@@ -533,9 +600,23 @@ async def request_cancel(db: Db, *, job_id: uuid.UUID, tenant: str) -> asyncpg.R
     return await db.fetchrow(_REQUEST_CANCEL, job_id, tenant)
 
 
+async def request_cancel_all(
+    conn: Connection, *, job_ids: Sequence[uuid.UUID], tenant: str
+) -> list[asyncpg.Record]:
+    """`request_cancel` for each job, pipelined on `conn`; the jobs that run."""
+    return list(await conn.fetchmany(_REQUEST_CANCEL, [(job_id, tenant) for job_id in job_ids]))
+
+
 async def manual_retry(db: Db, *, job_id: uuid.UUID, tenant: str) -> asyncpg.Record | None:
     """A failed or cancelled job → queued as a new attempt; its event, or None."""
     return await db.fetchrow(_MANUAL_RETRY, job_id, tenant)
+
+
+async def manual_retry_all(
+    conn: Connection, *, job_ids: Sequence[uuid.UUID], tenant: str
+) -> list[asyncpg.Record]:
+    """`manual_retry` for each job, pipelined on `conn`; the events of those retried."""
+    return list(await conn.fetchmany(_MANUAL_RETRY, [(job_id, tenant) for job_id in job_ids]))
 
 
 async def get_job(db: Db, *, job_id: uuid.UUID, tenant: str) -> asyncpg.Record | None:
@@ -594,3 +675,12 @@ async def fail_lost(db: Db, *, silence_s: float) -> list[asyncpg.Record]:
 async def requeue_own(db: Db, *, worker_id: str) -> list[asyncpg.Record]:
     """Hand back a stopping worker's running jobs (the lost attempt is not counted)."""
     return list(await db.fetch(_REQUEUE_OWN, worker_id))
+
+
+async def requeue_unclaimed(
+    db: Db, *, worker_id: str, attempts: Sequence[tuple[uuid.UUID, int]]
+) -> list[asyncpg.Record]:
+    """Hand back attempts held by `worker_id` whose claim it never heard back from."""
+    ids = [job_id for job_id, _ in attempts]
+    numbers = [attempt for _, attempt in attempts]
+    return list(await db.fetch(_REQUEUE_UNCLAIMED, worker_id, ids, numbers))

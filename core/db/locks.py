@@ -1,13 +1,14 @@
 """Postgres advisory locks: every lock tidings takes, by name, with one id each.
 
 Ids are fixed 64-bit numbers shared by every tidings process ("tidings" in ASCII, with a
-last byte per lock). Transaction-scoped locks end with their transaction; the migration
-lock is held by the session for the whole run of migrations.
+last byte per lock). Every lock is transaction-scoped and ends with its transaction: a
+session lock would outlive its use behind a transaction pooler (PgBouncer), which may run
+the unlock on another server session than the lock.
 """
 
 from __future__ import annotations
 
-from tidings.core.db.pool import Connection, Db
+from tidings.core.db.pool import Connection
 
 MIGRATIONS = 0x7469_6469_6E67_73  # one process applies migrations at a time
 REAPER = 0x7469_6469_6E67_72  # one reaper re-queues lost workers' jobs at a time
@@ -25,13 +26,3 @@ async def try_transaction_lock(conn: Connection, lock_id: int) -> bool:
 async def wait_transaction_lock(conn: Connection, lock_id: int) -> None:
     """Wait for `lock_id`, then hold it until the current transaction ends."""
     await conn.execute(_WAIT_TRANSACTION_LOCK, lock_id)
-
-
-async def lock_session(db: Db, lock_id: int) -> None:
-    """Wait for `lock_id` and hold it until `unlock_session` (or the session ends)."""
-    await db.execute("SELECT pg_advisory_lock($1)", lock_id)
-
-
-async def unlock_session(db: Db, lock_id: int) -> None:
-    """Release a lock taken with `lock_session`."""
-    await db.execute("SELECT pg_advisory_unlock($1)", lock_id)

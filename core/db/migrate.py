@@ -1,7 +1,8 @@
 """Apply numbered SQL migrations, each once, each in its own transaction, under a lock.
 
 The advisory lock serialises every process that starts at once (servers and workers all
-call `migrate` on start), so each file is applied exactly once.
+call `migrate` on start), so each file is applied exactly once. It is taken per
+transaction, never per session, so migrations run through a transaction pooler too.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from importlib.resources.abc import Traversable
 import asyncpg
 
 from tidings.core.db import locks
+from tidings.core.db.pool import connect
 
 _FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -68,32 +70,48 @@ def discover(directory: Traversable | None = None) -> list[Migration]:
 async def migrate(
     conn: asyncpg.Connection, directory: Traversable | None = None
 ) -> list[Migration]:
-    """Apply every migration not yet recorded; returns the ones this call applied."""
+    """Apply every migration not yet recorded; returns the ones this call applied.
+
+    The lock is transaction-scoped, taken again by each migration's transaction, so the
+    run holds no session state and works through a transaction pooler (PgBouncer): a
+    session lock would stay with whichever server session the pooler ran it on.
+    """
     pending = discover(directory)
     applied: list[Migration] = []
-    await locks.lock_session(conn, locks.MIGRATIONS)
-    try:
-        await conn.execute(CREATE_LEDGER)
-        done = {row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")}
-        for migration in pending:
-            if migration.version in done:
+    done = await _applied_versions(conn)
+    for migration in pending:
+        if migration.version in done:
+            continue
+        async with conn.transaction():
+            await locks.wait_transaction_lock(conn, locks.MIGRATIONS)
+            # Another process may have applied it while this one waited for the lock.
+            if migration.version in await _applied_versions_locked(conn):
                 continue
-            async with conn.transaction():
-                await conn.execute(migration.sql)
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
-                    migration.version,
-                    migration.name,
-                )
-            applied.append(migration)
-    finally:
-        await locks.unlock_session(conn, locks.MIGRATIONS)
+            await conn.execute(migration.sql)
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                migration.version,
+                migration.name,
+            )
+        applied.append(migration)
     return applied
+
+
+async def _applied_versions(conn: asyncpg.Connection) -> set[int]:
+    """The versions recorded, the ledger created first if this database has none."""
+    async with conn.transaction():
+        await locks.wait_transaction_lock(conn, locks.MIGRATIONS)
+        return await _applied_versions_locked(conn)
+
+
+async def _applied_versions_locked(conn: asyncpg.Connection) -> set[int]:
+    await conn.execute(CREATE_LEDGER)
+    return {row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")}
 
 
 async def migrate_url(database_url: str, directory: Traversable | None = None) -> list[Migration]:
     """Connect to `database_url`, migrate, and disconnect."""
-    conn = await asyncpg.connect(database_url)
+    conn = await connect(database_url)
     try:
         return await migrate(conn, directory)
     finally:

@@ -32,6 +32,9 @@ Connection = asyncpg.Connection | PoolConnectionProxy
 Db = asyncpg.Pool | Connection
 
 
+# asyncpg's default: prepared statements kept per connection on a direct connection.
+STATEMENT_CACHE_SIZE = 100
+
 # jsonb's binary wire format: a version byte, then the JSON text.
 _JSONB_VERSION = b"\x01"
 
@@ -68,6 +71,26 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """
 
 
+async def behind_pooler(conn: asyncpg.Connection) -> bool:
+    """True when a connection pooler (PgBouncer, …) stands between this client and Postgres.
+
+    A pooler that hands one client's statements to several server sessions cannot pass a
+    server's backend key on to its clients, so it sends one of its own: the pid the
+    connection was greeted with is then not the pid of the backend running its statements.
+    """
+    backend_pid: int = await conn.fetchval("SELECT pg_backend_pid()")
+    return conn.get_server_pid() != backend_pid
+
+
+async def connect(dsn: str, *, timeout_s: float = 5.0) -> asyncpg.Connection:
+    """One connection of its own, for a short task (migrations, a probe), safe behind a pooler.
+
+    Its statements are unnamed (no statement cache): a named prepared statement lives in
+    one server session, which a transaction pooler does not keep for this client.
+    """
+    return await asyncpg.connect(dsn, timeout=timeout_s, statement_cache_size=0)
+
+
 async def create_pool(
     dsn: str,
     *,
@@ -83,11 +106,24 @@ async def create_pool(
     Postgres ends a session that leaves a transaction open and silent for that long: a
     process frozen mid-transaction (SIGSTOP, a suspended VM) cannot hold its row and
     advisory locks, say the reaper's, for as long as it stays frozen.
+
+    Behind a transaction pooler (found by `behind_pooler` on a first connection) the pool
+    keeps no prepared statements, and sets no session timeout: the server session a `SET`
+    reaches is shared with other clients (the pooler's own `idle_transaction_timeout`
+    does that job there). Direct connections keep asyncpg's statement cache.
     """
+    try:
+        probe = await connect(dsn, timeout_s=connect_timeout_s)
+        try:
+            pooled = await behind_pooler(probe)
+        finally:
+            await probe.close()
+    except CONNECTION_ERRORS as exc:
+        raise Unavailable(f"postgres is unreachable: {exc.__class__.__name__}") from exc
 
     async def init(conn: asyncpg.Connection) -> None:
         await _init_connection(conn)
-        if idle_in_transaction_s is not None:
+        if idle_in_transaction_s is not None and not pooled:
             timeout_ms = max(1, round(idle_in_transaction_s * 1000))
             await conn.execute(f"SET idle_in_transaction_session_timeout = {timeout_ms}")
 
@@ -100,6 +136,7 @@ async def create_pool(
             reset=_keep_session,
             timeout=connect_timeout_s,
             command_timeout=30,
+            statement_cache_size=0 if pooled else STATEMENT_CACHE_SIZE,
         )
     except CONNECTION_ERRORS as exc:
         raise Unavailable(f"postgres is unreachable: {exc.__class__.__name__}") from exc

@@ -110,6 +110,25 @@ WHERE f.task IS NOT NULL
 """
 
 
+# Finished batches whose every member retention has deleted: their counts and log go too.
+_DROP_EMPTIED_BATCHES = """
+DELETE FROM batches WHERE id IN (
+    SELECT b.id FROM batches b
+    WHERE b.finished_at IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.batch_id = b.id)
+    ORDER BY b.finished_at
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+"""
+
+
+async def drop_emptied_batches(db: Db, *, limit: int) -> int:
+    """Delete up to `limit` finished batches none of whose members is left; how many."""
+    status: str = await db.execute(_DROP_EMPTIED_BATCHES, limit)
+    return int(status.split()[-1])
+
+
 async def prune_batch(
     db: Db, *, retain_s: Mapping[str, float], max_jobs: int, max_events: int
 ) -> asyncpg.Record:

@@ -1,10 +1,7 @@
-"""`/jobs`: submit (one or a batch), read, list, cancel and retry jobs."""
+"""`/jobs`: submit (one or a batch), read, cancel and retry jobs (the list: `job_list`)."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import uuid
 from datetime import UTC, datetime
 
 import asyncpg
@@ -16,22 +13,22 @@ from starlette.routing import Route
 
 from tidings.core import queue
 from tidings.core.db import jobs, workers
-from tidings.core.errors import Conflict, NotFound, Unprocessable
+from tidings.core.errors import Conflict, NotFound
 from tidings.core.events import event_json
-from tidings.core.job_lookup import id_prefix_range, load_job, parse_job_id
+from tidings.core.fair_waits import limit_wait
+from tidings.core.job_lookup import load_job, parse_job_id
 from tidings.core.job_request import batch_requests, job_request
-from tidings.core.model import Status, job_json, waiting_eta_s
+from tidings.core.keyed_submission import submit_keyed, uses_strategy
+from tidings.core.model import RETRYABLE_STATUSES, Status, job_json, waiting_eta_s
 from tidings.core.shapes import Job
-from tidings.server.auth import ALL_JOBS, authority_of, tenant_of
+from tidings.core.submission import Submitted
+from tidings.server.auth import authority_of, tenant_of
 from tidings.server.body import read_json_object
 from tidings.server.mount import app_url
 from tidings.server.responses import JSONResponse
 from tidings.server.state import ServerState, state_of
 
 log = structlog.get_logger("tidings.server")
-
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 500
 
 
 def base_url(request: Request) -> str:
@@ -63,7 +60,14 @@ async def submit_job(request: Request) -> Response:
         max_args_bytes=state.settings.max_args_bytes,
         header_key=request.headers.get("idempotency-key"),
     )
-    submitted = await state.batcher.submit(job)
+    # A job with dependencies is linked in a transaction of its own, not group-committed.
+    submitter = state.submitter if job.depends_on else state.batcher
+    if uses_strategy(job):  # its concurrency key's strategy decides under the key's lock
+        submitted: Submitted | None = await submit_keyed(
+            state.pool, state.redis, state.names, state.submitter, job
+        )
+    else:
+        submitted = await submitter.submit(job)
     assert submitted is not None  # only cron slots can be refused
     row = submitted.row
     location = f"{base_url(request)}/jobs/{row['id']}"
@@ -96,6 +100,8 @@ async def get_job(request: Request) -> Response:
     state = state_of(request)
     row = await load_job(state.pool, request.path_params["job_id"], tenant_of(request))
     eta_s = waiting_reason = None
+    if row["status"] == Status.WAITING:
+        waiting_reason = f"waiting for {row['pending_dependencies']} job(s) to end"
     if row["status"] in (Status.QUEUED, Status.RETRYING):
         inputs = await jobs.eta_inputs(
             state.pool,
@@ -113,6 +119,11 @@ async def get_job(request: Request) -> Response:
         eta_s = waiting_eta_s(run_s, inputs["ahead"], inputs["slots"], starts_in_s)
         if not inputs["slots"]:  # no live worker of its queue has registered its task
             waiting_reason = f"no worker has task {row['task']!r} on queue {row['queue']!r}"
+        else:  # its concurrency key or rate limit may hold it back
+            held = await limit_wait(state.pool, row)
+            waiting_reason = held.reason
+            if held.starts_in_s is not None:  # its bucket says when it can start
+                eta_s = max(eta_s or 0.0, round(held.starts_in_s + (run_s or 0.0), 3))
     return JSONResponse(render(request, row, eta_s, waiting_reason))
 
 
@@ -153,17 +164,24 @@ async def retry_job(request: Request) -> Response:
         current = await jobs.get_job(conn, job_id=job_id, tenant=tenant)
     if current is None:
         raise NotFound(f"no job with id {str(job_id)!r}")
+    if event is None and current["status"] in RETRYABLE_STATUSES:
+        raise Conflict(
+            "a dependency of this job ended without success; retry it first",
+            {"status": current["status"], "depends_on": [str(d) for d in current["depends_on"]]},
+            code="dependency_failed",
+        )
     if event is None:
         raise Conflict(
             f"job is {current['status']}; only failed or cancelled jobs can be retried",
             {"status": current["status"]},
             code="illegal_transition",
         )
-    token = queue.Token(job_id, event["attempt"], event["job_queue"], event["job_run_at"])
-    try:
-        await queue.enqueue_fresh(state.redis, state.names, [token])
-    except (RedisError, OSError) as exc:
-        log.warning("job.enqueue_failed", job_id=str(job_id), error=repr(exc))
+    if event["status"] == Status.QUEUED:  # a waiting one gets its token on release
+        token = queue.Token(job_id, event["attempt"], event["job_queue"], event["job_run_at"])
+        try:
+            await queue.enqueue_fresh(state.redis, state.names, [token])
+        except (RedisError, OSError) as exc:
+            log.warning("job.enqueue_failed", job_id=str(job_id), error=repr(exc))
     await _publish(state, event)
     return JSONResponse(render(request, current), status_code=202)
 
@@ -175,91 +193,8 @@ async def _publish(state: ServerState, event: asyncpg.Record) -> None:
         log.warning("publish.failed", job_id=str(event["job_id"]), error=repr(exc))
 
 
-def _encode_cursor(row: asyncpg.Record) -> str:
-    raw = f"{row['created_at'].isoformat()}|{row['id']}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, job_id = raw.split("|", 1)
-        return datetime.fromisoformat(created).astimezone(UTC), uuid.UUID(job_id)
-    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
-        raise Unprocessable(
-            "cursor is not one this server issued",
-            {"field": "cursor", "reason": "unreadable"},
-            code="invalid_query",
-        ) from None
-
-
-def _parse_limit(raw: str | None) -> int:
-    if raw is None:
-        return DEFAULT_LIMIT
-    # isascii: str.isdigit() also accepts digits such as '²' that int() rejects.
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
-        raise Unprocessable(
-            f"limit must be an integer from 1 to {MAX_LIMIT}",
-            {"field": "limit", "reason": f"got {raw!r}"},
-            code="invalid_query",
-        )
-    return int(raw)
-
-
-def _parse_status(raw: str | None) -> str | None:
-    if raw is None or raw in Status.__members__.values():
-        return raw
-    raise Unprocessable(
-        "unknown status",
-        {"field": "status", "reason": f"one of {', '.join(Status)}"},
-        code="invalid_query",
-    )
-
-
-def _parse_text(field: str, raw: str | None) -> str | None:
-    if raw is None or "\x00" not in raw:
-        return raw
-    raise Unprocessable(
-        f"{field} must not contain the NUL character",
-        {"field": field, "reason": "Postgres text cannot hold U+0000"},
-        code="invalid_query",
-    )
-
-
-async def list_jobs(request: Request) -> Response:
-    """GET /jobs?status=&task=&queue=&id_prefix=&limit=&cursor=: newest first, cursor paging."""
-    state = state_of(request)
-    params = request.query_params
-    limit = _parse_limit(params.get("limit"))
-    cursor = params.get("cursor")
-    id_prefix = params.get("id_prefix")
-    rows = await jobs.list_jobs(
-        state.pool,
-        tenant=tenant_of(request),
-        status=_parse_status(params.get("status")),
-        task=_parse_text("task", params.get("task")),
-        queue=_parse_text("queue", params.get("queue")),
-        id_between=id_prefix_range(id_prefix) if id_prefix is not None else None,
-        before=_decode_cursor(cursor) if cursor else None,
-        limit=limit + 1,
-    )
-    page = rows[:limit]
-    next_cursor = _encode_cursor(page[-1]) if len(rows) > limit else None
-    events_token = state.tokens.issue(
-        ALL_JOBS, tenant_of(request), authority_of(request.scope).key_id
-    )
-    return JSONResponse(
-        {
-            "events": f"{base_url(request)}/events?token={events_token}",
-            "jobs": [render(request, row) for row in page],
-            "next_cursor": next_cursor,
-        }
-    )
-
-
 routes = [
     Route("/jobs", submit_job, methods=["POST"]),
-    Route("/jobs", list_jobs, methods=["GET"]),
     Route("/jobs/batch", submit_batch, methods=["POST"]),
     Route("/jobs/{job_id}", get_job, methods=["GET"]),
     Route("/jobs/{job_id}/cancel", cancel_job, methods=["POST"]),

@@ -12,6 +12,7 @@ from tidings.core.db import workers
 from tidings.core.model import iso
 from tidings.core.shapes import WorkerInfo
 from tidings.server.auth import acts_as_operator, tenant_of
+from tidings.server.queue_limits import add_limits
 from tidings.server.responses import JSONResponse
 from tidings.server.state import state_of
 
@@ -59,7 +60,9 @@ async def list_queues(request: Request) -> Response:
         tenant=tenant_of(request),
         live_within_s=workers.live_within_s(state.settings.heartbeat_s),
     )
-    return JSONResponse({"queues": [dict(row.items()) for row in rows]})
+    queues = [dict(row.items()) for row in rows]
+    await add_limits(state.pool, queues, tenant_of(request))
+    return JSONResponse({"queues": queues})
 
 
 routes = [

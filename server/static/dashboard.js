@@ -143,11 +143,16 @@ function storedKey() {
   return window.sessionStorage.getItem(KEY_STORAGE);
 }
 
-async function api(path, { method = "GET" } = {}) {
+async function api(path, { method = "GET", body } = {}) {
   const headers = { Accept: "application/json" };
   const key = storedKey();
   if (key) headers.Authorization = `Bearer ${key}`;
-  const response = await fetch(ROOT + path, { method, headers, cache: "no-store" });
+  const init = { method, headers, cache: "no-store" };
+  if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch(ROOT + path, init);
   if (response.status === 401) throw new AuthNeeded(key ? "rejected" : "missing");
   let payload = null;
   try {
@@ -248,17 +253,18 @@ class Backoff {
   }
 }
 
-// Runs `task` soon, at most once per REFRESH_EVERY_MS, however many times it is asked.
+// Runs `task` soon, at most once per `every` ms, however many times it is asked.
 class Coalesce {
-  constructor(task) {
+  constructor(task, every = REFRESH_EVERY_MS) {
     this.task = task;
+    this.every = every;
     this.timer = null;
     this.last = 0;
   }
 
   request() {
     if (this.timer !== null) return;
-    const wait = Math.max(0, this.last + REFRESH_EVERY_MS - Date.now());
+    const wait = Math.max(0, this.last + this.every - Date.now());
     this.timer = window.setTimeout(() => {
       this.timer = null;
       this.last = Date.now();
@@ -297,12 +303,17 @@ function withEvent(state, event) {
 }
 
 class JobsTable {
-  constructor(filters, cursor) {
+  constructor(filters, cursor, oldest = false) {
     this.filters = filters;
     this.cursor = cursor;
+    this.oldest = oldest;
     this.body = $("jobs-body");
     this.rows = new Map();
     this.nextCursor = null;
+    this.prevCursor = null;
+    this.position = null;
+    this.listeners = []; // called with every event of the live stream
+    this.onRender = () => {};
     this.eventsPath = null;
     this.source = null;
     this.buffer = null; // events that arrive while the list is being read
@@ -320,12 +331,11 @@ class JobsTable {
   }
 
   query() {
-    const query = new URLSearchParams();
-    for (const name of ["status", "task", "queue"]) {
-      if (this.filters[name]) query.set(name, this.filters[name]);
-    }
+    const query = filterQuery(this.filters);
     query.set("limit", String(PAGE_SIZE));
     if (this.cursor) query.set("cursor", this.cursor);
+    if (this.oldest) query.set("page", "oldest");
+    query.set("position", "true");
     return query;
   }
 
@@ -336,6 +346,8 @@ class JobsTable {
       const { payload } = await api(`/jobs?${this.query()}`);
       this.eventsPath = samePath(payload.events);
       this.nextCursor = payload.next_cursor;
+      this.prevCursor = payload.prev_cursor;
+      this.position = payload.position;
       this.render(payload.jobs.map(jobState));
       const held = this.buffer;
       this.buffer = null;
@@ -395,15 +407,14 @@ class JobsTable {
   }
 
   onEvent(event) {
+    for (const listener of this.listeners) listener(event);
     if (this.buffer !== null) this.buffer.push(event);
     else this.apply(event);
     if (event.kind !== "progress" && event.kind !== "log") this.counts.request();
   }
 
   matches(job) {
-    return ["status", "task", "queue"].every(
-      (name) => !this.filters[name] || this.filters[name] === job[name],
-    );
+    return jobMatches(this.filters, job);
   }
 
   apply(event) {
@@ -417,7 +428,8 @@ class JobsTable {
       held.push(event);
       return;
     }
-    if (this.cursor || !this.matches(event)) return; // live rows join the first page only
+    // Live rows join the first page only.
+    if (this.cursor || this.oldest || !this.matches(event)) return;
     if (event.kind === "queued" && event.seq === 1) {
       this.insert({
         id: event.job_id,
@@ -466,6 +478,8 @@ class JobsTable {
     this.body.insertBefore(row.tr, before);
     this.rows.set(state.id, row);
     this.updateEmpty();
+    this.position = withLiveRow(this.position);
+    renderPagingLinks(this);
     if (this.rows.size > MAX_LIVE_ROWS) this.resync();
   }
 
@@ -482,6 +496,7 @@ class JobsTable {
       created: el("td", { className: "wide", dataset: { label: "Created" } }),
     };
     const tr = el("tr", { dataset: { jobId: id } },
+      selectCell(id),
       el("th", { scope: "row" }, link),
       cells.task,
       cells.queue,
@@ -518,6 +533,7 @@ class JobsTable {
     this.body.replaceChildren(...[...rows.values()].map((row) => row.tr));
     this.updateEmpty();
     this.renderPaging();
+    this.onRender();
   }
 
   updateEmpty() {
@@ -525,20 +541,7 @@ class JobsTable {
   }
 
   renderPaging() {
-    const base = new URLSearchParams();
-    for (const name of ["status", "task", "queue"]) {
-      if (this.filters[name]) base.set(name, this.filters[name]);
-    }
-    const first = $("page-first");
-    first.hidden = !this.cursor;
-    first.href = `${ROOT}/?${base}`;
-    const next = $("page-next");
-    next.hidden = !this.nextCursor;
-    if (this.nextCursor) {
-      const query = new URLSearchParams(base);
-      query.set("cursor", this.nextCursor);
-      next.href = `${ROOT}/?${query}`;
-    }
+    renderPagingLinks(this);
   }
 
   async loadCounts() {
@@ -568,45 +571,430 @@ class JobsTable {
   }
 }
 
+// --- jobs view: filters, position, bulk actions, trends ---------------------------------
+
+// The list's filters as the API names them; the page's URL uses the same names.
+const FILTER_FIELDS = [
+  "status", "task", "task_prefix", "task_contains", "queue", "queue_prefix", "queue_contains",
+  "created_after", "created_before",
+];
+const NAME_MATCHES = { exact: "", prefix: "_prefix", contains: "_contains" };
+// Terminal events come in bursts; the trends are read again at most this often.
+const TRENDS_EVERY_MS = 2000;
+
+function filtersFrom(params) {
+  const filters = {};
+  for (const name of FILTER_FIELDS) filters[name] = params.get(name) || "";
+  return filters;
+}
+
+function filterQuery(filters, skip = []) {
+  const query = new URLSearchParams();
+  for (const name of FILTER_FIELDS) {
+    if (filters[name] && !skip.includes(name)) query.set(name, filters[name]);
+  }
+  return query;
+}
+
+// Whether a job (or an event, which carries task, queue and status) passes the filters.
+function jobMatches(filters, job) {
+  if (filters.status && filters.status !== job.status) return false;
+  for (const column of ["task", "queue"]) {
+    const value = job[column] || "";
+    if (filters[column] && filters[column] !== value) return false;
+    if (filters[`${column}_prefix`] && !value.startsWith(filters[`${column}_prefix`])) return false;
+    if (filters[`${column}_contains`] && !value.includes(filters[`${column}_contains`])) return false;
+  }
+  // A job the page learns of live was created just now: after any start, before no end.
+  return !filters.created_before;
+}
+
+function describeFilters(filters) {
+  const parts = [];
+  if (filters.status) parts.push(filters.status);
+  for (const column of ["task", "queue"]) {
+    if (filters[column]) parts.push(`${column} ${filters[column]}`);
+    if (filters[`${column}_prefix`]) parts.push(`${column} starts with ${filters[`${column}_prefix`]}`);
+    if (filters[`${column}_contains`]) parts.push(`${column} contains ${filters[`${column}_contains`]}`);
+  }
+  if (filters.created_after) parts.push(`created from ${fmtDate(filters.created_after)}`);
+  if (filters.created_before) parts.push(`created before ${fmtDate(filters.created_before)}`);
+  return parts;
+}
+
+// <input type="datetime-local"> holds local time without a zone; the API wants an offset.
+function localInputValue(iso) {
+  if (!iso) return "";
+  const date = new Date(iso);
+  if (Number.isNaN(date.getTime())) return "";
+  const local = new Date(date.getTime() - date.getTimezoneOffset() * 60000);
+  return local.toISOString().slice(0, 19);
+}
+
+function isoFromLocalInput(value) {
+  if (!value) return "";
+  const date = new Date(value);
+  return Number.isNaN(date.getTime()) ? "" : date.toISOString();
+}
+
+function fillFilterForm(filters) {
+  $("filter-status").value = filters.status;
+  for (const column of ["task", "queue"]) {
+    let match = "prefix";
+    for (const [name, suffix] of Object.entries(NAME_MATCHES)) {
+      if (filters[`${column}${suffix}`]) match = name;
+    }
+    $(`filter-${column}-match`).value = match;
+    $(`filter-${column}`).value = filters[`${column}${NAME_MATCHES[match]}`];
+  }
+  $("filter-created-after").value = localInputValue(filters.created_after);
+  $("filter-created-before").value = localInputValue(filters.created_before);
+}
+
+// Submit only the filters that are set, so the URL stays short and shareable.
+function filterFormQuery() {
+  const query = new URLSearchParams();
+  const status = $("filter-status").value;
+  if (status) query.set("status", status);
+  for (const column of ["task", "queue"]) {
+    const value = $(`filter-${column}`).value.trim();
+    const suffix = NAME_MATCHES[$(`filter-${column}-match`).value] ?? "";
+    if (value) query.set(`${column}${suffix}`, value);
+  }
+  for (const name of ["created_after", "created_before"]) {
+    const iso = isoFromLocalInput($(`filter-${name.replace("_", "-")}`).value);
+    if (iso) query.set(name, iso);
+  }
+  return query;
+}
+
+function fmtCount(value) {
+  return Number(value).toLocaleString("en-US");
+}
+
+function positionText(position, rows, oldest) {
+  if (!position || !rows) return "";
+  let total = position.total_exact ? fmtCount(position.total) : `${fmtCount(position.cap)}+`;
+  if (position.total === null) total = "many"; // counting took too long
+  if (position.first === null) {
+    return oldest ? `the oldest ${fmtCount(rows)} of ${total}` : `${fmtCount(rows)} of ${total}`;
+  }
+  return `${fmtCount(position.first)}–${fmtCount(position.last)} of ${total}`;
+}
+
+// A job that joined the first page live is one more in the list, and on this page.
+function withLiveRow(position) {
+  if (!position || position.total === null) return position;
+  const total = position.total + 1;
+  return {
+    ...position,
+    total,
+    total_exact: position.total_exact && total < position.cap,
+    last: position.last === null ? null : position.last + 1,
+  };
+}
+
+function renderPagingLinks(table) {
+  const base = filterQuery(table.filters);
+  const link = (id, visible, extra) => {
+    const node = $(id);
+    node.hidden = !visible;
+    const query = new URLSearchParams(base);
+    for (const [name, value] of Object.entries(extra)) query.set(name, value);
+    node.href = `${ROOT}/${query.size ? `?${query}` : ""}`;
+  };
+  link("page-first", Boolean(table.prevCursor), {});
+  link("page-prev", Boolean(table.prevCursor), table.prevCursor ? { cursor: table.prevCursor } : {});
+  link("page-next", Boolean(table.nextCursor), table.nextCursor ? { cursor: table.nextCursor } : {});
+  link("page-last", Boolean(table.nextCursor), { page: "oldest" });
+  setText("page-position", positionText(table.position, table.rows.size, table.oldest));
+}
+
+// The checkbox in front of each row; what is selected lives in `BulkActions`.
+function selectCell(id) {
+  return el("td", { className: "select-cell", dataset: { label: "Select" } },
+    el("input", { type: "checkbox", className: "select-job", dataset: { jobId: id },
+      "aria-label": `Select job ${id.slice(0, 8)}` }));
+}
+
+// Asks before acting: resolves true when the user confirms.
+function confirmAction(title, text, confirmLabel) {
+  const dialog = $("bulk-confirm");
+  setText("bulk-confirm-title", title);
+  setText("bulk-confirm-text", text);
+  setText("bulk-confirm-go", confirmLabel);
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "confirm"),
+      { once: true });
+    dialog.returnValue = "";
+    dialog.showModal();
+    $("bulk-confirm-keep").focus();
+  });
+}
+
+function describeOutcomes(counts, more) {
+  const words = {
+    retried: "retried", cancelled: "cancelled", cancel_requested: "asked to stop",
+    skipped: "skipped (their status does not allow it)", not_found: "not found",
+  };
+  const parts = Object.entries(counts).map(([outcome, n]) => `${fmtCount(n)} ${words[outcome] || outcome}`);
+  let text = parts.length ? `${parts.join(", ")}.` : "Nothing to do.";
+  if (more) text += " More failed jobs match: run it again to retry the next ones.";
+  return text;
+}
+
+class BulkActions {
+  constructor(table) {
+    this.table = table;
+    this.selected = new Set();
+    this.busy = false;
+  }
+
+  start() {
+    this.table.body.addEventListener("change", (event) => {
+      const box = event.target.closest(".select-job");
+      if (!box) return;
+      if (box.checked) this.selected.add(box.dataset.jobId);
+      else this.selected.delete(box.dataset.jobId);
+      this.update();
+    });
+    $("select-all").addEventListener("change", (event) => {
+      for (const box of this.table.body.querySelectorAll(".select-job")) {
+        box.checked = event.target.checked;
+        if (box.checked) this.selected.add(box.dataset.jobId);
+        else this.selected.delete(box.dataset.jobId);
+      }
+      this.update();
+    });
+    $("bulk-cancel").addEventListener("click", () => this.onSelected("cancel"));
+    $("bulk-retry").addEventListener("click", () => this.onSelected("retry"));
+    $("bulk-retry-failed").addEventListener("click", () => this.onRetryFailed());
+    this.update();
+  }
+
+  // Rows come and go as the list is read again: keep only what is still on the page.
+  update() {
+    const onPage = new Set(this.table.rows.keys());
+    for (const id of this.selected) if (!onPage.has(id)) this.selected.delete(id);
+    for (const box of this.table.body.querySelectorAll(".select-job")) {
+      box.checked = this.selected.has(box.dataset.jobId);
+    }
+    const count = this.selected.size;
+    setText("selected-count", count ? `${fmtCount(count)} selected` : "None selected");
+    $("bulk-cancel").disabled = this.busy || count === 0;
+    $("bulk-retry").disabled = this.busy || count === 0;
+    $("bulk-retry-failed").disabled = this.busy;
+    const all = $("select-all");
+    all.checked = count > 0 && count === onPage.size;
+    all.indeterminate = count > 0 && count < onPage.size;
+  }
+
+  async onSelected(action) {
+    const ids = [...this.selected];
+    const count = fmtCount(ids.length);
+    const noun = ids.length === 1 ? "job" : "jobs";
+    const confirmed = await confirmAction(
+      action === "retry" ? `Retry ${count} ${noun}?` : `Cancel ${count} ${noun}?`,
+      action === "retry"
+        ? "Each failed or cancelled one runs again as a new attempt; the others are left as they are."
+        : "Waiting ones are cancelled now; running ones are asked to stop; finished ones are left as they are.",
+      action === "retry" ? `Retry ${count}` : `Cancel ${count}`,
+    );
+    if (confirmed) await this.send({ action, ids });
+  }
+
+  async onRetryFailed() {
+    const filters = { ...this.table.filters, status: "failed" };
+    const query = filterQuery(filters);
+    query.set("limit", "1");
+    query.set("position", "true");
+    const { payload, response } = await api(`/jobs?${query}`);
+    const total = payload.position.total;
+    if (!total) {
+      setText("bulk-outcome", "No failed jobs match these filters.");
+      return;
+    }
+    // Jobs that fail after this moment are left for another request (the server's clock).
+    const counted = new Date(response.headers.get("date") || Date.now());
+    const failedBefore = new Date(counted.getTime() + 1000).toISOString();
+    const described = describeFilters({ ...filters, status: "" });
+    const shown = payload.position.total_exact ? fmtCount(total) : `${fmtCount(payload.position.cap)}+`;
+    const confirmed = await confirmAction(
+      `Retry ${shown} failed ${total === 1 ? "job" : "jobs"}?`,
+      `Every failed job${described.length ? ` where ${described.join(", ")}` : ""} runs again ` +
+        "as a new attempt, the oldest first, up to 1,000 in one go.",
+      `Retry ${shown}`,
+    );
+    if (confirmed) {
+      const filter = Object.fromEntries(filterQuery(this.table.filters, ["status"]));
+      await this.send({ action: "retry", filter, failed_before: failedBefore });
+    }
+  }
+
+  async send(body) {
+    this.busy = true;
+    this.update();
+    setText("bulk-outcome", "Working…");
+    try {
+      const { payload } = await api("/jobs/bulk", { method: "POST", body });
+      setText("bulk-outcome", describeOutcomes(payload.counts, payload.more));
+      this.selected.clear();
+      this.table.resync();
+    } catch (error) {
+      setText("bulk-outcome", "");
+      showPageError(error);
+    } finally {
+      this.busy = false;
+      this.update();
+    }
+  }
+}
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+function svgEl(tag, attributes = {}, ...children) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, String(value));
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function fmtSeconds(value) {
+  return value === null || value === undefined ? "–" : fmtDuration(value);
+}
+
+// The trends panel: read from `/stats/trends` when the page opens and again, debounced,
+// whenever the list's live stream reports a job that finished. Nothing polls.
+class TrendsPanel {
+  constructor(filters) {
+    this.filters = filters;
+    this.reads = 0;
+    this.refresh = new Coalesce(() => this.load(), TRENDS_EVERY_MS);
+  }
+
+  query() {
+    // The trends follow the page's task and queue filters; they cover every outcome.
+    return filterQuery(this.filters, ["status", "created_after", "created_before"]);
+  }
+
+  onEvent(event) {
+    if (TERMINAL.has(event.kind)) this.refresh.request();
+  }
+
+  async load() {
+    const query = this.query();
+    const parts = describeFilters(Object.fromEntries(query));
+    setText("trends-title", `Trends, last hour${parts.length ? `: ${parts.join(", ")}` : ""}`);
+    const { payload } = await api(`/stats/trends${query.size ? `?${query}` : ""}`);
+    this.reads += 1;
+    $("trends").dataset.reads = String(this.reads);
+    this.render(payload);
+  }
+
+  render(trends) {
+    const overall = trends.overall;
+    const minutes = trends.per_minute;
+    const perMinute = overall.jobs / Math.max(1, minutes.length);
+    const failureRate = overall.jobs ? overall.failed / overall.jobs : 0;
+    setText("trends-summary", overall.jobs
+      ? `${fmtCount(overall.jobs)} finished · ${perMinute.toFixed(1)}/min · ` +
+        `${(failureRate * 100).toFixed(1)}% failed` +
+        (trends.covered_from ? ` (the newest ${fmtCount(trends.jobs_read)})` : "")
+      : "No jobs finished in the last hour.");
+    $("trends-summary").dataset.jobs = String(overall.jobs);
+    setText("trend-wait-p50", fmtSeconds(overall.wait_p50_s));
+    setText("trend-wait-p95", fmtSeconds(overall.wait_p95_s));
+    setText("trend-run-p50", fmtSeconds(overall.run_p50_s));
+    setText("trend-run-p95", fmtSeconds(overall.run_p95_s));
+    this.drawChart(minutes, overall);
+    this.renderNames(trends);
+  }
+
+  drawChart(minutes, overall) {
+    const svg = $("trends-chart");
+    const width = 600;
+    const height = 120;
+    const peak = Math.max(1, ...minutes.map((m) => m.succeeded + m.failed + m.cancelled));
+    const slot = width / Math.max(1, minutes.length);
+    const bars = [];
+    minutes.forEach((minute, index) => {
+      let top = height;
+      for (const outcome of ["succeeded", "failed", "cancelled"]) {
+        const count = minute[outcome];
+        if (!count) continue;
+        const h = (count / peak) * (height - 4);
+        top -= h;
+        bars.push(svgEl("rect", {
+          x: (index * slot + 1).toFixed(2), y: top.toFixed(2),
+          width: Math.max(1, slot - 2).toFixed(2), height: h.toFixed(2),
+          class: `bar bar-${outcome}`, "data-minute": minute.minute,
+        }, svgEl("title", {}, `${new Date(minute.minute).toLocaleTimeString()}: ${count} ${outcome}`)));
+      }
+    });
+    const baseline = svgEl("line", { x1: 0, y1: height - 0.5, x2: width, y2: height - 0.5,
+      class: "baseline" });
+    const keep = [...svg.children].filter((node) => ["title", "desc"].includes(node.tagName));
+    svg.replaceChildren(...keep, baseline, ...bars);
+    setText("trends-chart-desc", overall.jobs
+      ? `${overall.succeeded} succeeded, ${overall.failed} failed, ${overall.cancelled} ` +
+        `cancelled in the last hour; the busiest minute had ${peak}.`
+      : "No jobs finished in the last hour.");
+  }
+
+  renderNames(trends) {
+    const row = (kind, item) => el("tr", { dataset: { [kind]: item[kind] } },
+      el("th", { scope: "row" }, `${kind} `, el("code", {}, item[kind])),
+      el("td", { className: "num", dataset: { label: "Jobs" } }, fmtCount(item.jobs)),
+      el("td", { className: "num", dataset: { label: "Failed" } }, fmtCount(item.failed)),
+      el("td", { className: "num", dataset: { label: "Wait p50 / p95" } },
+        `${fmtSeconds(item.wait_p50_s)} / ${fmtSeconds(item.wait_p95_s)}`),
+      el("td", { className: "num", dataset: { label: "Run p50 / p95" } },
+        `${fmtSeconds(item.run_p50_s)} / ${fmtSeconds(item.run_p95_s)}`));
+    $("trends-names-body").replaceChildren(
+      ...trends.tasks.map((item) => row("task", item)),
+      ...trends.queues.map((item) => row("queue", item)));
+  }
+}
+
 async function jobsView() {
   const params = new URLSearchParams(window.location.search);
-  const filters = {};
-  for (const name of ["status", "task", "queue"]) {
-    filters[name] = params.get(name) || "";
-    $(`filter-${name}`).value = filters[name];
-  }
+  const filters = filtersFrom(params);
+  fillFilterForm(filters);
   const cursor = params.get("cursor") || "";
+  const oldest = !cursor && params.get("page") === "oldest";
   for (const link of document.querySelectorAll("#counts a")) {
     if (link.dataset.status === filters.status) link.setAttribute("aria-current", "page");
   }
-  const parts = [];
-  if (filters.status) parts.push(filters.status);
-  if (filters.task) parts.push(`task ${filters.task}`);
-  if (filters.queue) parts.push(`queue ${filters.queue}`);
+  const parts = describeFilters(filters);
   if (filters.status === "failed") {
     setText("jobs-title", "Failed jobs (dead letter)");
     $("nav-jobs").removeAttribute("aria-current");
     $("nav-failed").setAttribute("aria-current", "page");
   }
-  // Submit only the filters that are set, so the URL stays short and shareable.
   $("filters").addEventListener("submit", (event) => {
     event.preventDefault();
-    const query = new URLSearchParams();
-    for (const name of ["status", "task", "queue"]) {
-      const value = $(`filter-${name}`).value.trim();
-      if (value) query.set(name, value);
-    }
+    const query = filterFormQuery();
     window.location.assign(`${ROOT}/${query.size ? `?${query}` : ""}`);
   });
   // A <select> does not submit its form on Enter as a text field does.
-  $("filter-status").addEventListener("keydown", (event) => {
-    if (event.key !== "Enter") return;
-    event.preventDefault();
-    $("filters").requestSubmit();
-  });
-  setText("jobs-caption", `${parts.length ? `Jobs: ${parts.join(", ")}` : "All jobs"}, newest first${
-    cursor ? " (an older page)" : ", live"}`);
-  await new JobsTable(filters, cursor).start();
+  for (const id of ["filter-status", "filter-task-match", "filter-queue-match"]) {
+    $(id).addEventListener("keydown", (event) => {
+      if (event.key !== "Enter") return;
+      event.preventDefault();
+      $("filters").requestSubmit();
+    });
+  }
+  let where = ", live";
+  if (cursor) where = " (another page)";
+  if (oldest) where = " (the oldest page)";
+  setText("jobs-caption", `${parts.length ? `Jobs: ${parts.join(", ")}` : "All jobs"}, newest first${where}`);
+  const table = new JobsTable(filters, cursor, oldest);
+  const bulk = new BulkActions(table);
+  table.onRender = () => bulk.update();
+  const trends = new TrendsPanel(filters);
+  table.listeners.push((event) => trends.onEvent(event));
+  bulk.start();
+  await Promise.all([table.start(), trends.load()]);
 }
 
 // --- job view ---------------------------------------------------------------------------
@@ -852,7 +1240,7 @@ class JobPage {
     showProgress($("job-progress"), $("job-percent"), progress.fraction, job.status);
     setText("job-message", progress.message || "");
     setText("job-eta", progress.eta_s === null ? "–" : `about ${fmtDuration(progress.eta_s)}`);
-    const waiting = job.waiting_reason && ["queued", "retrying"].includes(job.status);
+    const waiting = job.waiting_reason && ["waiting", "queued", "retrying"].includes(job.status);
     setText("job-waiting", waiting ? `Waiting: ${job.waiting_reason}` : "");
     $("job-waiting").hidden = !waiting;
     setText("job-args", pretty(job.args));
@@ -936,6 +1324,8 @@ class JobPage {
 }
 
 async function jobView() {
+  // The relations panel is a convenience: the job's own view reports what fails for both.
+  showJobRelations(document.body.dataset.jobId).catch(() => {});
   await new JobPage(document.body.dataset.jobId).start();
 }
 
@@ -968,6 +1358,7 @@ class QueuesPage {
     this.serverNow = Date.parse(workers.response.headers.get("date")) || Date.now();
     this.fetchedAt = performance.now();
     this.renderQueues(queues.payload.queues);
+    this.renderLimits(queues.payload.queues);
     this.renderWorkers(workers.payload.workers);
     setText("refreshed", `Updated ${new Date().toLocaleTimeString()}`);
   }
@@ -1006,6 +1397,41 @@ class QueuesPage {
         fmtNumber(queue.slots)))));
     body.setAttribute("aria-busy", "false");
     $("queues-empty").hidden = queues.length > 0;
+  }
+
+  // Per queue: each concurrency key's running count against its limit, and each rate
+  // limit's bucket (tokens now of its burst, the rate, claims it refused).
+  renderLimits(queues) {
+    const rows = [];
+    for (const queue of queues) {
+      for (const key of queue.concurrency_keys || []) {
+        rows.push(el("tr", { dataset: { queue: queue.queue, limit: "key" } },
+          el("th", { scope: "row" }, queue.queue),
+          el("td", { dataset: { label: "Limit" } }, "concurrency key"),
+          el("td", { className: "wide", dataset: { label: "Key" } }, key.key),
+          el("td", { className: "num", dataset: { field: "in_use", label: "In use" } },
+            `${fmtNumber(key.running)} of ${fmtNumber(key.max_per_key ?? 1)} running`),
+          el("td", { className: "num", dataset: { field: "waiting", label: "Waiting" } },
+            fmtNumber(key.waiting)),
+          el("td", { className: "num", dataset: { label: "Refused" } }, "–")));
+      }
+      for (const rate of queue.rate_limits || []) {
+        rows.push(el("tr", { dataset: { queue: queue.queue, limit: "rate" } },
+          el("th", { scope: "row" }, queue.queue),
+          el("td", { dataset: { label: "Limit" } }, `rate ${fmtNumber(rate.per_s)}/s`),
+          el("td", { className: "wide", dataset: { label: "Key" } }, rate.key),
+          el("td", { className: "num", dataset: { field: "in_use", label: "In use" } },
+            `${rate.tokens.toFixed(1)} of ${fmtNumber(rate.burst)} tokens`),
+          el("td", { className: "num", dataset: { field: "waiting", label: "Waiting" } },
+            fmtNumber(rate.waiting)),
+          el("td", { className: "num", dataset: { field: "refused", label: "Refused" } },
+            fmtNumber(rate.limited))));
+      }
+    }
+    const body = $("limits-body");
+    body.replaceChildren(...rows);
+    body.setAttribute("aria-busy", "false");
+    $("limits-empty").hidden = rows.length > 0;
   }
 
   renderWorkers(workers) {
@@ -1072,9 +1498,370 @@ async function findView() {
   list.hidden = false;
 }
 
+// --- batches: the list, one batch live, and a job's relations ---------------------------
+
+function batchPath(batchId, suffix = "") {
+  return `/batches/${encodeURIComponent(batchId)}${suffix}`;
+}
+
+function batchLink(batch) {
+  return el("a", { href: `${ROOT}/ui/batches/${encodeURIComponent(batch.id)}`, title: batch.id },
+    batch.name ? `${batch.name} ` : "", el("code", {}, batch.id.slice(0, 8)));
+}
+
+function jobLink(jobId) {
+  return el("a", { href: `${ROOT}/ui/jobs/${encodeURIComponent(jobId)}`, title: jobId },
+    el("code", {}, jobId.slice(0, 8)));
+}
+
+function fmtEta(seconds) {
+  return seconds === null || seconds === undefined ? "–" : `about ${fmtDuration(seconds)}`;
+}
+
+async function batchesView() {
+  const cursor = new URLSearchParams(window.location.search).get("cursor") || "";
+  const query = new URLSearchParams({ limit: String(PAGE_SIZE) });
+  if (cursor) query.set("cursor", cursor);
+  const body = $("batches-body");
+  const { payload } = await api(`/batches?${query}`);
+  body.replaceChildren(...payload.batches.map((batch) => {
+    const bar = el("progress", { max: "1", value: String(batch.progress.fraction),
+      "aria-label": `Progress of batch ${batch.name || batch.id.slice(0, 8)}` });
+    const status = el("span", {});
+    statusBadge(status, batch.status);
+    return el("tr", { dataset: { batchId: batch.id, status: batch.status } },
+      el("th", { scope: "row" }, batchLink(batch)),
+      el("td", { dataset: { label: "Status" } }, status),
+      el("td", { className: "progress-cell", dataset: { label: "Progress" } }, bar, " ",
+        el("span", { className: "percent" }, fmtPercent(batch.progress.fraction))),
+      el("td", { className: "num", dataset: { label: "Ended", field: "done" } },
+        `${batch.progress.done}/${batch.total}`),
+      el("td", { className: "num", dataset: { label: "Failed", field: "failed" } },
+        fmtNumber(batch.counts.failed)),
+      el("td", { className: "wide", dataset: { label: "Created" } }, timeEl(batch.created_at)));
+  }));
+  body.setAttribute("aria-busy", "false");
+  $("batches-empty").hidden = payload.batches.length > 0;
+  $("batches-first").hidden = !cursor;
+  const next = $("batches-next");
+  next.hidden = !payload.next_cursor;
+  if (payload.next_cursor) {
+    next.href = `${ROOT}/ui/batches?${new URLSearchParams({ cursor: payload.next_cursor })}`;
+  }
+}
+
+class BatchPage {
+  constructor(batchId, status, cursor) {
+    this.batchId = batchId;
+    this.status = status; // the member table's filter
+    this.cursor = cursor;
+    this.batch = null;
+    this.rows = new Map();
+    this.source = null;
+    this.lastSeq = 0; // the last member transition shown
+    this.finished = false;
+    this.backoff = new Backoff();
+    this.body = $("members-body");
+  }
+
+  async start() {
+    $("cancel-batch").addEventListener("click", () => this.act("cancel"));
+    $("retry-batch").addEventListener("click", () => this.act("retry"));
+    this.render(await this.fetch());
+    await this.loadMembers();
+    this.follow();
+  }
+
+  async fetch() {
+    try {
+      const { payload } = await api(batchPath(this.batchId));
+      return payload;
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 404) {
+        throw new ApiError(404, "not_found", "There is no such batch (for this API key).");
+      }
+      throw error;
+    }
+  }
+
+  render(batch) {
+    this.batch = batch;
+    this.lastSeq = Math.max(this.lastSeq, batch.seq);
+    const label = batch.name || batch.id.slice(0, 8);
+    document.title = `Batch ${label} (${batch.status}) · tidings`;
+    setText("batch-name", batch.name || "");
+    $("batch-created").replaceChildren(timeEl(batch.created_at));
+    $("batch-started").replaceChildren(timeEl(batch.started_at));
+    $("batch-finished").replaceChildren(timeEl(batch.finished_at));
+    this.showStatus(batch.status);
+    this.showProgress({ counts: batch.counts, total: batch.total, progress: batch.progress,
+      eta_s: batch.eta_s });
+  }
+
+  showStatus(status) {
+    this.finished = status === "finished";
+    statusBadge($("batch-status"), status);
+    $("batch-progress").dataset.status = status;
+    $("cancel-batch").hidden = this.finished;
+    if (this.finished) setText("batch-eta", "–");
+  }
+
+  // A `progress` event, or the same fields of the batch itself.
+  showProgress({ counts, total, progress, eta_s: etaS }) {
+    const fraction = this.finished ? 1 : progress.fraction;
+    const bar = $("batch-progress");
+    bar.value = fraction;
+    setText("batch-percent", fmtPercent(fraction));
+    setText("batch-done", `${progress.done} of ${total} ended`);
+    setText("batch-total", String(total));
+    setText("batch-eta", this.finished ? "–" : fmtEta(etaS));
+    this.showCounts(counts, total);
+  }
+
+  showCounts(counts, total) {
+    for (const status of STATUSES) {
+      const node = document.querySelector(`[data-batch-count="${status}"]`);
+      if (!node) continue;
+      const count = counts[status] || 0;
+      node.textContent = String(count);
+      node.closest("a").classList.toggle("nonzero", count > 0);
+    }
+    document.querySelector('[data-batch-count=""]').textContent = String(total);
+    $("retry-batch").hidden = !(counts.failed > 0);
+  }
+
+  query() {
+    const query = new URLSearchParams({ batch_id: this.batchId, limit: String(PAGE_SIZE) });
+    if (this.status) query.set("status", this.status);
+    if (this.cursor) query.set("cursor", this.cursor);
+    return query;
+  }
+
+  async loadMembers() {
+    this.body.setAttribute("aria-busy", "true");
+    const { payload } = await api(`/jobs?${this.query()}`);
+    this.rows = new Map();
+    this.body.replaceChildren(...payload.jobs.map((job) => this.makeRow({
+      id: job.id, task: job.task, status: job.status, dependsOn: job.depends_on || [],
+      at: job.finished_at || job.started_at || job.created_at,
+    })));
+    this.body.setAttribute("aria-busy", "false");
+    this.updateEmpty();
+    this.renderPaging(payload.next_cursor);
+  }
+
+  makeRow(member) {
+    const status = el("span", {});
+    const when = el("td", { className: "wide", dataset: { label: "Last change" } });
+    const deps = member.dependsOn.length
+      ? member.dependsOn.flatMap((id, index) => (index ? [" ", jobLink(id)] : [jobLink(id)]))
+      : ["–"];
+    const tr = el("tr", { dataset: { jobId: member.id } },
+      el("th", { scope: "row" }, jobLink(member.id)),
+      el("td", { dataset: { label: "Task" } }, member.task || ""),
+      el("td", { dataset: { label: "Status" } }, status),
+      el("td", { className: "wide", dataset: { label: "Depends on" } }, ...deps),
+      when);
+    const row = { tr, status, when };
+    this.fill(row, member.status, member.at);
+    this.rows.set(member.id, row);
+    return tr;
+  }
+
+  fill(row, status, at) {
+    row.tr.dataset.status = status;
+    statusBadge(row.status, status);
+    row.when.replaceChildren(timeEl(at));
+  }
+
+  updateEmpty() {
+    $("members-empty").hidden = this.rows.size > 0;
+  }
+
+  renderPaging(nextCursor) {
+    const base = `${ROOT}/ui/batches/${encodeURIComponent(this.batchId)}`;
+    const filter = this.status ? { status: this.status } : {};
+    const first = $("members-first");
+    first.hidden = !this.cursor;
+    first.href = `${base}?${new URLSearchParams(filter)}`;
+    const next = $("members-next");
+    next.hidden = !nextCursor;
+    if (nextCursor) next.href = `${base}?${new URLSearchParams({ ...filter, cursor: nextCursor })}`;
+  }
+
+  // The batch's stream, through the tokenised link its JSON carries (the browser resumes
+  // it with Last-Event-ID by itself); from the seq the page was drawn at.
+  follow() {
+    if (this.finished) {
+      setLive("done", "finished");
+      return;
+    }
+    const url = new URL(samePath(this.batch.links.events), window.location.href);
+    url.searchParams.set("after", String(this.lastSeq));
+    const source = openStream(url.pathname + url.search, {
+      onEvent: () => {}, // every batch event is one of the names below
+      onOpen: () => this.backoff.reset(),
+      onGiveUp: () => this.reopenLater(source),
+      extraEvents: {
+        job: (message) => this.onMember(JSON.parse(message.data)),
+        progress: (message) => {
+          if (!this.finished) this.showProgress(JSON.parse(message.data));
+        },
+        "batch.finished": (message) => this.onFinished(JSON.parse(message.data)),
+      },
+    });
+    this.source = source;
+  }
+
+  closeStream() {
+    if (this.source) this.source.close();
+    this.source = null;
+  }
+
+  // The browser gave up (the token expired, the server restarted with a new secret, a
+  // 503): read the batch for a fresh token and go on after the last transition shown.
+  reopenLater(source) {
+    if (this.source !== source) return;
+    this.source = null;
+    window.setTimeout(async () => {
+      try {
+        const lastSeq = this.lastSeq;
+        this.batch = await this.fetch();
+        this.lastSeq = lastSeq;
+        this.follow();
+      } catch (error) {
+        if (error instanceof AuthNeeded || (error instanceof ApiError && error.status === 404)) {
+          showPageError(error);
+        } else {
+          this.reopenLater(null);
+        }
+      }
+    }, this.backoff.next());
+  }
+
+  onMember(event) {
+    if (event.seq <= this.lastSeq) return; // replayed after a reconnect: already shown
+    this.lastSeq = event.seq;
+    const row = this.rows.get(event.job_id);
+    if (row) {
+      this.fill(row, event.status, event.at);
+      return;
+    }
+    // A member that now matches the filter joins the first page, at the top.
+    if (this.cursor || (this.status && this.status !== event.status)) return;
+    const tr = this.makeRow({ id: event.job_id, task: event.task, status: event.status,
+      dependsOn: [], at: event.at });
+    this.body.prepend(tr);
+    this.updateEmpty();
+  }
+
+  async onFinished(event) {
+    this.closeStream(); // the server ends the stream here: do not let the browser reopen it
+    this.lastSeq = Math.max(this.lastSeq, event.seq);
+    this.showStatus("finished");
+    this.showProgress({ counts: event.counts, total: event.total,
+      progress: { done: event.total, total: event.total, fraction: 1 }, eta_s: null });
+    $("batch-finished").replaceChildren(timeEl(event.finished_at));
+    setLive("done", "finished");
+    try {
+      this.render(await this.fetch());
+    } catch (error) {
+      showPageError(error);
+    }
+  }
+
+  async act(what) {
+    const button = $(`${what}-batch`);
+    const outcome = $("batch-outcome");
+    button.disabled = true;
+    outcome.classList.remove("error-text");
+    outcome.textContent = what === "cancel" ? "Cancelling…" : "Retrying…";
+    try {
+      const { payload } = await api(batchPath(this.batchId, `/${what}`), { method: "POST" });
+      outcome.textContent = what === "cancel"
+        ? `Cancelled ${payload.cancelled} member${payload.cancelled === 1 ? "" : "s"}.`
+        : `Retried ${payload.retried} member${payload.retried === 1 ? "" : "s"}.`;
+      const wasFinished = this.finished;
+      this.render(payload.batch);
+      if (wasFinished && !this.finished) this.follow(); // retried members run again
+    } catch (error) {
+      if (error instanceof AuthNeeded) showPageError(error);
+      else {
+        outcome.textContent = error.message;
+        outcome.classList.add("error-text");
+      }
+    } finally {
+      button.disabled = false;
+    }
+  }
+}
+
+async function batchView() {
+  const params = new URLSearchParams(window.location.search);
+  const status = params.get("status") || "";
+  const cursor = params.get("cursor") || "";
+  $("member-status").value = status;
+  for (const link of document.querySelectorAll("#batch-counts a")) {
+    if (link.dataset.status === status) link.setAttribute("aria-current", "page");
+  }
+  setText("members-caption", `${status ? `Members: ${status}` : "All members"}, newest first${
+    cursor ? " (a later page)" : ", live"}`);
+  $("member-filters").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const value = $("member-status").value;
+    const query = value ? `?${new URLSearchParams({ status: value })}` : "";
+    window.location.assign(`${window.location.pathname}${query}`);
+  });
+  $("member-status").addEventListener("keydown", (event) => {
+    if (event.key !== "Enter") return;
+    event.preventDefault();
+    $("member-filters").requestSubmit();
+  });
+  await new BatchPage(document.body.dataset.batchId, status, cursor).start();
+}
+
+// Most dependencies and children a job page lists (each dependency costs one read).
+const RELATIONS_SHOWN = 50;
+
+function relationItem(job) {
+  const status = el("span", {});
+  statusBadge(status, job.status);
+  return el("li", { dataset: { jobId: job.id, status: job.status } },
+    jobLink(job.id), " ", el("span", { className: "task" }, job.task), " ", status);
+}
+
+// A job's batch, parent, dependencies (with their status) and children, as links.
+async function showJobRelations(jobId) {
+  const { payload: job } = await api(`/jobs/${encodeURIComponent(jobId)}`);
+  const dependsOn = job.depends_on || [];
+  const [batch, deps, children] = await Promise.all([
+    job.batch_id
+      ? api(batchPath(job.batch_id)).then(({ payload }) => payload, () => ({ id: job.batch_id }))
+      : null,
+    Promise.all(dependsOn.slice(0, RELATIONS_SHOWN).map((id) => api(`/jobs/${encodeURIComponent(id)}`)
+      .then(({ payload }) => payload, () => ({ id, task: "", status: "unknown" })))),
+    api(`/jobs?${new URLSearchParams({ parent_id: jobId, limit: String(RELATIONS_SHOWN) })}`)
+      .then(({ payload }) => payload.jobs, () => []),
+  ]);
+  if (batch) $("rel-batch").replaceChildren(batchLink(batch));
+  if (job.parent_id) $("rel-parent").replaceChildren(jobLink(job.parent_id));
+  $("rel-batch-item").hidden = !batch;
+  $("rel-parent-item").hidden = !job.parent_id;
+  $("rel-deps").replaceChildren(...deps.map(relationItem));
+  $("rel-deps-item").hidden = deps.length === 0;
+  setText("rel-policy", job.on_dependency_failure && deps.length
+    ? `(if one fails: ${job.on_dependency_failure})` : "");
+  $("rel-children").replaceChildren(...children.map(relationItem));
+  $("rel-children-item").hidden = children.length === 0;
+  $("relations-section").hidden = !(batch || job.parent_id || deps.length || children.length);
+}
+
 // --- start ------------------------------------------------------------------------------
 
-const VIEWS = { jobs: jobsView, job: jobView, queues: queuesView, find: findView };
+const VIEWS = {
+  jobs: jobsView, job: jobView, queues: queuesView, find: findView,
+  batches: batchesView, batch: batchView,
+};
 
 setUpKeyForm();
 setUpFindForm();

@@ -26,6 +26,12 @@ from tidings.core.subscriber import follow_channels
 log = structlog.get_logger("tidings.hub")
 
 
+def batch_key(batch_id: str) -> str:
+    """What a batch's streams subscribe under (`Hub.subscribe`): a member's events reach
+    them by the `batch_id` they carry."""
+    return f"batch:{batch_id}"
+
+
 class Notice(enum.Enum):
     """What `Subscription.next` returns instead of an event."""
 
@@ -202,9 +208,14 @@ class Hub:
             self._by_job.pop(job_id, None)
 
     def dispatch(self, event: dict[str, Any]) -> None:
-        """Deliver one published event to its job's streams and to the all-jobs streams."""
+        """Deliver one published event to its job's streams, its batch's streams and the
+        all-jobs streams."""
         for subscription in self._by_job.get(event.get("job_id", ""), ()):
             subscription.deliver(event)
+        batch_id = event.get("batch_id")
+        if batch_id is not None:
+            for subscription in self._by_job.get(batch_key(batch_id), ()):
+                subscription.deliver(event)
         for subscription in self._all:
             subscription.deliver(event)
 

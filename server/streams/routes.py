@@ -20,16 +20,24 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from tidings.server.auth import ALL_EVENTS_PATH, authenticate, authority_of, stream_subject
+from tidings.server.auth import (
+    ALL_EVENTS_PATH,
+    BATCH_STREAM_PATH,
+    authenticate,
+    authority_of,
+    stream_subject,
+)
 from tidings.server.errors import response_for_error
 from tidings.server.metrics import ServerMetrics
 from tidings.server.middleware import context_headers, record_request, request_id_of
 from tidings.server.mount import route_path
 from tidings.server.state import started_state
+from tidings.server.streams.batch import batch_stream
 from tidings.server.streams.endpoints import all_events, job_events
 from tidings.server.streams.response import StreamResponse
 
 JOB_EVENTS_ROUTE = "/jobs/{job_id}/events"
+BATCH_EVENTS_ROUTE = "/batches/{batch_id}/events"
 STREAM_METHODS = ("GET", "HEAD")
 
 
@@ -56,7 +64,11 @@ class StreamRoutes:
                 response.raw_headers.extend(context_headers(request_id))
                 await response(scope, receive, send)
         finally:
-            route = ALL_EVENTS_PATH if path == ALL_EVENTS_PATH else JOB_EVENTS_ROUTE
+            route = JOB_EVENTS_ROUTE
+            if path == ALL_EVENTS_PATH:
+                route = ALL_EVENTS_PATH
+            elif BATCH_STREAM_PATH.match(path):
+                route = BATCH_EVENTS_ROUTE
             record_request(self._metrics, scope, route, status, started)
             structlog.contextvars.reset_contextvars(**context)
 
@@ -73,6 +85,9 @@ class StreamRoutes:
             assert tenant is not None, "stream paths are never public"
             if path == ALL_EVENTS_PATH:
                 return await all_events(state, tenant, authority_of(scope))
+            batch = BATCH_STREAM_PATH.match(path)
+            if batch:
+                return await batch_stream(request, state, tenant, batch.group(1))
             raw_id = stream_subject(path)
             assert raw_id is not None, "the dispatcher sends only stream paths here"
             return await job_events(request, state, tenant, raw_id)

@@ -199,7 +199,8 @@ async def test_the_jobs_table_follows_a_new_job_to_100_percent_with_no_reload_or
     assert await tab.same_document(), "the page was reloaded"
     # No polling: while the job ran, nothing but event-driven count refreshes was read.
     paths = {urlsplit(url).path for url in tab.requests[reads_before:]}
-    assert paths <= {"/stats"}, paths
+    # (the trends panel reads again after the job ends, driven by the same stream)
+    assert paths <= {"/stats", "/stats/trends"}, paths
     succeeded = await pool.fetchval("SELECT count(*) FROM jobs WHERE status = 'succeeded'")
     await expect(page.locator('[data-count="succeeded"]')).to_have_text(str(succeeded))
     await expect(page.locator('#counts a[data-status="succeeded"]')).to_be_visible()
@@ -387,6 +388,29 @@ async def test_queues_and_workers_show_depth_slots_and_heartbeats_live(
     assert await tab.same_document(), "the page was reloaded"
 
 
+async def test_queues_page_shows_a_concurrency_keys_running_count_and_its_waiting_jobs(
+    tab: Tab, server: ServerProcess, worker: Process
+) -> None:
+    page = tab.page
+    key = f"report-{uuid.uuid4().hex[:6]}"
+    body = {
+        "task": "sleep_steps",
+        "args": {"steps": 200, "delay_s": 0.05},
+        "concurrency_key": key,
+        "max_per_key": 1,
+    }
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        ids = [(await client.post("/jobs", json=body)).json()["id"] for _ in range(2)]
+        await page.goto(f"{server.url}/ui/queues")
+        row = page.locator('#limits-body tr[data-limit="key"]', has_text=key)
+        await expect(row.locator('[data-field="in_use"]')).to_have_text("1 of 1 running")
+        await expect(row.locator('[data-field="waiting"]')).to_have_text("1")
+        await tab.screenshot("queues-limits")
+        for job_id in ids:
+            assert (await client.post(f"/jobs/{job_id}/cancel")).status_code in (200, 202)
+    await expect(row).to_have_count(0)
+
+
 async def test_with_api_keys_the_page_asks_for_a_key_and_never_puts_it_in_a_url(
     tab: Tab,
     process_settings: Settings,
@@ -452,6 +476,7 @@ async def test_filters_and_cursor_paging_through_the_jobs_table(
     await page.goto(server.url + "/")
     await page.locator("#filter-queue").fill("parked")
     await page.locator("#filter-status").select_option("queued")
+    await page.locator("#filter-queue-match").select_option("exact")
     await page.locator("#filter-queue").press("Enter")
     await expect(page).to_have_url(f"{server.url}/?status=queued&queue=parked")
     await expect(page.locator("#jobs-caption")).to_contain_text("Jobs: queued, queue parked")
@@ -497,6 +522,7 @@ async def test_pages_are_scaffolding_with_no_inline_script_or_style(server: Serv
     assert script.headers["content-type"].startswith(("text/javascript", "application/javascript"))
     assert style.headers["content-type"].startswith("text/css")
     assert set(stats["counts"]) == {
+        "waiting",
         "queued",
         "running",
         "retrying",

@@ -49,10 +49,15 @@ REQUEST_TIMEOUT_S = 30
 # The SSE form of a job's events follows the job to its terminal event, and many jobs the
 # fuzzer makes never get there (a run_at next year, a queue no worker reads): schemathesis
 # reads such a stream until the request timeout, so a short one for this operation keeps
-# those cheap. What arrived in that time is still checked, event by event.
+# those cheap. What arrived in that time is still checked, event by event. A batch's
+# stream follows it to `batch.finished` in the same way.
 CONFIG = """
 [[operations]]
 include-operation-id = "getJobEvents"
+request-timeout = 5
+
+[[operations]]
+include-operation-id = "getBatchEvents"
 request-timeout = 5
 """
 REPORT_TAIL_LINES = 80
@@ -130,6 +135,7 @@ async def run_schemathesis(url: str, api_key: str, workdir: Path) -> tuple[int, 
     return code, report.read_text(errors="replace")
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 async def test_schemathesis_finds_no_server_error_and_no_schema_violation(
     live: Live, api_key: str, tmp_path: Path

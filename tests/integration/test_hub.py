@@ -272,7 +272,8 @@ WITH job AS (
     SELECT id, seq, $2, status, attempt FROM job
     RETURNING *
 )
-SELECT event.*, job.task AS job_task, job.queue AS job_queue, job.tenant AS job_tenant
+SELECT event.*, job.task AS job_task, job.queue AS job_queue, job.tenant AS job_tenant,
+       job.batch_id AS job_batch
 FROM event, job
 """
 

@@ -115,10 +115,10 @@ async def test_concurrent_runs_apply_each_migration_exactly_once(
     backing: Settings, concurrent_runs: tuple[str, list[list[Migration]]]
 ) -> None:
     _, runs = concurrent_runs
+    # The lock is taken per migration (so it works behind a transaction pooler): the runs
+    # may share the work, and each migration is applied by exactly one of them.
     applied = sorted((m.version, m.name) for run in runs for m in run)
     assert applied == shipped(backing)
-    # The lock serialises the runs: one applies everything, the other finds it all done.
-    assert sorted(len(run) for run in runs) == [0, len(shipped(backing))]
 
 
 async def test_each_version_is_recorded_once(

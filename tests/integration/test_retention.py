@@ -389,3 +389,20 @@ async def test_every_worker_prunes_on_its_own_and_counts_it(
     assert values['tidings_worker_pruned_jobs_total{status="succeeded"}'] == 1
     assert values["tidings_worker_pruned_events_total"] == 5
     assert values["tidings_worker_oldest_finished_job_age_seconds"] >= SUCCEEDED_S - 100
+
+
+async def test_a_finished_batch_goes_once_its_last_member_has(pool: asyncpg.Pool) -> None:
+    emptied, kept = uuid.uuid4(), uuid.uuid4()
+    for batch_id in (emptied, kept):
+        await pool.execute("INSERT INTO batches (id, tenant) VALUES ($1, 'default')", batch_id)
+    old = await make_job(pool, status="succeeded", ago_s=LONG_AGO_S)
+    recent = await make_job(pool, status="succeeded", ago_s=SUCCEEDED_S - 60)
+    await pool.execute("UPDATE jobs SET batch_id = $2 WHERE id = $1", old, emptied)
+    await pool.execute("UPDATE jobs SET batch_id = $2 WHERE id = $1", recent, kept)
+    await pool.execute("SELECT seal_batch(id) FROM batches")
+
+    pruned = await pruner(pool).run_once()
+
+    assert pruned.jobs == {"succeeded": 1}
+    left = {row["id"] for row in await pool.fetch("SELECT id FROM batches")}
+    assert left == {kept}

@@ -13,11 +13,17 @@ from pydantic import BaseModel
 
 from tidings.client import (
     AsyncClient,
+    Batch,
+    BatchFinished,
+    BatchJobEvent,
+    BatchProgressEvent,
     Client,
     Job,
     JobError,
     JobFailed,
+    JobSpec,
     QueueInfo,
+    Status,
     UnexpectedResult,
     WorkerInfo,
 )
@@ -68,3 +74,42 @@ async def report_async(url: str) -> int:
         done = await client.wait(job.id, timeout=10, result_type=Steps)
         assert_type(done.result, Steps)
         return done.result.steps
+
+
+def batch_report(url: str) -> list[str]:
+    """Submit a batch whose last job waits for the others, and follow it to its end."""
+    lines: list[str] = []
+    with Client(url, timeout_s=10) as client:
+        batch: Batch = client.submit_batch(
+            [
+                JobSpec("sleep_steps", {"steps": 2, "delay_s": 0.001}, ref="first"),
+                JobSpec("sleep_steps", {"steps": 2, "delay_s": 0.001}, ref="second"),
+                {"task": "noop", "depends_on": ["first", "second"]},
+            ],
+            name="typed",
+        )
+        last_id: str = batch.job_ids[-1]
+        for event in client.stream_batch(batch.id):
+            if isinstance(event, BatchJobEvent):
+                if event.job_id == last_id:
+                    lines.append(f"last: {event.kind}")
+            elif isinstance(event, BatchProgressEvent):
+                fraction: float = event.progress.fraction
+                assert 0 <= fraction <= 1
+            else:
+                assert_type(event, BatchFinished)
+                lines.append(f"finished: {event.counts.succeeded} of {event.total}")
+        last = client.get(last_id)
+        status: Status = "succeeded"
+        lines.append(f"depends on {len(last.depends_on)}: {last.status == status}")
+    return lines
+
+
+async def batch_report_async(url: str) -> int:
+    """The same batch through `AsyncClient`: how many members succeeded."""
+    async with AsyncClient(url, timeout_s=10) as client:
+        batch = await client.submit_batch([JobSpec("noop"), JobSpec("noop")])
+        async for event in client.stream_batch(batch.id):
+            if isinstance(event, BatchFinished):
+                return event.counts.succeeded
+    return -1

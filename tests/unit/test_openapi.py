@@ -54,6 +54,9 @@ def test_a_job_row_renders_every_field_of_the_job_shape() -> None:
             "cancel_requested_at",
             "started_at",
             "finished_at",
+            "batch_id",
+            "parent_id",
+            "depends_on",
         ]
     }
     row.update(
@@ -70,6 +73,7 @@ def test_a_job_row_renders_every_field_of_the_job_shape() -> None:
         created_at=now,
         run_at=now,
         updated_at=now,
+        on_dependency_failure="fail",
     )
     rendered = job_json(row)
     assert set(rendered) == set(shapes.Job.__annotations__)

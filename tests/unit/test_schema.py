@@ -322,6 +322,12 @@ def test_registry_row_is_what_the_tasks_table_stores() -> None:
         "cache_ttl_s": None,
         "cron": None,
         "retain_s": None,
+        "concurrency_key": None,
+        "max_per_key": None,
+        "key_strategy": "queue",
+        "fair": False,
+        "rate_limit": None,
+        "rate_key": None,
     }
     assert description.startswith("Sleep `steps` times")
 

@@ -1,0 +1,173 @@
+"""15. Fair sharing: one tenant's backlog against another tenant's single jobs, and what the
+round-robin claim costs.
+
+Two workers drain tenant A's backlog of noops (100,000; 10,000 with `--quick`) while
+tenant B submits one job at a time; B's jobs must start within 50 ms of submission at the
+99th percentile. The same load runs with the first-come-first-served claim of migration
+0005 for comparison: total jobs/s over the same window must stay at 90% of it or more.
+Then plain noop batches (one tenant, no keys, no rate limits) alternate between the two
+claims: the fair claim must keep 95% of the FIFO claim's throughput.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from arq.connections import ArqRedis
+
+from bench import claim_versions
+from bench.report import Row, Target, latency_rows
+from bench.runner import Bench
+from bench.scenarios.throughput import tidings_batch
+from bench.stats import median, percentile
+from tidings.core import queue
+from tidings.core.submission import JobRequest, Submitter
+
+SCENARIO = "15 fair sharing"
+BACKLOG = 100_000
+QUICK_BACKLOG = 10_000
+B_SAMPLES = 100
+B_GAP_S = (0.02, 0.06)
+LATENCY_P99 = Target(at_most=50.0)
+BACKLOG_THROUGHPUT = Target(at_least=0.90)
+PLAIN_THROUGHPUT = Target(at_least=0.95)
+TENANT_A, TENANT_B = "bench-a", "bench-b"
+CHUNK = 1_000
+
+_FINISHED_IN = """
+SELECT count(*) FROM jobs
+WHERE tenant = ANY($1::text[]) AND finished_at >= $2 AND finished_at < $3
+"""
+_DROP_BACKLOG = """
+DELETE FROM jobs WHERE tenant = ANY($1::text[]) AND status IN ('queued', 'retrying')
+RETURNING id, attempt
+"""
+_RUNNING = "SELECT id FROM jobs WHERE tenant = ANY($1::text[]) AND status = 'running'"
+
+
+@dataclass(frozen=True)
+class UnderBacklog:
+    """One run of B's jobs against A's backlog: B's start latencies and total jobs/s."""
+
+    latencies_s: list[float]
+    rate: float
+
+
+def noop(tenant: str) -> JobRequest:
+    return JobRequest(
+        task="noop", args={}, queue="default", max_attempts=1, timeout_s=600.0, tenant=tenant
+    )
+
+
+async def run(bench: Bench) -> list[Row]:
+    backlog = BACKLOG if bench.config.noop_jobs >= 3_000 else QUICK_BACKLOG
+    samples = B_SAMPLES if backlog == BACKLOG else B_SAMPLES // 3
+    redis = await queue.connect(bench.backing.redis_url)
+    names = queue.Names(bench.backing.namespace)
+    submitter = Submitter(bench.jobs.pool, redis, names)
+    runs: dict[str, UnderBacklog] = {}
+    plain: dict[str, list[float]] = {"fifo": [], "fair": []}
+    try:
+        async with AsyncExitStack() as stack:
+            worker = await stack.enter_async_context(bench.services.worker())
+            await stack.enter_async_context(bench.services.worker())
+            for version in ("fifo", "fair"):
+                await claim_versions.use(bench.jobs.pool, version)
+                runs[version] = await under_backlog(bench, submitter, redis, backlog, samples)
+            await tidings_batch(bench, worker, bench.config.warmup_jobs)
+            for rep in range(bench.config.reps):
+                for version in ("fifo", "fair") if rep % 2 == 0 else ("fair", "fifo"):
+                    await claim_versions.use(bench.jobs.pool, version)
+                    measured = await tidings_batch(bench, worker, bench.config.noop_jobs)
+                    plain[version].append(measured.rate)
+    finally:
+        await claim_versions.use(bench.jobs.pool, "fair")
+        await redis.aclose()
+    fair, fifo = runs["fair"], runs["fifo"]
+    note = (
+        f"tenant A: {backlog} queued noops, 2 workers (max_jobs {bench.config.concurrency} "
+        f"each); tenant B: {samples} single jobs, {B_GAP_S[0] * 1000:g}-{B_GAP_S[1] * 1000:g} "
+        f"ms apart; FIFO claim: B p50 {percentile_ms(fifo.latencies_s, 50):.0f} ms, "
+        f"p99 {percentile_ms(fifo.latencies_s, 99):.0f} ms"
+    )
+    rows = latency_rows(SCENARIO, [fair.latencies_s], note, None, LATENCY_P99)
+    rows = [
+        Row(
+            row.scenario,
+            f"tenant B start, A's backlog queued, {row.measure}",
+            row.unit,
+            row.tidings,
+            target=row.target,
+            note=row.note,
+            reps=row.reps,
+        )
+        for row in rows
+    ]
+    rows.append(
+        Row(
+            SCENARIO,
+            "jobs/s under the backlog, fair / FIFO claim",
+            "x",
+            fair.rate / fifo.rate,
+            target=BACKLOG_THROUGHPUT,
+            note=f"fair {fair.rate:.0f}/s, FIFO {fifo.rate:.0f}/s, both tenants, same window",
+            reps={"fair": [fair.rate], "fifo": [fifo.rate]},
+        )
+    )
+    rows.append(
+        Row(
+            SCENARIO,
+            "noop jobs/s, no keys or limits, fair / FIFO claim",
+            "x",
+            median(plain["fair"]) / median(plain["fifo"]),
+            target=PLAIN_THROUGHPUT,
+            note=(
+                f"fair {median(plain['fair']):.0f}/s, FIFO {median(plain['fifo']):.0f}/s; "
+                f"{bench.config.noop_jobs} jobs, one tenant, 2 workers, median of "
+                f"{bench.config.reps}, claims alternating (each first in turn)"
+            ),
+            reps={"fair": plain["fair"], "fifo": plain["fifo"]},
+        )
+    )
+    return rows
+
+
+async def under_backlog(
+    bench: Bench, submitter: Submitter, redis: ArqRedis, backlog: int, samples: int
+) -> UnderBacklog:
+    """Queue A's backlog, then trickle B's jobs in while the workers drain it."""
+    for start in range(0, backlog, CHUNK):
+        await submitter.submit_many([noop(TENANT_A)] * min(CHUNK, backlog - start))
+    window_start = datetime.now(UTC)
+    started = time.monotonic()
+    b_ids: list[uuid.UUID] = []
+    for _ in range(samples):
+        submitted = await submitter.submit(noop(TENANT_B))
+        assert submitted is not None
+        b_ids.append(submitted.row["id"])
+        await asyncio.sleep(random.uniform(*B_GAP_S))
+    window_s = time.monotonic() - started
+    window_end = datetime.now(UTC)
+    pool = bench.jobs.pool
+    finished = await pool.fetchval(_FINISHED_IN, [TENANT_A, TENANT_B], window_start, window_end)
+    # What is left of the backlog goes, with its tokens, before the next run.
+    dropped = await pool.fetch(_DROP_BACKLOG, [TENANT_A])
+    keys = [queue.arq_job_id(row["id"], row["attempt"]) for row in dropped]
+    queue_key = queue.Names(bench.backing.namespace).queue("default")
+    for start in range(0, len(keys), CHUNK):
+        await redis.zrem(queue_key, *keys[start : start + CHUNK])
+    running = [row["id"] for row in await pool.fetch(_RUNNING, [TENANT_A])]
+    await bench.jobs.wait_finished([*running, *b_ids], 120)
+    # The dropped backlog's dead rows would slow whichever claim runs next: vacuum them.
+    await pool.execute("VACUUM (ANALYZE) jobs")
+    return UnderBacklog(await bench.jobs.pickup_latencies(b_ids), finished / window_s)
+
+
+def percentile_ms(samples: list[float], q: float) -> float:
+    return percentile(samples, q) * 1000
