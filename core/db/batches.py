@@ -37,10 +37,6 @@ SELECT {_BATCH_COLUMNS} FROM batches b
 _EVENTS_AFTER = """
 SELECT * FROM batch_events WHERE batch_id = $1 AND seq > $2 ORDER BY seq LIMIT $3
 """
-_OPEN_MEMBERS = """
-SELECT id FROM jobs
- WHERE batch_id = $1 AND tenant = $2 AND status IN ('waiting', 'queued', 'retrying', 'running')
-"""
 _FAILED_MEMBERS = """
 SELECT id, error ->> 'type' = 'DependencyFailed' AS by_dependency FROM jobs
  WHERE batch_id = $1 AND tenant = $2 AND status = 'failed'
@@ -81,11 +77,6 @@ async def page(
 async def events_after(db: Db, *, batch_id: uuid.UUID, after: int, limit: int) -> list[Any]:
     """Up to `limit` entries of the batch's log after seq `after`, in order."""
     return list(await db.fetch(_EVENTS_AFTER, batch_id, after, limit))
-
-
-async def open_members(db: Db, *, batch_id: uuid.UUID, tenant: str) -> list[uuid.UUID]:
-    """The members that have not ended."""
-    return [row["id"] for row in await db.fetch(_OPEN_MEMBERS, batch_id, tenant)]
 
 
 async def failed_members(db: Db, *, batch_id: uuid.UUID, tenant: str) -> list[asyncpg.Record]:

@@ -308,6 +308,22 @@ _WAIT_FOR_CHILDREN = _transition(
     kind_sql="status",
 )
 
+# Every waiting member of a batch at once, in one statement: the triggers that settle
+# dependents run after it, when no member waits any more, so a member is cancelled, not
+# failed because the member it depends on was cancelled a moment before it.
+_CANCEL_BATCH_WAITING = _transition(
+    """UPDATE jobs SET status = 'cancelled', seq = seq + 1, finished_at = now(),
+           cancel_requested_at = now(), updated_at = now()
+       WHERE batch_id = $1 AND tenant = $2 AND status IN ('waiting', 'queued', 'retrying')""",
+    EventKind.CANCELLED,
+    message="'batch cancelled'",
+)
+_REQUEST_CANCEL_BATCH = """
+UPDATE jobs SET cancel_requested_at = COALESCE(cancel_requested_at, now()), updated_at = now()
+WHERE batch_id = $1 AND tenant = $2 AND status = 'running'
+RETURNING id
+"""
+
 _REQUEST_CANCEL = """
 UPDATE jobs SET cancel_requested_at = COALESCE(cancel_requested_at, now()), updated_at = now()
 WHERE id = $1 AND tenant = $2 AND status = 'running'
@@ -593,6 +609,16 @@ async def cancel_all_waiting(
 ) -> list[asyncpg.Record]:
     """`cancel_waiting` for each job, pipelined on `conn`; the events of those cancelled."""
     return list(await conn.fetchmany(_CANCEL_WAITING, [(job_id, tenant) for job_id in job_ids]))
+
+
+async def cancel_batch(
+    conn: Connection, *, batch_id: uuid.UUID, tenant: str
+) -> tuple[list[asyncpg.Record], list[uuid.UUID]]:
+    """Cancel every waiting member of a batch and mark its running ones for cancellation
+    (`conn` in a transaction): the events of those cancelled, the ids of those running."""
+    events = list(await conn.fetch(_CANCEL_BATCH_WAITING, batch_id, tenant))
+    running = [row["id"] for row in await conn.fetch(_REQUEST_CANCEL_BATCH, batch_id, tenant)]
+    return events, running
 
 
 async def request_cancel(db: Db, *, job_id: uuid.UUID, tenant: str) -> asyncpg.Record | None:

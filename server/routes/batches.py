@@ -109,17 +109,13 @@ async def cancel_batch(request: Request) -> Response:
     state = state_of(request)
     row = await load_batch(state, request)
     tenant = row["tenant"]
-    members = await batches.open_members(state.pool, batch_id=row["id"], tenant=tenant)
     async with state.pool.acquire() as conn, conn.transaction():
-        events = await jobs.cancel_all_waiting(conn, job_ids=members, tenant=tenant)
-        cancelled = {event["job_id"] for event in events}
-        others = [job_id for job_id in members if job_id not in cancelled]
-        running = await jobs.request_cancel_all(conn, job_ids=others, tenant=tenant)
-    for job in running:
-        await _signal_cancel(state, job["id"])
+        events, running = await jobs.cancel_batch(conn, batch_id=row["id"], tenant=tenant)
+    for job_id in running:
+        await _signal_cancel(state, job_id)
     await _publish(state, events)
     return JSONResponse(
-        {"batch": await _reread(request, row), "cancelled": len(cancelled) + len(running)}
+        {"batch": await _reread(request, row), "cancelled": len(events) + len(running)}
     )
 
 

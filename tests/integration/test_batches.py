@@ -115,6 +115,25 @@ async def test_cancelling_a_batch_cancels_every_open_member(client: httpx.AsyncC
     assert events[-1][2]["counts"] == {"succeeded": 0, "failed": 0, "cancelled": 3}
 
 
+async def test_cancelling_a_batch_cancels_its_waiting_dependents_not_fails_them(
+    client: httpx.AsyncClient,
+) -> None:
+    parked = f"parked-{uuid.uuid4().hex[:8]}"  # no worker reads it: nothing starts
+    batch = await create(
+        client,
+        [
+            {"task": "square", "args": {"x": 1}, "queue": parked, "ref": "a"},
+            {"task": "collect", "queue": parked, "ref": "b", "depends_on": ["a"]},
+            {"task": "collect", "queue": parked, "depends_on": ["b"]},
+        ],
+    )
+    response = await client.post(f"/batches/{batch['id']}/cancel")
+    assert response.status_code == 200, response.text
+    assert response.json()["cancelled"] == 3
+    counts = response.json()["batch"]["counts"]
+    assert (counts["cancelled"], counts["failed"]) == (3, 0)
+
+
 async def test_retry_reruns_failed_members_and_their_dependents(client: httpx.AsyncClient) -> None:
     batch = await create(
         client,
