@@ -3,12 +3,12 @@
 A submission's `depends_on` lists job ids, or in a batch the `ref` of another of its jobs.
 `plan` gives every new job its id and resolves the refs (a ref naming nothing, the job
 itself, or a cycle of refs is a 422; ids given directly already exist, so they cannot
-close a cycle). `link`, inside the transaction that inserted the jobs, locks and marks the
-existing dependencies (an unknown id, or another tenant's, is a 422 that rolls everything
-back), stores the edges and settles each new job: still waiting, released at once when
-everything it waits for has ended, or failed by a dependency that already failed
-(migration 0008, `settle_new_dependents`). From then on the database releases it in the
-transaction that records its last dependency's end.
+close a cycle). In the inserting transaction, `lock` first locks and marks the existing
+dependencies (an unknown id, or another tenant's, is a 422 that rolls everything back);
+after the insert, `link` stores the edges and settles each new job: still waiting,
+released at once when everything it waits for has ended, or failed by a dependency that
+already failed (migration 0008, `settle_new_dependents`). From then on the database
+releases it in the transaction that records its last dependency's end.
 """
 
 from __future__ import annotations
@@ -133,15 +133,17 @@ def _find_cycle(edges: list[list[int]]) -> list[int] | None:
     return None
 
 
-async def link(conn: Connection, plan: Plan, *, tenant: str) -> None:
-    """Store the planned dependencies of jobs just inserted on `conn` and settle them.
+def _targets(plan: Plan) -> set[uuid.UUID]:
+    return {dep for deps in plan.depends_on if deps for dep in deps}
 
-    Must run in the inserting transaction: the existing dependencies are locked and marked
-    here, so one that ends meanwhile waits for this commit and then sees the new edges.
-    """
-    new = set(plan.ids)
-    targets = {dep for deps in plan.depends_on if deps for dep in deps}
-    existing = sorted(targets - new)
+
+async def lock(conn: Connection, plan: Plan, *, tenant: str) -> None:
+    """Lock and mark the existing jobs the plan depends on; 422 if one is unknown (or
+    another tenant's). Run in the inserting transaction, before the insert: a job that
+    ends meanwhile waits for this commit and then sees the new edges, and the locks are
+    taken in the order every transition takes them (the job, then its batch's row), so
+    this cannot deadlock with one that is ending (a new member locks its batch's row)."""
+    existing = sorted(_targets(plan) - set(plan.ids))
     if existing:
         found = {row["id"] for row in await conn.fetch(_MARK_DEPENDED_ON, existing, tenant)}
         unknown = [str(job_id) for job_id in existing if job_id not in found]
@@ -151,7 +153,12 @@ async def link(conn: Connection, plan: Plan, *, tenant: str) -> None:
                 {"field": "depends_on", "reason": "unknown job ids", "ids": unknown[:20]},
                 code="unknown_dependency",
             )
-    internal = sorted(targets & new)
+
+
+async def link(conn: Connection, plan: Plan, *, tenant: str) -> None:
+    """Store the planned dependencies of jobs just inserted on `conn` (after `lock`, in
+    the same transaction) and settle them."""
+    internal = sorted(_targets(plan) & set(plan.ids))
     if internal:
         await conn.execute(_MARK_DEPENDED_ON, internal, tenant)
     froms: list[uuid.UUID] = []

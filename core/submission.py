@@ -158,6 +158,8 @@ async def insert_planned(
         request.new_job(job_id, depends_on)
         for request, job_id, depends_on in zip(requests, plan.ids, plan.depends_on, strict=True)
     ]
+    if plan.any:
+        await dependencies.lock(conn, plan, tenant=requests[0].tenant)
     rows = await jobs.insert_all(conn, new_jobs)
     if plan.any:
         await dependencies.link(conn, plan, tenant=requests[0].tenant)

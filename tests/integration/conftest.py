@@ -12,7 +12,11 @@ import pytest
 from tests.support.servers import ServerHandle, WorkerHandle, start_server, start_worker
 from tidings.core.settings import Settings
 
-FAMILY_TASKS = ("tidings.worker.tasks.examples", "tests.support.family_tasks")
+FAMILY_TASKS = (
+    "tidings.worker.tasks.examples",
+    "tidings.worker.tasks.documents",
+    "tests.support.family_tasks",
+)
 
 
 @pytest.fixture(scope="module")

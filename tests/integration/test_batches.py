@@ -159,6 +159,21 @@ async def test_children_join_their_parents_batch(client: httpx.AsyncClient) -> N
     assert (await client.get(f"/batches/{batch['id']}")).json()["total"] == 5
 
 
+async def test_the_documents_example_runs_every_member_once(client: httpx.AsyncClient) -> None:
+    # `build_index` is spawned, with its edges, while the embeddings it waits for end:
+    # linking and ending must not deadlock (each member runs its first attempt only).
+    for _ in range(3):
+        batch = await create(
+            client, [{"task": "split_pdf", "args": {"document": "d", "chunks": 30}}]
+        )
+        events = await read_stream(client, batch["id"])
+        assert events[-1][2]["counts"] == {"succeeded": 32, "failed": 0, "cancelled": 0}
+        members = (await client.get("/jobs", params={"batch_id": batch["id"], "limit": 100})).json()
+        assert {job["attempt"] for job in members["jobs"]} == {1}
+        kinds = {data["kind"] for event, _, data in events if event == "job"}
+        assert "requeued" not in kinds
+
+
 async def test_batches_are_listed_newest_first_in_pages(client: httpx.AsyncClient) -> None:
     made = [(await create(client, [{"task": "square", "args": {"x": 1}}]))["id"] for _ in range(3)]
     first = (await client.get("/batches", params={"limit": 2})).json()
