@@ -31,6 +31,9 @@ from tidings.core.model import Status, iso
 
 log = structlog.get_logger("tidings.submission")
 
+# How many times a submit runs again after losing a deadlock (see `_in_transaction`).
+DEADLOCK_ATTEMPTS = 5
+
 # What a job is born as, unless the result cache answers it.
 NEW_STATUSES = (Status.QUEUED, Status.WAITING)
 
@@ -207,8 +210,9 @@ class Submitter:
         try:
             if request.depends_on:
                 plan = dependencies.plan([request], in_batch=False)
-                async with self._pool.acquire() as conn, conn.transaction():
-                    [row] = await insert_planned(conn, [request], plan)
+                [row] = await self._in_transaction(
+                    lambda conn: insert_planned(conn, [request], plan)
+                )
             else:
                 row = await insert_job(self._pool, request)
         except asyncpg.UniqueViolationError:
@@ -229,17 +233,38 @@ class Submitter:
         that transaction around the writing of the jobs and their dependencies (a batch
         opens and seals itself there)."""
         plan = dependencies.plan(requests, in_batch=True)
+
+        async def write(conn: Connection) -> list[asyncpg.Record]:
+            if before is not None:
+                await before(conn)
+            written = await insert_planned(conn, requests, plan)
+            if after is not None:
+                await after(conn)
+            return written
+
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                if before is not None:
-                    await before(conn)
-                rows = await insert_planned(conn, requests, plan)
-                if after is not None:
-                    await after(conn)
+            rows = await self._in_transaction(write)
         except asyncpg.UniqueViolationError:
             raise batch_key_taken() from None
         await self.enqueue_committed(rows)
         return rows
+
+    async def _in_transaction(
+        self, write: Callable[[Connection], Awaitable[list[asyncpg.Record]]]
+    ) -> list[asyncpg.Record]:
+        """`write` in a transaction of its own, again if Postgres chose it as a deadlock's
+        victim: linking dependencies locks job rows and (by trigger) a batch's row, which
+        a group commit ending several members of that batch may lock the other way round;
+        the victim's transaction is rolled back whole, so running it again is safe."""
+        for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+            try:
+                async with self._pool.acquire() as conn, conn.transaction():
+                    return await write(conn)
+            except asyncpg.DeadlockDetectedError:
+                if attempt == DEADLOCK_ATTEMPTS:
+                    raise
+                log.info("submit.deadlock_retried", attempt=attempt)
+        raise AssertionError("unreachable")
 
     async def existing(self, request: JobRequest) -> asyncpg.Record:
         """The job the request's idempotency key names; 409 if it was for another body."""

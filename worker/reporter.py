@@ -36,6 +36,10 @@ from tidings.core.events import EventKind, Note, event_json, make_run
 from tidings.core.model import iso
 from tidings.core.service import Service
 
+# A commit that fails with these is kept and written again: Postgres is away, or chose it
+# as a deadlock's victim (rolled back whole).
+WRITE_AGAIN: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, asyncpg.DeadlockDetectedError)
+
 log = structlog.get_logger("tidings.reporter")
 
 MAX_RETRY_DELAY_S = 5.0
@@ -245,8 +249,9 @@ class Reporter:
             try:
                 written, events, stored = await self._commit(batch)
                 break
-            except CONNECTION_ERRORS as exc:
-                # Postgres is away: keep the batch and try again; later writes queue behind it.
+            except WRITE_AGAIN as exc:
+                # Postgres is away, or chose this commit as a deadlock's victim (rolled back
+                # whole): keep the batch and try again; later writes queue behind it.
                 log.warning("reporter.retrying", error=repr(exc), events=len(batch), delay_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, MAX_RETRY_DELAY_S)

@@ -111,7 +111,11 @@ async def test_children_run_while_the_parent_waits_without_a_slot(
     assert done["result"] == {"sum": 0 + 1 + 4 + 9 + 16, "children": 5}
     assert done["attempt"] == 1
     kinds = await kinds_of(client, parent["id"])
-    assert kinds == ["queued", "started", "waiting", "queued", "started", "succeeded"]
+    # It waited, or (when its children all ended first) was queued again at once.
+    assert kinds in (
+        ["queued", "started", "waiting", "queued", "started", "succeeded"],
+        ["queued", "started", "queued", "started", "succeeded"],
+    )
     children = (await client.get("/jobs", params={"parent_id": parent["id"]})).json()["jobs"]
     assert len(children) == 5  # the second run found the children of the first
     assert {child["parent_id"] for child in children} == {parent["id"]}
