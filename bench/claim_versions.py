@@ -1,10 +1,11 @@
 """The claim as two versions of tidings define it, so a run can compare them on one database.
 
-`fifo` is migration 0005's `claim_next_job` (priority, then due time, first come first
-served); `fair` is migration 0009's (the same, plus concurrency keys, rate limits and the
-round robin across tenants). Both are read from the migration files as shipped, and a
-scenario installs one with `use(pool, version)`; the fair one is what the database has
-after migrating, so a scenario puts it back when it is done.
+`fifo` is migration 0005's claim (priority, then due time, first come first served);
+`fair` is migration 0011's (the same, plus concurrency keys, rate limits and the round
+robin across tenants, in one loop per pass). A version is its two functions,
+`claim_next_job` and `claim_jobs`, read from the migration files as shipped; a scenario
+installs one with `use(pool, version)`. The fair one is what the database has after
+migrating, so a scenario puts it back when it is done.
 """
 
 from __future__ import annotations
@@ -14,24 +15,39 @@ from importlib import resources
 
 import asyncpg
 
-# Where each version's 5-argument claim_next_job is defined.
-SOURCES = {"fifo": "0005_registered_tasks.sql", "fair": "0009_fair_sharing.sql"}
-_DEFINITION = re.compile(
-    r"CREATE (?:OR REPLACE )?FUNCTION claim_next_job\(\s*p_queue text, p_worker text, "
-    r"p_limits jsonb, p_tasks text\[\], p_due_for_s float8\s*\).*?\n\$\$;",
-    re.DOTALL,
+# The signatures every version defines (the 5- and 6-argument claims).
+_CLAIM_NEXT_JOB = (
+    r"claim_next_job\(\s*p_queue text, p_worker text, p_limits jsonb, p_tasks text\[\], "
+    r"p_due_for_s float8\s*\)"
 )
+_CLAIM_JOBS = (
+    r"claim_jobs\(\s*p_queue text, p_worker text, p_limits jsonb, p_count integer, "
+    r"p_tasks text\[\],\s*p_due_for_s float8\s*\)"
+)
+# Each version's migration, and its functions in the order they are installed: a function
+# the other calls comes first.
+VERSIONS = {
+    "fifo": ("0005_registered_tasks.sql", (_CLAIM_NEXT_JOB, _CLAIM_JOBS)),
+    "fair": ("0011_claim_in_one_loop.sql", (_CLAIM_JOBS, _CLAIM_NEXT_JOB)),
+}
 
 
-def definition(version: str) -> str:
-    """The `CREATE OR REPLACE FUNCTION` statement of that version's claim."""
-    text = resources.files("tidings.migrations").joinpath(SOURCES[version]).read_text()
-    match = _DEFINITION.search(text)
-    if match is None:
-        raise RuntimeError(f"no claim_next_job in {SOURCES[version]}")
-    return re.sub(r"^CREATE (OR REPLACE )?", "CREATE OR REPLACE ", match.group(0))
+def definitions(version: str) -> list[str]:
+    """The `CREATE OR REPLACE FUNCTION` statements of that version's claim."""
+    source, signatures = VERSIONS[version]
+    text = resources.files("tidings.migrations").joinpath(source).read_text()
+    statements = []
+    for signature in signatures:
+        pattern = rf"CREATE (?:OR REPLACE )?FUNCTION {signature}.*?\n\$\$;"
+        match = re.search(pattern, text, re.DOTALL)
+        if match is None:
+            raise RuntimeError(f"no {signature.split(chr(92))[0]} in {source}")
+        statements.append(re.sub(r"^CREATE (OR REPLACE )?", "CREATE OR REPLACE ", match.group(0)))
+    return statements
 
 
 async def use(pool: asyncpg.Pool, version: str) -> None:
     """Make every claim from now on run `version`'s claim."""
-    await pool.execute(definition(version))
+    async with pool.acquire() as conn, conn.transaction():
+        for statement in definitions(version):
+            await conn.execute(statement)

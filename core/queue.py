@@ -151,6 +151,20 @@ async def enqueue_fresh(
         await pipe.execute()
 
 
+async def restore_missing(redis: ArqRedis, names: Names, tokens: Sequence[Token]) -> int:
+    """Put back the tokens Redis does not hold, two pipelined round trips for all of them;
+    how many were missing. One put back twice at once (two reconcilers) is still one
+    token: its key and queue entry are set, not added."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for token in tokens:
+            pipe.exists(job_key_prefix + token.key)
+        present = await pipe.execute()
+    missing = [token for token, exists in zip(tokens, present, strict=True) if not exists]
+    if missing:
+        await enqueue_fresh(redis, names, missing)
+    return len(missing)
+
+
 async def wake(redis: ArqRedis, names: Names, queues: Iterable[str]) -> None:
     """Tell idle workers of `queues` to look for tokens now."""
     async with redis.pipeline(transaction=False) as pipe:

@@ -26,10 +26,11 @@ from tidings.core.submission import Submitter
 from tidings.worker.committed import CommitListener
 from tidings.worker.consumers import Consumers
 from tidings.worker.heartbeat import Heartbeat
-from tidings.worker.maintenance import Reaper, Reconciler, hand_back
+from tidings.worker.maintenance import Reaper, hand_back
 from tidings.worker.metrics import WorkerMetrics
 from tidings.worker.periodic import Periodic
 from tidings.worker.pickup import PushWorker
+from tidings.worker.reconciler import Reconciler
 from tidings.worker.registry import TaskRegistry
 from tidings.worker.reporter import Reporter
 from tidings.worker.retention import Pruner

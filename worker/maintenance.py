@@ -1,9 +1,8 @@
-"""Recovery services: the reaper (lost workers) and the reconciler (lost Redis entries).
+"""The reaper: running jobs of lost workers go back to their queue.
 
 Postgres is the truth. The reaper re-queues running jobs whose worker stopped
-heartbeating; the reconciler gives every waiting job a token on the ARQ queue again when
-Redis lost it (a flush or a restart without persistence). Every worker runs both; a
-transaction-scoped advisory lock lets one reaper act at a time.
+heartbeating (the reconciler, `worker/reconciler.py`, gives tokens back when Redis lost
+them). Every worker runs one; a transaction-scoped advisory lock lets one act at a time.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from collections.abc import Callable
 import asyncpg
 import structlog
 from arq.connections import ArqRedis
-from arq.constants import job_key_prefix
 
 from tidings.core import queue
 from tidings.core.db import jobs, locks, workers
@@ -100,45 +98,3 @@ async def hand_back(
         if row["status"] == "queued"
     ]
     await queue.enqueue_fresh(redis, names, tokens, [event_json(row) for row in rows])
-
-
-class Reconciler:
-    """Gives every waiting job of the worker's queues a token when Redis has none for it."""
-
-    def __init__(
-        self, pool: asyncpg.Pool, redis: ArqRedis, names: queue.Names, queues: tuple[str, ...]
-    ) -> None:
-        self._pool = pool
-        self._redis = redis
-        self._names = names
-        self._queues = list(queues)
-
-    async def run_once(self) -> int:
-        """One pass; returns how many tokens it restored."""
-        rows = await jobs.waiting_jobs(self._pool, queues=self._queues)
-        # Set on every pass, so its absence means Redis lost its data since the last one.
-        redis_lost = await self._redis.set(self._names.presence_key, 1, nx=True)
-        if not rows:
-            return 0
-        tokens = [queue.Token(r["id"], r["attempt"], r["queue"], r["run_at"]) for r in rows]
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for token in tokens:
-                pipe.exists(job_key_prefix + token.key)
-            present = await pipe.execute()
-        restored = 0
-        for token, exists in zip(tokens, present, strict=True):
-            if not exists and await queue.enqueue(self._redis, self._names, token):
-                restored += 1
-        if restored:
-            # Redis lost its data (flush, restart, failover): worth an operator's look. With
-            # the marker still there, a job whose token claimed another job got a new one:
-            # routine under load.
-            report = log.warning if redis_lost else log.info
-            report(
-                "reconciler.restored",
-                tokens=restored,
-                waiting=len(rows),
-                redis_lost=bool(redis_lost),
-            )
-            await queue.wake(self._redis, self._names, self._queues)
-        return restored

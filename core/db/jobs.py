@@ -9,7 +9,7 @@ name; the `$n` of a statement are known only to the function beside it.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
@@ -441,10 +441,16 @@ _IS_WAITING = """
 SELECT run_at FROM jobs WHERE id = $1 AND attempt = $2 AND status IN ('queued', 'retrying')
 """
 
+# A queue's waiting jobs in the claim's order (`jobs_waiting`): the ones claimed next.
+_FRONT_OF_QUEUE = """
+SELECT id, attempt, queue, run_at FROM jobs
+WHERE status IN ('queued', 'retrying') AND queue = $1
+ORDER BY priority DESC, run_at, created_at
+LIMIT $2
+"""
 _WAITING_JOBS = """
 SELECT id, attempt, queue, run_at FROM jobs
 WHERE status IN ('queued', 'retrying') AND queue = ANY($1::text[])
-ORDER BY run_at
 """
 
 
@@ -591,9 +597,20 @@ async def waiting_run_at(db: Db, *, job_id: uuid.UUID, attempt: int) -> datetime
     return run_at
 
 
-async def waiting_jobs(db: Db, *, queues: Sequence[str]) -> list[asyncpg.Record]:
-    """Every waiting job of `queues`, soonest due first."""
-    return list(await db.fetch(_WAITING_JOBS, list(queues)))
+async def front_of_queue(db: Db, *, queue: str, limit: int) -> list[asyncpg.Record]:
+    """The first `limit` waiting jobs of `queue`, in the order the claim takes them."""
+    return list(await db.fetch(_FRONT_OF_QUEUE, queue, limit))
+
+
+async def waiting_job_pages(
+    pool: asyncpg.Pool, *, queues: Sequence[str], page: int
+) -> AsyncIterator[list[asyncpg.Record]]:
+    """Every waiting job of `queues`, `page` at a time, read from one snapshot through a
+    cursor: however long the backlog, no more than a page is in memory at once."""
+    async with pool.acquire() as conn, conn.transaction():
+        cursor = await conn.cursor(_WAITING_JOBS, list(queues))
+        while rows := await cursor.fetch(page):
+            yield rows
 
 
 # --- what callers ask of a job --------------------------------------------------------------

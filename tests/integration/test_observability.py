@@ -38,7 +38,7 @@ from tests.support.servers import (
 )
 from tidings.core import queue
 from tidings.core.settings import Settings
-from tidings.worker.maintenance import Reconciler
+from tidings.worker.reconciler import Reconciler
 from tidings.worker.registry import TaskRegistry
 from tidings.worker.reporter import Reporter
 from tidings.worker.runtime import Runtime
