@@ -132,6 +132,11 @@ class KeyedFields:
     rate_per_s: float | None = None
     rate_burst: int | None = None
 
+    @property
+    def acts_at_submit(self) -> bool:
+        """Whether the key's strategy decides when the job is submitted (all but `queue`)."""
+        return self.concurrency_key is not None and self.key_strategy != KeyStrategy.QUEUE
+
     def columns(self) -> dict[str, Any]:
         """The job columns these set, by name (`jobs.NewJob`'s fields)."""
         return {

@@ -33,10 +33,11 @@ from tidings.core.embedded import start_embedded
 from tidings.core.errors import Unavailable
 from tidings.core.job_lookup import load_job
 from tidings.core.job_request import batch_requests, job_request
+from tidings.core.keyed_submission import submit_keyed
 from tidings.core.model import job_json
 from tidings.core.settings import Settings
 from tidings.core.shapes import Job
-from tidings.core.submission import Submitter
+from tidings.core.submission import Submitted, Submitter
 from tidings.core.transactional import (
     committed_channel,
     submit_in_transaction,
@@ -143,7 +144,10 @@ class Tidings:
             tenant=self.tenant,
             max_args_bytes=self.settings.max_args_bytes,
         )
-        if connection is None:
+        submitted: Submitted | None
+        if connection is None and request.keys.acts_at_submit:
+            submitted = await submit_keyed(submitter, request)
+        elif connection is None:
             submitted = await submitter.submit(request)
             assert submitted is not None  # only cron slots are refused
         else:

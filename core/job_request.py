@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 
 from tidings.core import serialization
-from tidings.core.concurrency_keys import KeyStrategy, keyed_fields
+from tidings.core.concurrency_keys import keyed_fields
 from tidings.core.errors import PayloadTooLarge, TidingsError, Unprocessable
 from tidings.core.shapes import MAX_NAME
 from tidings.core.submission import JobRequest
@@ -110,7 +110,7 @@ async def job_request(
     check_args_size(args, max_args_bytes)
     defaults = task["defaults"]
     cache_ttl_s = defaults.get("cache_ttl_s") if body.get("cache", True) else None
-    return JobRequest(
+    request = JobRequest(
         task=task["name"],
         args=args,
         queue=body.get("queue", task["queue"]),
@@ -126,6 +126,19 @@ async def job_request(
         ref=body.get("ref"),
         keys=keyed_fields(defaults, body, args, tenant=tenant, task=task["name"]),
     )
+    if request.depends_on and request.keys.acts_at_submit:
+        # A strategy decides against the key's jobs at submit time; a job that waits for
+        # others would be judged long before it could run.
+        raise Unprocessable(
+            "the submission is invalid",
+            {
+                "field": "body.depends_on",
+                "reason": f"task {request.task!r} uses key_strategy "
+                f"{str(request.keys.key_strategy)!r}, which cannot be combined with depends_on",
+            },
+            code="invalid_request",
+        )
+    return request
 
 
 async def batch_requests(
@@ -171,7 +184,7 @@ async def batch_requests(
             "which applies to single submissions (POST /jobs) only",
         }
         for index, request in enumerate(requests)
-        if request.keys.key_strategy != KeyStrategy.QUEUE
+        if request.keys.acts_at_submit
     ]
     if refused:
         raise Unprocessable(

@@ -16,6 +16,7 @@ see of the key's jobs cannot change until they commit:
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -26,6 +27,7 @@ from redis.exceptions import RedisError
 from tidings.core import queue
 from tidings.core.concurrency_keys import KeyStrategy, unscoped_key
 from tidings.core.db import fairness, jobs
+from tidings.core.db.pool import Connection
 from tidings.core.errors import Conflict
 from tidings.core.events import event_json
 from tidings.core.submission import JobRequest, Submitted, Submitter
@@ -35,59 +37,75 @@ log = structlog.get_logger("tidings.submission")
 
 def uses_strategy(request: JobRequest) -> bool:
     """Whether the request's key has a strategy that acts at submit time."""
-    return request.keys.concurrency_key is not None and (
-        request.keys.key_strategy != KeyStrategy.QUEUE
-    )
+    return request.keys.acts_at_submit
 
 
-async def submit_keyed(
-    pool: asyncpg.Pool,
-    redis: ArqRedis,
-    names: queue.Names,
-    submitter: Submitter,
-    request: JobRequest,
-) -> Submitted:
-    """Create the job after applying its key's strategy; return the existing job for a used
-    idempotency key, as `Submitter.submit` does. `submitter` enqueues and publishes it."""
+@dataclass(frozen=True)
+class Superseded:
+    """What a strategy did to the key's other jobs: the events of the waiting ones it
+    cancelled and of the running ones it asked to stop."""
+
+    cancelled: list[asyncpg.Record] = field(default_factory=list)
+    stopping: list[asyncpg.Record] = field(default_factory=list)
+
+    @property
+    def events(self) -> list[asyncpg.Record]:
+        return self.cancelled + self.stopping
+
+    @property
+    def job_ids(self) -> list[uuid.UUID]:
+        return [row["job_id"] for row in self.events]
+
+
+async def apply_strategy(conn: Connection, request: JobRequest, job_id: uuid.UUID) -> Superseded:
+    """Apply the request's key strategy for the new job `job_id`, in `conn`'s transaction,
+    under the key's lock (held until it ends); `Conflict` when `cancel_newest` refuses."""
     key = request.keys.concurrency_key
     assert key is not None and request.keys.max_per_key is not None
-    job_id = uuid.uuid4()
     strategy = request.keys.key_strategy
     reason: dict[str, Any] = {"reason": str(strategy), "superseded_by": str(job_id)}
+    await fairness.lock_key(conn, key=key)
+    held = await fairness.key_jobs(conn, key=key)
+    if strategy == KeyStrategy.CANCEL_NEWEST and len(held) >= request.keys.max_per_key:
+        raise key_full(key, held)
+    if strategy == KeyStrategy.CANCEL_IN_PROGRESS:
+        excess = held[: max(0, len(held) + 1 - request.keys.max_per_key)]
+        stopping = await fairness.supersede_running(
+            conn,
+            job_ids=[row["id"] for row in excess if row["status"] == "running"],
+            message="cancel requested: a newer job of its concurrency key replaces it",
+            data=reason,
+        )
+        cancelled = await fairness.cancel_superseded(
+            conn,
+            job_ids=[row["id"] for row in excess if row["status"] != "running"],
+            message="a newer job of its concurrency key replaces it",
+            data=reason,
+        )
+        return Superseded(cancelled, stopping)
+    if strategy == KeyStrategy.KEEP_LATEST:
+        cancelled = await fairness.cancel_superseded(
+            conn,
+            job_ids=[row["id"] for row in held if row["status"] != "running"],
+            message="a newer job of its concurrency key replaces it",
+            data=reason,
+        )
+        return Superseded(cancelled)
+    return Superseded()
+
+
+async def submit_keyed(submitter: Submitter, request: JobRequest) -> Submitted:
+    """Create the job after applying its key's strategy; return the existing job for a used
+    idempotency key, as `Submitter.submit` does. `submitter` enqueues and publishes it."""
+    job_id = uuid.uuid4()
     try:
-        async with pool.acquire() as conn, conn.transaction():
-            await fairness.lock_key(conn, key=key)
-            held = await fairness.key_jobs(conn, key=key)
-            cancelled: list[asyncpg.Record] = []
-            stopping: list[asyncpg.Record] = []
-            if strategy == KeyStrategy.CANCEL_NEWEST and len(held) >= request.keys.max_per_key:
-                raise key_full(key, held)
-            if strategy == KeyStrategy.CANCEL_IN_PROGRESS:
-                excess = held[: max(0, len(held) + 1 - request.keys.max_per_key)]
-                stopping = await fairness.supersede_running(
-                    conn,
-                    job_ids=[row["id"] for row in excess if row["status"] == "running"],
-                    message="cancel requested: a newer job of its concurrency key replaces it",
-                    data=reason,
-                )
-                cancelled = await fairness.cancel_superseded(
-                    conn,
-                    job_ids=[row["id"] for row in excess if row["status"] != "running"],
-                    message="a newer job of its concurrency key replaces it",
-                    data=reason,
-                )
-            if strategy == KeyStrategy.KEEP_LATEST:
-                cancelled = await fairness.cancel_superseded(
-                    conn,
-                    job_ids=[row["id"] for row in held if row["status"] != "running"],
-                    message="a newer job of its concurrency key replaces it",
-                    data=reason,
-                )
+        async with submitter.pool.acquire() as conn, conn.transaction():
+            superseded = await apply_strategy(conn, request, job_id)
             row = await jobs.insert_job(conn, request.new_job(job_id))
             assert row is not None  # only a cron slot can be refused, and this names none
     except asyncpg.UniqueViolationError:
         return Submitted(await submitter.existing(request), created=False)
-    await _announce(redis, names, cancelled + stopping, [row["job_id"] for row in stopping])
+    await _announce(submitter.redis, submitter.names, superseded)
     await submitter.enqueue_committed([row])
     return Submitted(row, created=True)
 
@@ -109,16 +127,14 @@ def key_full(key: str, held: list[asyncpg.Record]) -> Conflict:
     )
 
 
-async def _announce(
-    redis: ArqRedis, names: queue.Names, events: list[asyncpg.Record], stop: list[uuid.UUID]
-) -> None:
+async def _announce(redis: ArqRedis, names: queue.Names, superseded: Superseded) -> None:
     """Publish the strategy's events and tell workers to stop the jobs it replaced."""
-    if not events:
+    if not superseded.events:
         return
     try:
-        await queue.publish_events(redis, names, map(event_json, events))
-        for job_id in stop:
-            await redis.publish(names.cancel_channel, str(job_id))
+        await queue.publish_events(redis, names, map(event_json, superseded.events))
+        for row in superseded.stopping:
+            await redis.publish(names.cancel_channel, str(row["job_id"]))
     except (RedisError, OSError) as exc:
         # The events are stored; a worker's heartbeat finds the cancel requests in Postgres.
-        log.warning("keys.announce_failed", jobs=len(events), error=repr(exc))
+        log.warning("keys.announce_failed", jobs=len(superseded.events), error=repr(exc))

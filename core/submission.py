@@ -201,6 +201,21 @@ class Submitter:
         self._names = names
         self._on_created = on_created
 
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """Where its jobs are written."""
+        return self._pool
+
+    @property
+    def redis(self) -> ArqRedis:
+        """Where its jobs' tokens go."""
+        return self._redis
+
+    @property
+    def names(self) -> queue.Names:
+        """The namespace's keys and channels."""
+        return self._names
+
     async def submit(self, request: JobRequest) -> Submitted | None:
         """Create the job, or return the one its idempotency key names.
 

@@ -18,6 +18,7 @@ The connection may be an asyncpg connection (or a pool's), or a SQLAlchemy
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -27,10 +28,11 @@ import asyncpg
 import orjson
 
 from tidings.core import dependencies, queue
-from tidings.core.db import jobs
+from tidings.core.db import fairness, jobs
 from tidings.core.db.foreign import on_foreign
 from tidings.core.db.pool import Connection
 from tidings.core.errors import BadRequest
+from tidings.core.keyed_submission import apply_strategy
 from tidings.core.model import Status, iso
 from tidings.core.submission import (
     JobRequest,
@@ -113,6 +115,8 @@ async def submit_in_transaction(connection: Any, request: JobRequest, channel: s
             if request.depends_on:
                 plan = dependencies.plan([request], in_batch=False)
                 [row] = await insert_planned(conn, [request], plan)
+            elif request.keys.acts_at_submit:
+                row = await insert_keyed(conn, request)
             else:
                 row = await insert_job(conn, request)
             assert row is not None  # only cron slots can be refused, and they are the worker's
@@ -121,6 +125,16 @@ async def submit_in_transaction(connection: Any, request: JobRequest, channel: s
     except asyncpg.UniqueViolationError:
         return Submitted(await existing_job(conn, request), created=False)
     return Submitted(row, created=True)
+
+
+async def insert_keyed(conn: Connection, request: JobRequest) -> asyncpg.Record | None:
+    """The job, after its key's strategy acted in the caller's transaction. What it
+    cancelled is announced when that commits; a running job it asked to stop is found by
+    its worker's heartbeat (there is no commit to publish the request on)."""
+    job_id = uuid.uuid4()
+    superseded = await apply_strategy(conn, request, job_id)
+    await fairness.announce_on_commit(conn, job_ids=superseded.job_ids)
+    return await jobs.insert_job(conn, request.new_job(job_id))
 
 
 async def submit_many_in_transaction(

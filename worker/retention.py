@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import asyncpg
 import structlog
 
-from tidings.core.db import locks, retention
+from tidings.core.db import fairness, locks, retention
 from tidings.core.model import Status
 from tidings.core.settings import Settings
 
@@ -57,11 +57,16 @@ class Pruned:
     jobs: Counter[str] = field(default_factory=Counter)
     events: int = 0
     batches: int = 0
+    turns: int = 0  # round-robin turns of groups long idle (`fair_turns`)
 
     @property
     def total_jobs(self) -> int:
         return sum(self.jobs.values())
 
+
+# A round-robin group's last turn is forgotten once it has not been served for this long:
+# every group served since is more recent, so it would come first again either way.
+FAIR_TURN_IDLE_S = 3600.0
 
 OnPruned = Callable[[Mapping[str, int], int], None]
 OnOldest = Callable[[float | None], None]
@@ -144,6 +149,7 @@ class Pruner:
                 duration_s=round(time.monotonic() - started, 3),
             )
         self._on_oldest(await self.oldest_age_s())
+        pruned.turns = await fairness.prune_turns(self._pool, idle_s=FAIR_TURN_IDLE_S)
         return pruned
 
     async def expired(self) -> list[asyncpg.Record]:

@@ -15,12 +15,20 @@ from typing import Any
 import asyncpg
 
 from tidings.core.db.pool import Connection, Db
+from tidings.core.serialization import dumps_str
 
 _WAITING = "('queued', 'retrying')"
 
 # The same lock the claim tries for a key: a submission that holds it sees the key's jobs
 # as no claim can change them.
 _LOCK_KEY = "SELECT pg_advisory_xact_lock(hashtext('tidings.key:' || $1))"
+
+# The latest event of each of these jobs, announced as the database's own cascades are
+# (`worker/cascade.py`): a worker publishes it once the caller's transaction commits.
+_ANNOUNCE_ON_COMMIT = """
+SELECT cascade_notice(j, e) FROM jobs j JOIN job_events e ON e.job_id = j.id AND e.seq = j.seq
+WHERE j.id = ANY($1::uuid[])
+"""
 
 # A key's running and waiting jobs: running first (oldest start first), then waiting by age.
 _KEY_JOBS = f"""
@@ -42,7 +50,7 @@ WITH job AS (
 ),
 event AS (
     INSERT INTO job_events (job_id, seq, kind, status, attempt, message, data)
-    SELECT id, seq, 'cancelled', status, attempt, $2, $3::jsonb FROM job
+    SELECT id, seq, 'cancelled', status, attempt, $2, $3::text::jsonb FROM job
     RETURNING *
 )
 SELECT {_EVENT_FIELDS} FROM event JOIN job ON job.id = event.job_id
@@ -60,7 +68,7 @@ WITH job AS (
 ),
 event AS (
     INSERT INTO job_events (job_id, seq, kind, status, attempt, message, data)
-    SELECT id, seq, 'log', status, attempt, $2, $3::jsonb FROM job
+    SELECT id, seq, 'log', status, attempt, $2, $3::text::jsonb FROM job
     RETURNING *
 )
 SELECT {_EVENT_FIELDS} FROM event JOIN job ON job.id = event.job_id
@@ -151,6 +159,22 @@ async def lock_key(conn: Connection, *, key: str) -> None:
     await conn.execute(_LOCK_KEY, key)
 
 
+_PRUNE_TURNS = "DELETE FROM fair_turns WHERE served_at < now() - make_interval(secs => $1)"
+
+
+async def prune_turns(db: Db, *, idle_s: float) -> int:
+    """Forget the turns of groups not served for `idle_s`; how many. A forgotten group
+    comes first when it waits again, where its old turn would have put it anyway."""
+    status = await db.execute(_PRUNE_TURNS, idle_s)
+    return int(status.split()[-1])
+
+
+async def announce_on_commit(conn: Connection, *, job_ids: Sequence[uuid.UUID]) -> None:
+    """Have a worker publish these jobs' latest events when `conn`'s transaction commits."""
+    if job_ids:
+        await conn.execute(_ANNOUNCE_ON_COMMIT, list(job_ids))
+
+
 async def key_jobs(db: Db, *, key: str) -> list[asyncpg.Record]:
     """The key's running jobs (oldest first), then its waiting jobs (oldest first)."""
     return list(await db.fetch(_KEY_JOBS, key))
@@ -160,14 +184,14 @@ async def cancel_superseded(
     db: Db, *, job_ids: Sequence[uuid.UUID], message: str, data: dict[str, Any]
 ) -> list[asyncpg.Record]:
     """Cancel these waiting jobs with `message` and `data` on their event; the events."""
-    return list(await db.fetch(_CANCEL_SUPERSEDED, list(job_ids), message, data))
+    return list(await db.fetch(_CANCEL_SUPERSEDED, list(job_ids), message, dumps_str(data)))
 
 
 async def supersede_running(
     db: Db, *, job_ids: Sequence[uuid.UUID], message: str, data: dict[str, Any]
 ) -> list[asyncpg.Record]:
     """Ask these running jobs to stop, noting why in their history; the `log` events."""
-    return list(await db.fetch(_SUPERSEDE_RUNNING, list(job_ids), message, data))
+    return list(await db.fetch(_SUPERSEDE_RUNNING, list(job_ids), message, dumps_str(data)))
 
 
 async def waiting_state(

@@ -39,6 +39,9 @@ class JsonAsText:
     async def execute(self, query: str, *args: Any) -> str:
         return await self._conn.execute(query, *args)
 
+    async def fetch(self, query: str, *args: Any) -> list[dict[str, Any]]:
+        return [_row(record) for record in await self._conn.fetch(query, *args)]
+
     async def fetchrow(self, query: str, *args: Any) -> dict[str, Any] | None:
         record = await self._conn.fetchrow(query, *args)
         return None if record is None else _row(record)

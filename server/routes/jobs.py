@@ -63,9 +63,7 @@ async def submit_job(request: Request) -> Response:
     # A job with dependencies is linked in a transaction of its own, not group-committed.
     submitter = state.submitter if job.depends_on else state.batcher
     if uses_strategy(job):  # its concurrency key's strategy decides under the key's lock
-        submitted: Submitted | None = await submit_keyed(
-            state.pool, state.redis, state.names, state.submitter, job
-        )
+        submitted: Submitted | None = await submit_keyed(state.submitter, job)
     else:
         submitted = await submitter.submit(job)
     assert submitted is not None  # only cron slots can be refused

@@ -23,9 +23,11 @@ from tests.integration.test_observability import scrape
 from tests.support.api import get_job, history, submit, until
 from tests.support.fair_sharing_tasks import RATE, gates
 from tests.support.servers import ServerHandle, WorkerHandle, start_server
+from tidings import Tidings
 from tidings.core import queue
 from tidings.core.concurrency_keys import KeyedFields, scoped_key
 from tidings.core.db import jobs
+from tidings.core.errors import Conflict
 from tidings.core.rate_limits import parse_rate
 from tidings.core.settings import Settings
 from tidings.core.submission import JobRequest, Submitter
@@ -49,6 +51,13 @@ def settings(settings: Settings) -> Settings:
 async def client(server: ServerHandle, worker: WorkerHandle) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=server.url, timeout=WITHIN_S) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+async def tidings(settings: Settings, worker: WorkerHandle) -> AsyncIterator[Tidings]:
+    # The worker registers the tasks an in-process submit is validated against.
+    async with Tidings(settings) as tidings:
+        yield tidings
 
 
 def gate_name() -> str:
@@ -219,6 +228,55 @@ async def test_a_strategy_other_than_queue_is_refused_in_a_batch(
     )
     assert response.status_code == 422, response.text
     assert "single submissions" in response.json()["error"]["details"]["errors"][0]["message"]
+
+
+async def test_a_strategy_cannot_be_combined_with_depends_on(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/jobs",
+        json={"task": "keep_latest", "args": {"version": 1}, "depends_on": [str(uuid.uuid4())]},
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["details"]["field"] == "body.depends_on"
+
+
+async def test_an_in_process_submit_applies_the_keys_strategy(
+    client: httpx.AsyncClient, tidings: Tidings
+) -> None:
+    gate, customer = gate_name(), f"c-{uuid.uuid4().hex[:6]}"
+    first = await tidings.submit("refuse_newest", {"customer_id": customer, "gate": gate})
+    await until(lambda: _is(client, first["id"], "running"), WITHIN_S)
+    with pytest.raises(Conflict) as refused:
+        await tidings.submit("refuse_newest", {"customer_id": customer})
+    assert refused.value.code == "concurrency_key_full"
+    assert (refused.value.details or {})["running_job_id"] == first["id"]
+    gates.open(gate)
+    await until(lambda: _is(client, first["id"], "succeeded"), WITHIN_S)
+
+
+async def test_a_strategy_in_the_callers_transaction_acts_only_if_it_commits(
+    client: httpx.AsyncClient, pool: asyncpg.Pool, tidings: Tidings
+) -> None:
+    gate, customer = gate_name(), f"c-{uuid.uuid4().hex[:6]}"
+    old = await submit(client, "replace_running", args={"customer_id": customer, "gate": gate})
+    await until(lambda: _is(client, old["id"], "running"), WITHIN_S)
+    async with pool.acquire() as conn:
+        transaction = conn.transaction()
+        await transaction.start()
+        dropped = await tidings.submit(
+            "replace_running", {"customer_id": customer}, connection=conn
+        )
+        await transaction.rollback()
+    assert (await client.get(f"/jobs/{dropped['id']}")).status_code == 404
+    assert [event["kind"] for event in await history(client, old["id"])] == ["queued", "started"]
+
+    async with pool.acquire() as conn, conn.transaction():
+        new = await tidings.submit("replace_running", {"customer_id": customer}, connection=conn)
+    await until(lambda: _is(client, new["id"], "succeeded"), WITHIN_S)
+    kinds = [(event["kind"], event["data"]) for event in await history(client, old["id"])]
+    assert kinds[-1][0] == "cancelled"
+    [note] = [data for kind, data in kinds if kind == "log"]
+    assert note == {"reason": "cancel_in_progress", "superseded_by": new["id"]}
+    assert running_peak(await key_events(pool, scoped_key("default", customer))) == 1
 
 
 # --- rate limits ----------------------------------------------------------------------------

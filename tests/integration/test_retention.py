@@ -22,7 +22,7 @@ from tests.support.retention_tasks import BRIEF_RETAIN_S, LASTING_RETAIN_S
 from tests.support.servers import ServerHandle, WorkerHandle, free_port, start_worker
 from tidings.core.model import TERMINAL_STATUSES
 from tidings.core.settings import Settings
-from tidings.worker.retention import Pruned, Pruner, Retention
+from tidings.worker.retention import FAIR_TURN_IDLE_S, Pruned, Pruner, Retention
 
 WITHIN_S = 20.0
 # The status retentions these tests prune with: a task's own `retain_s` lies on either side
@@ -294,6 +294,21 @@ async def test_the_oldest_retained_jobs_age_is_reported_after_each_pass(
     await pruner(pool, on_oldest=ages.append).run_once()
     assert ages[0] is None
     assert ages[1] is not None and round(ages[1]) == FAILED_S - 100
+
+
+async def test_a_pass_forgets_the_turns_of_groups_idle_for_an_hour(pool: asyncpg.Pool) -> None:
+    idle_s = FAIR_TURN_IDLE_S + 60
+    await pool.execute(
+        "INSERT INTO fair_turns (queue, tenant, fair_key, served_at) VALUES "
+        "('default', 'idle', '', now() - make_interval(secs => $1)), "
+        "('default', 'recent', '', now())",
+        idle_s,
+    )
+    pruned = await pruner(pool).run_once()
+    assert pruned.turns == 1
+    remaining = await pool.fetch("SELECT tenant FROM fair_turns WHERE queue = 'default'")
+    assert [row["tenant"] for row in remaining] == ["recent"]
+    await pool.execute("DELETE FROM fair_turns")
 
 
 # --- what clients see -------------------------------------------------------------------------
