@@ -15,14 +15,16 @@ from importlib import resources
 
 import asyncpg
 
-# The signatures every version defines (the 5- and 6-argument claims).
+# The functions every version defines, by name, with the arguments (a pattern) that tell
+# the 5- and 6-argument claims from the older wrappers of the same names.
 _CLAIM_NEXT_JOB = (
-    r"claim_next_job\(\s*p_queue text, p_worker text, p_limits jsonb, p_tasks text\[\], "
-    r"p_due_for_s float8\s*\)"
+    "claim_next_job",
+    r"\(\s*p_queue text, p_worker text, p_limits jsonb, p_tasks text\[\], p_due_for_s float8\s*\)",
 )
 _CLAIM_JOBS = (
-    r"claim_jobs\(\s*p_queue text, p_worker text, p_limits jsonb, p_count integer, "
-    r"p_tasks text\[\],\s*p_due_for_s float8\s*\)"
+    "claim_jobs",
+    r"\(\s*p_queue text, p_worker text, p_limits jsonb, p_count integer, "
+    r"p_tasks text\[\],\s*p_due_for_s float8\s*\)",
 )
 # Each version's migration, and its functions in the order they are installed: a function
 # the other calls comes first.
@@ -37,11 +39,11 @@ def definitions(version: str) -> list[str]:
     source, signatures = VERSIONS[version]
     text = resources.files("tidings.migrations").joinpath(source).read_text()
     statements = []
-    for signature in signatures:
-        pattern = rf"CREATE (?:OR REPLACE )?FUNCTION {signature}.*?\n\$\$;"
+    for name, arguments in signatures:
+        pattern = rf"CREATE (?:OR REPLACE )?FUNCTION {name}{arguments}.*?\n\$\$;"
         match = re.search(pattern, text, re.DOTALL)
         if match is None:
-            raise RuntimeError(f"no {signature.split(chr(92))[0]} in {source}")
+            raise RuntimeError(f"no {name} in {source}")
         statements.append(re.sub(r"^CREATE (OR REPLACE )?", "CREATE OR REPLACE ", match.group(0)))
     return statements
 

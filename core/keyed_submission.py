@@ -16,7 +16,8 @@ see of the key's jobs cannot change until they commit:
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -30,14 +31,9 @@ from tidings.core.db import fairness, jobs
 from tidings.core.db.pool import Connection
 from tidings.core.errors import Conflict
 from tidings.core.events import event_json
-from tidings.core.submission import JobRequest, Submitted, Submitter
+from tidings.core.submission import JobRequest, Submitted, Submitter, existing_job
 
 log = structlog.get_logger("tidings.submission")
-
-
-def uses_strategy(request: JobRequest) -> bool:
-    """Whether the request's key has a strategy that acts at submit time."""
-    return request.keys.acts_at_submit
 
 
 @dataclass(frozen=True)
@@ -45,16 +41,29 @@ class Superseded:
     """What a strategy did to the key's other jobs: the events of the waiting ones it
     cancelled and of the running ones it asked to stop."""
 
-    cancelled: list[asyncpg.Record] = field(default_factory=list)
-    stopping: list[asyncpg.Record] = field(default_factory=list)
+    # Records, or dicts on a caller's connection (`core/db/foreign.py`).
+    cancelled: Sequence[asyncpg.Record | Mapping[str, Any]] = ()
+    stopping: Sequence[asyncpg.Record | Mapping[str, Any]] = ()
 
     @property
-    def events(self) -> list[asyncpg.Record]:
-        return self.cancelled + self.stopping
+    def events(self) -> list[asyncpg.Record | Mapping[str, Any]]:
+        return [*self.cancelled, *self.stopping]
 
     @property
     def job_ids(self) -> list[uuid.UUID]:
         return [row["job_id"] for row in self.events]
+
+
+async def submitted_before(db: Connection, request: JobRequest) -> asyncpg.Record | None:
+    """The job the request's idempotency key already names (409 if for another body).
+    Asked before a strategy acts: a retried `cancel_newest` submission would otherwise be
+    refused because of its own first job."""
+    if request.idempotency_key is None:
+        return None
+    found = await jobs.get_by_idempotency_key(
+        db, tenant=request.tenant, key=request.idempotency_key
+    )
+    return None if found is None else await existing_job(db, request)
 
 
 async def apply_strategy(conn: Connection, request: JobRequest, job_id: uuid.UUID) -> Superseded:
@@ -100,6 +109,9 @@ async def submit_keyed(submitter: Submitter, request: JobRequest) -> Submitted:
     job_id = uuid.uuid4()
     try:
         async with submitter.pool.acquire() as conn, conn.transaction():
+            previous = await submitted_before(conn, request)
+            if previous is not None:
+                return Submitted(previous, created=False)
             superseded = await apply_strategy(conn, request, job_id)
             row = await jobs.insert_job(conn, request.new_job(job_id))
             assert row is not None  # only a cron slot can be refused, and this names none

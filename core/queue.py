@@ -51,10 +51,10 @@ class Names:
         """Where workers of `queue` hear that a token is due now."""
         return f"{self.namespace}:wake:{queue}"
 
-    @property
-    def presence_key(self) -> str:
-        """A key workers keep set: when it is gone, Redis lost what tidings wrote to it."""
-        return f"{self.namespace}:present"
+    def presence_key(self, queue: str) -> str:
+        """A key the reconcilers of `queue` keep set: when it is gone, Redis lost what
+        tidings wrote to it (one per queue: workers may serve different queues)."""
+        return f"{self.namespace}:present:{queue}"
 
 
 @dataclass(frozen=True)

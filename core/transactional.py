@@ -32,7 +32,7 @@ from tidings.core.db import fairness, jobs
 from tidings.core.db.foreign import on_foreign
 from tidings.core.db.pool import Connection
 from tidings.core.errors import BadRequest
-from tidings.core.keyed_submission import apply_strategy
+from tidings.core.keyed_submission import apply_strategy, submitted_before
 from tidings.core.model import Status, iso
 from tidings.core.submission import (
     JobRequest,
@@ -43,6 +43,8 @@ from tidings.core.submission import (
     insert_job,
     insert_planned,
 )
+
+_ISOLATION = "SELECT current_setting('transaction_isolation') AS level"
 
 # Postgres truncates nothing: a channel name longer than an identifier is an error.
 MAX_CHANNEL_BYTES = 63
@@ -116,6 +118,9 @@ async def submit_in_transaction(connection: Any, request: JobRequest, channel: s
                 plan = dependencies.plan([request], in_batch=False)
                 [row] = await insert_planned(conn, [request], plan)
             elif request.keys.acts_at_submit:
+                previous = await submitted_before(conn, request)
+                if previous is not None:
+                    return Submitted(previous, created=False)
                 row = await insert_keyed(conn, request)
             else:
                 row = await insert_job(conn, request)
@@ -130,7 +135,20 @@ async def submit_in_transaction(connection: Any, request: JobRequest, channel: s
 async def insert_keyed(conn: Connection, request: JobRequest) -> asyncpg.Record | None:
     """The job, after its key's strategy acted in the caller's transaction. What it
     cancelled is announced when that commits; a running job it asked to stop is found by
-    its worker's heartbeat (there is no commit to publish the request on)."""
+    its worker's heartbeat (there is no commit to publish the request on).
+
+    The key's lock is held until the caller's transaction ends, and what the strategy
+    reads of the key's jobs must be current, so the caller's transaction must be READ
+    COMMITTED (Postgres' default): a later snapshot would miss jobs of the key committed
+    after it was taken."""
+    isolation = await conn.fetchrow(_ISOLATION)
+    if isolation is not None and isolation["level"] != "read committed":
+        raise BadRequest(
+            f"key_strategy {str(request.keys.key_strategy)!r} needs a READ COMMITTED "
+            "transaction: it decides against the key's jobs as they are now",
+            {"field": "connection", "reason": f"the transaction is {isolation['level']}"},
+            code="unsupported_isolation",
+        )
     job_id = uuid.uuid4()
     superseded = await apply_strategy(conn, request, job_id)
     await fairness.announce_on_commit(conn, job_ids=superseded.job_ids)

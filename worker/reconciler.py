@@ -1,23 +1,26 @@
 """The reconciler: waiting jobs get their ARQ tokens back when Redis lost them.
 
 Postgres is the truth; a token only wakes a worker to claim the best job of its queue,
-so tokens are interchangeable. Two cases need a pass:
+so tokens are interchangeable. Each pass looks at each of the worker's queues:
 
 - Redis lost its data (a flush, a restart without persistence, a failover to an empty
-  replica): every waiting job lacks its token. The pass reads every waiting job, a page
-  at a time through a cursor, and puts back what is missing. The presence key is set
-  only when that pass is done, so one cut short is made again by the next.
+  replica: the queue's presence key is gone): every waiting job of the queue lacks its
+  token. The pass reads them all, a page at a time through a cursor, and puts back what
+  is missing. The presence key is set only when that is done, so a pass cut short is
+  made again by the next.
 - Routine: a token claimed another job (tokens are interchangeable), a server died
   between commit and enqueue, a transaction's notice went unheard. Only the front of
-  each queue matters — the jobs claims take next; a job deeper in a backlog waits for
-  those ahead of it anyway and is checked when it gets there. The pass reads the first
-  `front` jobs of each queue, so its cost does not grow with the backlog: reading a
-  backlog of 100,000 every pass held each worker's loop for most of a second.
+  the queue matters — the due jobs claims take next; a job deeper in a backlog waits for
+  those ahead of it anyway and is checked when it gets there (a deferred one once it is
+  due), and an idle worker claims untokened due jobs on its fallback poll besides. The
+  pass reads the first `front` due jobs, so its cost does not grow with the backlog:
+  reading a backlog of 100,000 every pass held each worker's loop for most of a second.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 
 import asyncpg
 import structlog
@@ -26,9 +29,9 @@ from arq.connections import ArqRedis
 from tidings.core import queue
 from tidings.core.db import jobs
 
-log = structlog.get_logger("tidings.maintenance")
+log = structlog.get_logger("tidings.reconciler")
 
-# How many jobs at the front of each queue a routine pass checks.
+# How many due jobs at the front of each queue a routine pass checks.
 FRONT = 1_000
 # How many waiting jobs a pass after a loss reads (and checks in Redis) at a time.
 PAGE = 1_000
@@ -50,37 +53,49 @@ class Reconciler:
         self._pool = pool
         self._redis = redis
         self._names = names
-        self._queues = list(queues)
+        self._queues = queues
         self._front = front
         self._page = page
 
     async def run_once(self) -> int:
-        """One pass; returns how many tokens it restored."""
-        redis_lost = not await self._redis.exists(self._names.presence_key)
+        """One pass over every queue; returns how many tokens it restored."""
+        return sum([await self._reconcile(name) for name in self._queues])
+
+    async def _reconcile(self, queue_name: str) -> int:
+        presence_key = self._names.presence_key(queue_name)
+        redis_lost = not await self._redis.exists(presence_key)
         checked = restored = 0
-        async for rows in self._pages(redis_lost):
-            checked += len(rows)
-            restored += await queue.restore_missing(self._redis, self._names, tokens(rows))
+        async with aclosing(self._pages(queue_name, redis_lost)) as pages:
+            async for rows in pages:
+                checked += len(rows)
+                restored += await queue.restore_missing(self._redis, self._names, tokens(rows))
         if redis_lost:
-            await self._redis.set(self._names.presence_key, 1)
+            await self._redis.set(presence_key, 1)
         if restored:
             # Redis lost its data: worth an operator's look. With the marker still there, a
             # job whose token claimed another job got a new one: routine under load.
             report = log.warning if redis_lost else log.info
-            report("reconciler.restored", tokens=restored, waiting=checked, redis_lost=redis_lost)
+            report(
+                "reconciler.restored",
+                queue=queue_name,
+                tokens=restored,
+                waiting=checked,
+                redis_lost=redis_lost,
+            )
         return restored
 
-    async def _pages(self, redis_lost: bool) -> AsyncIterator[list[asyncpg.Record]]:
-        """After a loss, every waiting job a page at a time (each restored before the next
-        is read); else the front of each queue."""
-        if redis_lost:
-            async for rows in jobs.waiting_job_pages(
-                self._pool, queues=self._queues, page=self._page
-            ):
-                yield rows
+    async def _pages(
+        self, queue_name: str, redis_lost: bool
+    ) -> AsyncGenerator[list[asyncpg.Record], None]:
+        """After a loss, every waiting job of the queue a page at a time (each restored
+        before the next is read); else its front."""
+        if not redis_lost:
+            yield await jobs.front_of_queue(self._pool, queue=queue_name, limit=self._front)
             return
-        for name in self._queues:
-            yield await jobs.front_of_queue(self._pool, queue=name, limit=self._front)
+        pages = jobs.waiting_job_pages(self._pool, queue=queue_name, page=self._page)
+        async with aclosing(pages):
+            async for rows in pages:
+                yield rows
 
 
 def tokens(rows: list[asyncpg.Record]) -> list[queue.Token]:

@@ -150,6 +150,8 @@ class Pruner:
             )
         self._on_oldest(await self.oldest_age_s())
         pruned.turns = await fairness.prune_turns(self._pool, idle_s=FAIR_TURN_IDLE_S)
+        if pruned.turns:
+            log.info("retention.turns_forgotten", turns=pruned.turns, idle_s=FAIR_TURN_IDLE_S)
         return pruned
 
     async def expired(self) -> list[asyncpg.Record]:

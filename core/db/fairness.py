@@ -159,7 +159,14 @@ async def lock_key(conn: Connection, *, key: str) -> None:
     await conn.execute(_LOCK_KEY, key)
 
 
-_PRUNE_TURNS = "DELETE FROM fair_turns WHERE served_at < now() - make_interval(secs => $1)"
+# Skipping rows a claim holds: a claim pass may upsert several turns, and a plain DELETE
+# locking them in its own order could deadlock with it.
+_PRUNE_TURNS = """
+DELETE FROM fair_turns WHERE (queue, tenant, fair_key) IN (
+    SELECT queue, tenant, fair_key FROM fair_turns
+    WHERE served_at < now() - make_interval(secs => $1)
+    FOR UPDATE SKIP LOCKED)
+"""
 
 
 async def prune_turns(db: Db, *, idle_s: float) -> int:

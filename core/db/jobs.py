@@ -9,7 +9,7 @@ name; the `$n` of a statement are known only to the function beside it.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
@@ -441,16 +441,16 @@ _IS_WAITING = """
 SELECT run_at FROM jobs WHERE id = $1 AND attempt = $2 AND status IN ('queued', 'retrying')
 """
 
-# A queue's waiting jobs in the claim's order (`jobs_waiting`): the ones claimed next.
+# A queue's due jobs in the claim's order (`jobs_waiting`): the ones claimed next.
 _FRONT_OF_QUEUE = """
 SELECT id, attempt, queue, run_at FROM jobs
-WHERE status IN ('queued', 'retrying') AND queue = $1
+WHERE status IN ('queued', 'retrying') AND queue = $1 AND run_at <= now()
 ORDER BY priority DESC, run_at, created_at
 LIMIT $2
 """
 _WAITING_JOBS = """
 SELECT id, attempt, queue, run_at FROM jobs
-WHERE status IN ('queued', 'retrying') AND queue = ANY($1::text[])
+WHERE status IN ('queued', 'retrying') AND queue = $1
 """
 
 
@@ -598,17 +598,18 @@ async def waiting_run_at(db: Db, *, job_id: uuid.UUID, attempt: int) -> datetime
 
 
 async def front_of_queue(db: Db, *, queue: str, limit: int) -> list[asyncpg.Record]:
-    """The first `limit` waiting jobs of `queue`, in the order the claim takes them."""
+    """The first `limit` due jobs of `queue`, in the order the claim takes them."""
     return list(await db.fetch(_FRONT_OF_QUEUE, queue, limit))
 
 
 async def waiting_job_pages(
-    pool: asyncpg.Pool, *, queues: Sequence[str], page: int
-) -> AsyncIterator[list[asyncpg.Record]]:
-    """Every waiting job of `queues`, `page` at a time, read from one snapshot through a
-    cursor: however long the backlog, no more than a page is in memory at once."""
+    pool: asyncpg.Pool, *, queue: str, page: int
+) -> AsyncGenerator[list[asyncpg.Record], None]:
+    """Every waiting job of `queue`, `page` at a time, read from one snapshot through a
+    cursor: however long the backlog, no more than a page is in memory at once. Close it
+    (`aclosing`) to give its connection back at once when the reader stops early."""
     async with pool.acquire() as conn, conn.transaction():
-        cursor = await conn.cursor(_WAITING_JOBS, list(queues))
+        cursor = await conn.cursor(_WAITING_JOBS, queue)
         while rows := await cursor.fetch(page):
             yield rows
 

@@ -18,7 +18,7 @@ from tidings.core.events import event_json
 from tidings.core.fair_waits import limit_wait
 from tidings.core.job_lookup import load_job, parse_job_id
 from tidings.core.job_request import batch_requests, job_request
-from tidings.core.keyed_submission import submit_keyed, uses_strategy
+from tidings.core.keyed_submission import submit_keyed
 from tidings.core.model import RETRYABLE_STATUSES, Status, job_json, waiting_eta_s
 from tidings.core.shapes import Job
 from tidings.core.submission import Submitted
@@ -62,7 +62,7 @@ async def submit_job(request: Request) -> Response:
     )
     # A job with dependencies is linked in a transaction of its own, not group-committed.
     submitter = state.submitter if job.depends_on else state.batcher
-    if uses_strategy(job):  # its concurrency key's strategy decides under the key's lock
+    if job.keys.acts_at_submit:  # its key's strategy decides, under the key's lock
         submitted: Submitted | None = await submit_keyed(state.submitter, job)
     else:
         submitted = await submitter.submit(job)

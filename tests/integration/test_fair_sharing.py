@@ -27,7 +27,7 @@ from tidings import Tidings
 from tidings.core import queue
 from tidings.core.concurrency_keys import KeyedFields, scoped_key
 from tidings.core.db import jobs
-from tidings.core.errors import Conflict
+from tidings.core.errors import BadRequest, Conflict
 from tidings.core.rate_limits import parse_rate
 from tidings.core.settings import Settings
 from tidings.core.submission import JobRequest, Submitter
@@ -254,29 +254,77 @@ async def test_an_in_process_submit_applies_the_keys_strategy(
 
 
 async def test_a_strategy_in_the_callers_transaction_acts_only_if_it_commits(
-    client: httpx.AsyncClient, pool: asyncpg.Pool, tidings: Tidings
+    client: httpx.AsyncClient,
+    pool: asyncpg.Pool,
+    redis: ArqRedis,
+    settings: Settings,
+    tidings: Tidings,
 ) -> None:
     gate, customer = gate_name(), f"c-{uuid.uuid4().hex[:6]}"
     old = await submit(client, "replace_running", args={"customer_id": customer, "gate": gate})
     await until(lambda: _is(client, old["id"], "running"), WITHIN_S)
-    async with pool.acquire() as conn:
+    # The caller's own asyncpg connection, with asyncpg's own codecs (JSON as text).
+    conn = await asyncpg.connect(settings.database_url)
+    try:
         transaction = conn.transaction()
         await transaction.start()
         dropped = await tidings.submit(
             "replace_running", {"customer_id": customer}, connection=conn
         )
         await transaction.rollback()
-    assert (await client.get(f"/jobs/{dropped['id']}")).status_code == 404
-    assert [event["kind"] for event in await history(client, old["id"])] == ["queued", "started"]
-
-    async with pool.acquire() as conn, conn.transaction():
-        new = await tidings.submit("replace_running", {"customer_id": customer}, connection=conn)
+        assert (await client.get(f"/jobs/{dropped['id']}")).status_code == 404
+        assert [event["kind"] for event in await history(client, old["id"])] == [
+            "queued",
+            "started",
+        ]
+        async with conn.transaction():
+            new = await tidings.submit(
+                "replace_running", {"customer_id": customer}, connection=conn
+            )
+    finally:
+        await conn.close()
     await until(lambda: _is(client, new["id"], "succeeded"), WITHIN_S)
     kinds = [(event["kind"], event["data"]) for event in await history(client, old["id"])]
     assert kinds[-1][0] == "cancelled"
-    [note] = [data for kind, data in kinds if kind == "log"]
+    [(seq, note)] = [
+        (event["seq"], event["data"])
+        for event in await history(client, old["id"])
+        if event["kind"] == "log"
+    ]
     assert note == {"reason": "cancel_in_progress", "superseded_by": new["id"]}
+    # Announced when the caller committed: a worker took the notice and published it.
+    claimed = f"{settings.namespace}:cascade:{old['id']}:{seq}"
+    await until(lambda: redis.exists(claimed), WITHIN_S)
     assert running_peak(await key_events(pool, scoped_key("default", customer))) == 1
+
+
+async def test_a_strategy_in_a_repeatable_read_transaction_is_refused(
+    pool: asyncpg.Pool, tidings: Tidings
+) -> None:
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+        with pytest.raises(BadRequest) as refused:
+            await tidings.submit(
+                "refuse_newest", {"customer_id": f"c-{uuid.uuid4().hex[:6]}"}, connection=conn
+            )
+    assert refused.value.code == "unsupported_isolation"
+
+
+async def test_a_retried_submission_gets_its_job_back_instead_of_the_strategys_answer(
+    client: httpx.AsyncClient,
+) -> None:
+    gate, customer = gate_name(), f"c-{uuid.uuid4().hex[:6]}"
+    body = {
+        "task": "refuse_newest",
+        "args": {"customer_id": customer, "gate": gate},
+        "idempotency_key": f"k-{uuid.uuid4().hex[:8]}",
+    }
+    first = await client.post("/jobs", json=body)
+    assert first.status_code == 202, first.text
+    again = await client.post("/jobs", json=body)  # its own job fills the key now
+    assert again.status_code == 200, again.text
+    assert again.json()["id"] == first.json()["id"]
+    gates.open(gate)
+    await until(lambda: _is(client, first.json()["id"], "succeeded"), WITHIN_S)
 
 
 # --- rate limits ----------------------------------------------------------------------------

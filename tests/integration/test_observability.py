@@ -456,15 +456,15 @@ async def test_the_reconciler_warns_only_when_redis_lost_its_data(
     names = queue.Names(f"{settings.namespace}-reconciler")
     reconciler = Reconciler(pool, redis, names, (parked,))
     try:
-        await redis.set(names.presence_key, 1)
+        await redis.set(names.presence_key(parked), 1)
         await redis.delete(token_key)  # its token claimed another job, as under load
         with captured_logs() as routine:
             assert await reconciler.run_once() == 1
 
-        await redis.delete(token_key, names.presence_key)  # as after a FLUSHALL
+        await redis.delete(token_key, names.presence_key(parked))  # as after a FLUSHALL
         with captured_logs() as lost:
             assert await reconciler.run_once() == 1
-        assert await redis.exists(names.presence_key)
+        assert await redis.exists(names.presence_key(parked))
     finally:
         await redis.aclose()
     [quiet] = named(routine, "reconciler.restored")

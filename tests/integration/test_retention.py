@@ -297,18 +297,20 @@ async def test_the_oldest_retained_jobs_age_is_reported_after_each_pass(
 
 
 async def test_a_pass_forgets_the_turns_of_groups_idle_for_an_hour(pool: asyncpg.Pool) -> None:
-    idle_s = FAIR_TURN_IDLE_S + 60
+    queue_name = f"turns-{uuid.uuid4().hex[:8]}"
     await pool.execute(
         "INSERT INTO fair_turns (queue, tenant, fair_key, served_at) VALUES "
-        "('default', 'idle', '', now() - make_interval(secs => $1)), "
-        "('default', 'recent', '', now())",
-        idle_s,
+        "($1, 'idle', '', now() - make_interval(secs => $2)), ($1, 'recent', '', now())",
+        queue_name,
+        FAIR_TURN_IDLE_S + 60,
     )
-    pruned = await pruner(pool).run_once()
+    try:
+        pruned = await pruner(pool).run_once()
+        remaining = await pool.fetch("SELECT tenant FROM fair_turns WHERE queue = $1", queue_name)
+    finally:
+        await pool.execute("DELETE FROM fair_turns WHERE queue = $1", queue_name)
     assert pruned.turns == 1
-    remaining = await pool.fetch("SELECT tenant FROM fair_turns WHERE queue = 'default'")
     assert [row["tenant"] for row in remaining] == ["recent"]
-    await pool.execute("DELETE FROM fair_turns")
 
 
 # --- what clients see -------------------------------------------------------------------------
