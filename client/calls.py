@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
+from typing_extensions import Unpack
+
+from tidings.client.job_filters import JobFilters, filter_values
 from tidings.client.models import Event, Job, JobPage, JobSpec, QueueInfo, TaskInfo, WorkerInfo
 
 T = TypeVar("T")
@@ -61,26 +64,12 @@ def get(job_id: str) -> Call[Job]:
 
 
 def list_jobs(
-    *,
-    status: str | None = None,
-    task: str | None = None,
-    queue: str | None = None,
-    batch_id: str | None = None,
-    parent_id: str | None = None,
-    limit: int | None = None,
-    cursor: str | None = None,
+    *, limit: int | None = None, cursor: str | None = None, **filters: Unpack[JobFilters]
 ) -> Call[JobPage]:
     """`GET /jobs`, leaving out the filters that were not asked for."""
-    given = {
-        "status": status,
-        "task": task,
-        "queue": queue,
-        "batch_id": batch_id,
-        "parent_id": parent_id,
-        "limit": limit,
-        "cursor": cursor,
-    }
-    params = {name: str(value) for name, value in given.items() if value is not None}
+    paging = {"limit": limit, "cursor": cursor}
+    params = filter_values(filters)
+    params.update({name: str(value) for name, value in paging.items() if value is not None})
     return Call("GET", "/jobs", _job_page, params=params)
 
 

@@ -17,13 +17,16 @@ from typing import Any, Literal, TypeVar, overload
 
 import httpx
 from httpx_sse import EventSource
+from typing_extensions import Unpack
 
-from tidings.client import batch_calls, calls
+from tidings.client import batch_calls, calls, finding_calls
 from tidings.client.batch_calls import batch_path
 from tidings.client.batch_cursor import BatchCursor
 from tidings.client.batch_models import Batch, BatchChange, BatchEvent, BatchPage
 from tidings.client.calls import Call, job_path
 from tidings.client.config import DEFAULT_TIMEOUT_S, STREAM_READ_TIMEOUT_S, ClientConfig
+from tidings.client.finding_models import BulkResult, Trends, TrendWindow
+from tidings.client.job_filters import JobFilters
 from tidings.client.models import (
     Event,
     Job,
@@ -143,51 +146,22 @@ class Client:
     def list(
         self,
         *,
-        status: str | None = None,
-        task: str | None = None,
-        queue: str | None = None,
-        batch_id: str | None = None,
-        parent_id: str | None = None,
         limit: int | None = None,
         cursor: str | None = None,
+        **filters: Unpack[JobFilters],
     ) -> JobPage:
         """One page of jobs, newest first; pass `page.next_cursor` as `cursor` for the next.
 
-        `batch_id` keeps a batch's members, `parent_id` a job's children."""
-        return self._send(
-            calls.list_jobs(
-                status=status,
-                task=task,
-                queue=queue,
-                batch_id=batch_id,
-                parent_id=parent_id,
-                limit=limit,
-                cursor=cursor,
-            )
-        )
+        `filters` (`JobFilters`) narrow it: `status`, `task`, `task_prefix`,
+        `task_contains`, the same three for `queue`, `created_after`, `created_before`
+        (timezone-aware), `batch_id` (a batch's members), `parent_id` (a job's children)."""
+        return self._send(calls.list_jobs(limit=limit, cursor=cursor, **filters))
 
-    def iter_jobs(
-        self,
-        *,
-        status: str | None = None,
-        task: str | None = None,
-        queue: str | None = None,
-        batch_id: str | None = None,
-        parent_id: str | None = None,
-        page_size: int = 100,
-    ) -> Iterator[Job]:
-        """Every matching job, newest first, fetching pages as it goes."""
+    def iter_jobs(self, *, page_size: int = 100, **filters: Unpack[JobFilters]) -> Iterator[Job]:
+        """Every job the filters (as `list`'s) match, newest first, fetching pages as it goes."""
         cursor: str | None = None
         while True:
-            page = self.list(
-                status=status,
-                task=task,
-                queue=queue,
-                batch_id=batch_id,
-                parent_id=parent_id,
-                limit=page_size,
-                cursor=cursor,
-            )
+            page = self.list(limit=page_size, cursor=cursor, **filters)
             yield from page.jobs
             if page.next_cursor is None:
                 return
@@ -211,6 +185,31 @@ class Client:
             page, next_after = self._send(calls.history_page(job_id, next_after))
             events += page
         return events
+
+    # --- many jobs at once: bulk actions and trends --------------------------------------
+
+    def bulk_cancel(self, job_ids: Iterable[str]) -> BulkResult:
+        """Cancel 1 to `max_jobs` (1000) jobs in one request, each as `cancel` would; the
+        result says, per id, whether it was cancelled, told to stop, skipped or not found."""
+        return self._send(finding_calls.bulk_by_ids("cancel", job_ids))
+
+    def bulk_retry(self, job_ids: Iterable[str]) -> BulkResult:
+        """Retry 1 to `max_jobs` (1000) failed or cancelled jobs in one request, each as
+        `retry` would; the others are `skipped` (or `not_found`) in the result."""
+        return self._send(finding_calls.bulk_by_ids("retry", job_ids))
+
+    def retry_failed(
+        self, *, failed_before: datetime | None = None, **filters: Unpack[JobFilters]
+    ) -> BulkResult:
+        """Retry the oldest `max_jobs` failed jobs the filters (as `list`'s) match, that
+        failed before `failed_before` if given (timezone-aware). `result.more` says more
+        matched: call again with the same `failed_before` for the next ones."""
+        return self._send(finding_calls.retry_failed(failed_before=failed_before, **filters))
+
+    def trends(self, window: TrendWindow = "1h", **filters: Unpack[JobFilters]) -> Trends:
+        """The jobs the filters (as `list`'s) match that finished in the last `window`: per
+        minute by outcome, and wait and run times overall, per task and per queue."""
+        return self._send(finding_calls.trends(window, **filters))
 
     # --- batches -------------------------------------------------------------------------
 
