@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 
 import click
 from rich.console import Console
+from typing_extensions import Unpack
 
 from tidings.cli import exits
 from tidings.cli.completion import complete_task_names
@@ -30,7 +31,7 @@ from tidings.cli.render import (
     tasks_table,
     workers_table,
 )
-from tidings.client import errors
+from tidings.client import JobFilters, errors
 from tidings.client.models import STATUSES
 from tidings.client.sync import Client
 
@@ -239,6 +240,10 @@ def watch(session: Session, job_id: str, cancel_on_interrupt: bool, json_output:
 @click.option("--status", type=click.Choice(STATUSES), help="Only jobs in this status.")
 @click.option("--task", help="Only jobs of this task.", shell_complete=complete_task_names)
 @click.option("--queue", help="Only jobs on this queue.")
+@click.option("--task-prefix", metavar="TEXT", help="Only jobs whose task starts so.")
+@click.option("--task-contains", metavar="TEXT", help="Only jobs whose task has this (3+).")
+@click.option("--queue-prefix", metavar="TEXT", help="Only jobs whose queue starts so.")
+@click.option("--queue-contains", metavar="TEXT", help="Only jobs whose queue has this (3+).")
 @click.option("--batch", "batch_id", metavar="ID", help="Only the members of this batch.")
 @click.option("--parent", "parent_id", metavar="ID", help="Only the children of this job.")
 @click.option("--limit", type=click.IntRange(1, 500), default=20, show_default=True)
@@ -247,25 +252,13 @@ def watch(session: Session, job_id: str, cancel_on_interrupt: bool, json_output:
 @pass_session
 def jobs(
     session: Session,
-    status: str | None,
-    task: str | None,
-    queue: str | None,
-    batch_id: str | None,
-    parent_id: str | None,
     limit: int,
     cursor: str | None,
     json_output: bool,
+    **filters: Unpack[JobFilters],
 ) -> None:
     """List jobs, newest first."""
-    page = session.client().list(
-        status=status,
-        task=task,
-        queue=queue,
-        batch_id=batch_id,
-        parent_id=parent_id,
-        limit=limit,
-        cursor=cursor,
-    )
+    page = session.client().list(limit=limit, cursor=cursor, **filters)
     if json_output:
         print_json({"jobs": [job.raw for job in page.jobs], "next_cursor": page.next_cursor})
         return

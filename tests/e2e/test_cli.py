@@ -291,6 +291,24 @@ async def test_inspect_and_act_on_jobs(live: Live, api: AsyncClient) -> None:
     await api.cancel(job_id)
 
 
+async def test_jobs_finds_by_the_start_or_a_part_of_a_queue_name(
+    live: Live, api: AsyncClient
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    wanted = await api.submit("noop", queue=f"parked-{tag}-a")  # no worker consumes these
+    other = await api.submit("noop", queue=f"held-{tag}-b")
+    by_prefix, by_part, too_short = await asyncio.gather(
+        tidings(live, "jobs", "--queue-prefix", f"parked-{tag}", "--json"),
+        tidings(live, "jobs", "--queue-contains", f"{tag}-b", "--json"),
+        tidings(live, "jobs", "--queue-contains", "ab"),
+    )
+    assert by_prefix.code == by_part.code == 0, (by_prefix.err, by_part.err)
+    assert [job["id"] for job in json.loads(by_prefix.out)["jobs"]] == [wanted.id]
+    assert [job["id"] for job in json.loads(by_part.out)["jobs"]] == [other.id]
+    assert too_short.code != 0 and "queue_contains" in too_short.err
+    await api.bulk_cancel([wanted.id, other.id])
+
+
 async def test_watch_follows_an_existing_job_to_its_end(live: Live, api: AsyncClient) -> None:
     job = await api.submit("sleep_steps", steps=3, args={"delay_s": 0.05})
     watched = await tidings(live, "watch", job.id)
