@@ -8,7 +8,9 @@
 --
 -- - A group found alone at a priority stays alone for the rest of the pass: a job of
 --   another group committed meanwhile is served from the next pass (a few milliseconds
---   later) instead of the next claim of this one.
+--   later) instead of the next claim of this one. So does a group whose rivals the round
+--   robin passed over, every one, for want of a job this pass could claim: their jobs are
+--   held by another claimer (whose pass has not committed yet), not due, or at a limit.
 -- - A task at its `max_concurrency`, a key at its `max_per_key`, an empty rate bucket stay
 --   so for the rest of the pass (this pass only adds running jobs; a slot freed meanwhile
 --   is used by the next pass).
@@ -31,6 +33,7 @@ DECLARE
     v_alone_at smallint;        -- the priority at which this pass found a group alone,
     v_alone    text[];          -- and that group (tenant, fair key)
     v_shared   boolean;
+    v_passed   integer;         -- rival groups the round robin passed over
     v_group    record;
     v_job      jobs;
     v_turn     jobs;
@@ -77,6 +80,7 @@ BEGIN
             END IF;
         END IF;
         IF v_shared THEN
+            v_passed := 0;
             -- Take turns: the groups waiting at this priority, least recently served first
             -- (never served: first of all), then by their oldest job; one probe per group.
             -- The first group with a claimable due job is served; reaching the best job's
@@ -100,13 +104,22 @@ BEGIN
                            ORDER BY j.tenant, j.fair_key, j.run_at
                            LIMIT 1) AS n
                 )
-                SELECT w.tenant, w.fair_key, w.id
+                SELECT w.tenant, w.fair_key, w.id, count(*) OVER () AS groups
                   FROM (SELECT * FROM g LIMIT 1000) AS w
                   LEFT JOIN fair_turns t
                     ON t.queue = p_queue AND t.tenant = w.tenant AND t.fair_key = w.fair_key
                  ORDER BY t.served_at NULLS FIRST, w.run_at
             LOOP
-                EXIT WHEN v_group.tenant = v_job.tenant AND v_group.fair_key = v_job.fair_key;
+                IF v_group.tenant = v_job.tenant AND v_group.fair_key = v_job.fair_key THEN
+                    -- Reached last, every rival passed over: none has a job this pass can
+                    -- claim (held by another claimer, not due, or at a limit), which stays
+                    -- so for the pass. Alone, then, as far as this pass can tell.
+                    IF v_passed = v_group.groups - 1 AND v_group.groups < 1000 THEN
+                        v_alone_at := v_job.priority;
+                        v_alone := ARRAY[v_job.tenant, v_job.fair_key];
+                    END IF;
+                    EXIT;
+                END IF;
                 -- The group's oldest waiting job, which the scan read, is the one to claim
                 -- unless it is not due, not claimable here, or another claimer holds it.
                 -- By primary key: `status || ''` keeps the waiting-job indexes out of the
@@ -144,6 +157,7 @@ BEGIN
                     v_job := v_turn;  -- the best job stays locked until commit, unclaimed
                     EXIT;
                 END IF;
+                v_passed := v_passed + 1;
             END LOOP;
         END IF;
         v_limit := (p_limits ->> v_job.task)::integer;

@@ -405,6 +405,34 @@ async def test_a_tenants_backlog_does_not_delay_another_tenants_job(
     assert sorted(tenants[3:6]) == ["big", "small", "third"], tenants
 
 
+async def test_a_pass_claims_on_while_a_rivals_job_is_held_by_another_claimer(
+    settings: Settings, pool: asyncpg.Pool, redis: ArqRedis
+) -> None:
+    queue_name = f"fair-{uuid.uuid4().hex[:6]}"  # no worker consumes it: the test claims
+    submitter = Submitter(pool, redis, queue.Names(settings.namespace))
+
+    def request(tenant: str) -> JobRequest:
+        return JobRequest("noop", {}, queue_name, max_attempts=1, timeout_s=60, tenant=tenant)
+
+    big = await submitter.submit_many([request("big")] * 5)
+    small = await submitter.submit(request("small"))
+    assert small is not None
+    async with pool.acquire() as other, other.transaction():
+        # Another claimer's pass holds the small tenant's only job, not yet committed.
+        await other.execute("SELECT 1 FROM jobs WHERE id = $1 FOR UPDATE", small.row["id"])
+        claimed = await jobs.claim_jobs(
+            pool, queue=queue_name, worker_id="w", limits={}, count=4, tasks=["noop"]
+        )
+        # Submitted together, the big tenant's jobs tie on age: any four of them.
+        assert len(claimed) == 4
+        assert {row["id"] for row in claimed} <= {row["id"] for row in big}
+    # Released (that pass rolled back), it is next: its tenant waited, the other was served.
+    [first] = await jobs.claim_jobs(
+        pool, queue=queue_name, worker_id="w", limits={}, count=1, tasks=["noop"]
+    )
+    assert first["id"] == small.row["id"]
+
+
 async def test_fair_tasks_take_turns_across_their_keys_within_a_tenant(
     settings: Settings, pool: asyncpg.Pool, redis: ArqRedis
 ) -> None:
