@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from arq.connections import ArqRedis
 
 from bench import claim_versions
+from bench.backing import TOKEN_KEY_PREFIXES
 from bench.report import Row, Target, latency_rows
 from bench.runner import Bench
 from bench.scenarios.throughput import tidings_batch
@@ -182,14 +183,19 @@ async def under_backlog(
     window_end = datetime.now(UTC)
     pool = bench.jobs.pool
     finished = await pool.fetchval(_FINISHED_IN, [TENANT_A, TENANT_B], window_start, window_end)
-    # What is left of the backlog goes, with its tokens, before the next run.
+    # What is left of the backlog goes, with its tokens, before the next run: their queue
+    # entries and their payload keys. Payloads left behind (a day's expiry) piled up to
+    # hundreds of MB over a run's rounds, and an embedded Redis that snapshots them to disk
+    # stalled every claim while it did.
     dropped = await pool.fetch(_DROP_BACKLOG, [TENANT_A])
     while await pool.fetchval(_WAITING, [TENANT_A]):
         dropped += await pool.fetch(_DROP_BACKLOG, [TENANT_A])
     keys = [queue.arq_job_id(row["id"], row["attempt"]) for row in dropped]
     queue_key = queue.Names(bench.backing.namespace).queue("default")
     for start in range(0, len(keys), CHUNK):
-        await redis.zrem(queue_key, *keys[start : start + CHUNK])
+        chunk = keys[start : start + CHUNK]
+        await redis.zrem(queue_key, *chunk)
+        await redis.delete(*(prefix + key for key in chunk for prefix in TOKEN_KEY_PREFIXES))
     running = [row["id"] for row in await pool.fetch(_RUNNING, [TENANT_A])]
     await bench.jobs.wait_finished([*running, *b_ids], 120)
     # The dropped backlog's dead rows (and its events') would slow whichever claim runs
