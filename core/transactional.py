@@ -139,8 +139,8 @@ async def insert_keyed(conn: Connection, request: JobRequest) -> asyncpg.Record 
 
     The key's lock is held until the caller's transaction ends, and what the strategy
     reads of the key's jobs must be current, so the caller's transaction must be READ
-    COMMITTED (Postgres' default): a later snapshot would miss jobs of the key committed
-    after it was taken."""
+    COMMITTED (Postgres' default): under REPEATABLE READ its snapshot, taken at its first
+    statement, would miss jobs of the key committed since."""
     isolation = await conn.fetchrow(_ISOLATION)
     if isolation is not None and isolation["level"] != "read committed":
         raise BadRequest(
