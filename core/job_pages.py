@@ -113,8 +113,8 @@ async def read_page(
     """The newest page, the page `cursor` names, or (`oldest`) the page of the oldest jobs."""
     if oldest or (cursor is not None and cursor.direction is Direction.NEWER):
         after = cursor.key if cursor is not None else None
-        rows = await search.list_oldest(
-            db, tenant=tenant, resolved=resolved, after=after, limit=limit + 1
+        rows = await search.list_matching(
+            db, tenant=tenant, resolved=resolved, newest_first=False, beyond=after, limit=limit + 1
         )
         page = rows[:limit][::-1]
         more_newer = len(rows) > limit
@@ -122,8 +122,8 @@ async def read_page(
         more_older = cursor is not None
     else:
         before = cursor.key if cursor is not None else None
-        rows = await search.list_newest(
-            db, tenant=tenant, resolved=resolved, before=before, limit=limit + 1
+        rows = await search.list_matching(
+            db, tenant=tenant, resolved=resolved, beyond=before, limit=limit + 1
         )
         page = rows[:limit]
         more_older = len(rows) > limit

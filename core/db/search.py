@@ -178,41 +178,22 @@ def where_of(tenant: str, resolved: Resolved) -> Where:
     return where
 
 
-async def list_newest(
+async def list_matching(
     db: Db,
     *,
     tenant: str,
     resolved: Resolved,
-    before: tuple[datetime, uuid.UUID] | None = None,
     limit: int,
+    newest_first: bool = True,
+    beyond: tuple[datetime, uuid.UUID] | None = None,
 ) -> list[asyncpg.Record]:
-    """Matching jobs newest first, strictly older than `before` (created_at, id) if given."""
+    """Matching jobs newest first (or oldest first), strictly past `beyond` (created_at,
+    id) in that order if given."""
     where = where_of(tenant, resolved)
-    if before is not None:
-        where.add("(created_at, id) < ({}, {})", *before)
-    sql = (
-        f"SELECT * FROM jobs WHERE {where.sql()} "
-        f"ORDER BY created_at DESC, id DESC LIMIT {where.next_place(limit)}"
-    )
-    return list(await db.fetch(sql, *where.params))
-
-
-async def list_oldest(
-    db: Db,
-    *,
-    tenant: str,
-    resolved: Resolved,
-    after: tuple[datetime, uuid.UUID] | None = None,
-    limit: int,
-) -> list[asyncpg.Record]:
-    """Matching jobs oldest first, strictly newer than `after` (created_at, id) if given."""
-    where = where_of(tenant, resolved)
-    if after is not None:
-        where.add("(created_at, id) > ({}, {})", *after)
-    sql = (
-        f"SELECT * FROM jobs WHERE {where.sql()} "
-        f"ORDER BY created_at, id LIMIT {where.next_place(limit)}"
-    )
+    past, order = ("<", "created_at DESC, id DESC") if newest_first else (">", "created_at, id")
+    if beyond is not None:
+        where.add(f"(created_at, id) {past} ({{}}, {{}})", *beyond)
+    sql = f"SELECT * FROM jobs WHERE {where.sql()} ORDER BY {order} LIMIT {where.next_place(limit)}"
     return list(await db.fetch(sql, *where.params))
 
 

@@ -28,7 +28,7 @@ NEIGHBOURS = {
 
 
 class StatementRecorder:
-    """Stands in for the pool in `search.list_newest`, keeping the statement it sends."""
+    """Stands in for the pool in `search.list_matching`, keeping the statement it sends."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -66,7 +66,7 @@ def by_prefix(prefix: str) -> search.Resolved:
 
 
 async def found(pool: asyncpg.Pool, prefix: str, tenant: str = "default") -> set[str]:
-    rows = await search.list_newest(pool, tenant=tenant, resolved=by_prefix(prefix), limit=500)
+    rows = await search.list_matching(pool, tenant=tenant, resolved=by_prefix(prefix), limit=500)
     return {str(row["id"]) for row in rows}
 
 
@@ -115,7 +115,7 @@ async def test_over_a_million_jobs_the_lookup_reads_the_primary_key_in_under_100
 ) -> None:
     recorder = StatementRecorder(pool)
     for prefix in ("abcdef", "abcdef03", "0123456"):  # several, none and a random few
-        await search.list_newest(
+        await search.list_matching(
             recorder,
             tenant="default",
             resolved=by_prefix(prefix),
